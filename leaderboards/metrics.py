@@ -1,0 +1,200 @@
+"""Metrics as sufficient statistics per item, so that bootstrap resampling is cheap.
+
+Every metric turns each item into a vector of statistics; summing the vectors
+of any subset of items and calling ``score_from_stats`` gives the corpus-level
+score of that subset. For sacrebleu's metrics these are sacrebleu's own
+statistics, so the full-set value equals ``corpus_score`` exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "INVALID_LABEL",
+    "Metric",
+    "get_metric",
+    "known_metrics",
+    "parse_label",
+]
+
+INVALID_LABEL = "<unparseable>"
+
+
+@dataclass
+class Metric:
+    """One metric: how to compute it and how to read it.
+
+    Attributes:
+        name: Registry name, e.g. ``"chrf++"``.
+        task: ``"generation"`` or ``"classification"``.
+        higher_is_better: Direction used for ranking.
+        label: Human-readable name for pages.
+    """
+
+    name: str
+    task: str
+    higher_is_better: bool
+    label: str
+    _stats: Callable[[Sequence[str], Sequence[str], Sequence[str]], np.ndarray] = field(repr=False)
+    _score: Callable[[np.ndarray, Sequence[str]], float] = field(repr=False)
+    _signature: Callable[[], str | None] = field(repr=False, default=lambda: None)
+
+    def item_stats(
+        self, predictions: Sequence[str], references: Sequence[str], labels: Sequence[str] = ()
+    ) -> np.ndarray:
+        """Per-item statistics, shape (n_items, n_stats)."""
+        return self._stats(predictions, references, labels)
+
+    def score_from_stats(self, totals: np.ndarray, labels: Sequence[str] = ()) -> float:
+        """The score of a set of items from the sum of their statistics."""
+        return float(self._score(totals, labels))
+
+    def signature(self) -> str | None:
+        """The metric signature (sacrebleu's for its metrics), stored beside each score."""
+        return self._signature()
+
+
+def _sacrebleu_metric(name: str, label: str, higher: bool, factory: Callable[[], Any]) -> Metric:
+    def stats(preds: Sequence[str], refs: Sequence[str], _labels: Sequence[str]) -> np.ndarray:
+        metric = factory()
+        rows = metric._extract_corpus_statistics(list(preds), [list(refs)])
+        return np.asarray(rows, dtype=np.float64).reshape(len(preds), -1)
+
+    def score(totals: np.ndarray, _labels: Sequence[str]) -> float:
+        metric = factory()
+        values = [int(v) if float(v).is_integer() else float(v) for v in totals]
+        return metric._compute_score_from_stats(values).score
+
+    def signature() -> str:
+        metric = factory()
+        # The number of references is only known once references are cached.
+        metric.corpus_score(["x"], [["x"]])
+        return str(metric.get_signature())
+
+    return Metric(name, "generation", higher, label, stats, score, signature)
+
+
+def _chrf_plus_plus() -> Any:
+    from sacrebleu.metrics import CHRF
+
+    return CHRF(word_order=2)
+
+
+def _bleu() -> Any:
+    from sacrebleu.metrics import BLEU
+
+    # Scripts such as Tamil and Devanagari are split on whitespace by 13a; the
+    # default tokenizer is what sacrebleu recommends for these languages too.
+    return BLEU(effective_order=False)
+
+
+def _ter() -> Any:
+    from sacrebleu.metrics import TER
+
+    return TER()
+
+
+def parse_label(text: str, labels: Sequence[str]) -> str:
+    """Read a class label from a model's answer.
+
+    The answer's first non-empty line must contain exactly one of ``labels`` as
+    a whole word (case-insensitive); anything else is ``INVALID_LABEL``.
+    """
+    first_line = next((line for line in text.strip().splitlines() if line.strip()), "")
+    words = set(re.findall(r"[^\W_]+", first_line.casefold()))
+    found = [label for label in labels if label.casefold() in words]
+    return found[0] if len(found) == 1 else INVALID_LABEL
+
+
+def _accuracy_stats(preds: Sequence[str], refs: Sequence[str], _labels: Sequence[str]) -> np.ndarray:
+    return np.asarray([[float(p == r)] for p, r in zip(preds, refs, strict=True)]).reshape(-1, 1)
+
+
+def _percent_of_items(totals: np.ndarray, _labels: Sequence[str]) -> float:
+    """Statistics ``[hits, n]`` (see ``_counted``) as a percentage."""
+    hits, n = totals
+    return 100.0 * hits / n if n else 0.0
+
+
+def _counted(
+    stats: Callable[[Sequence[str], Sequence[str], Sequence[str]], np.ndarray],
+) -> Callable[[Sequence[str], Sequence[str], Sequence[str]], np.ndarray]:
+    def with_count(preds: Sequence[str], refs: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+        base = stats(preds, refs, labels)
+        return np.hstack([base, np.ones((base.shape[0], 1))])
+
+    return with_count
+
+
+def _f1_stats(preds: Sequence[str], refs: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Per item: true positives, false positives, false negatives for each label."""
+    k = len(labels)
+    rows = np.zeros((len(preds), 3 * k))
+    index = {label: i for i, label in enumerate(labels)}
+    for row, (pred, ref) in enumerate(zip(preds, refs, strict=True)):
+        if pred == ref:
+            rows[row, index[ref]] = 1
+        else:
+            rows[row, 2 * k + index[ref]] = 1  # a miss for the true class
+            if pred in index:  # an unparseable answer is nobody's false positive
+                rows[row, k + index[pred]] = 1
+    return rows
+
+
+def _macro_f1_score(totals: np.ndarray, labels: Sequence[str]) -> float:
+    k = len(labels)
+    tp, fp, fn = totals[:k], totals[k : 2 * k], totals[2 * k :]
+    denominators = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denominators, out=np.zeros(k), where=denominators > 0)
+    return 100.0 * float(f1.mean())
+
+
+def _invalid_stats(preds: Sequence[str], _refs: Sequence[str], _labels: Sequence[str]) -> np.ndarray:
+    return np.asarray([[float(p == INVALID_LABEL)] for p in preds]).reshape(-1, 1)
+
+
+_REGISTRY: dict[str, Callable[[], Metric]] = {
+    "chrf++": lambda: _sacrebleu_metric("chrf++", "chrF++", True, _chrf_plus_plus),
+    "bleu": lambda: _sacrebleu_metric("bleu", "BLEU", True, _bleu),
+    "ter": lambda: _sacrebleu_metric("ter", "TER", False, _ter),
+    "accuracy": lambda: Metric(
+        "accuracy", "classification", True, "Accuracy", _counted(_accuracy_stats), _percent_of_items
+    ),
+    "macro_f1": lambda: Metric(
+        "macro_f1", "classification", True, "Macro-F1", _f1_stats, _macro_f1_score
+    ),
+    "unparseable": lambda: Metric(
+        "unparseable",
+        "classification",
+        False,
+        "Unparseable answers (%)",
+        _counted(_invalid_stats),
+        _percent_of_items,
+    ),
+}
+
+
+def known_metrics(task: str | None = None) -> list[str]:
+    """Names of the registered metrics, optionally only those for ``task``."""
+    return sorted(name for name in _REGISTRY if task is None or get_metric(name).task == task)
+
+
+def get_metric(name: str) -> Metric:
+    """Look a metric up by name.
+
+    Raises:
+        KeyError: unknown name; the message lists the known ones.
+    """
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"Unknown metric {name!r}. Known metrics: {', '.join(sorted(_REGISTRY))}."
+        ) from None
+    return factory()

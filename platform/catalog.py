@@ -1,0 +1,172 @@
+"""Find and register benchmarks and models by name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from sqlmodel import Session, col, select
+
+from .domain import Benchmark, Model
+from .errors import NotFoundError, SabhaError
+
+__all__ = [
+    "add_model",
+    "check_model_directory",
+    "directory_digest",
+    "get_benchmark",
+    "get_model",
+    "latest_benchmarks",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def latest_benchmarks(session: Session) -> list[Benchmark]:
+    """The newest definition of every benchmark name, sorted by name."""
+    newest: dict[str, Benchmark] = {}
+    for benchmark in session.exec(select(Benchmark).order_by(col(Benchmark.id))):
+        newest[benchmark.name] = benchmark
+    return [newest[name] for name in sorted(newest)]
+
+
+def get_benchmark(session: Session, name: str) -> Benchmark:
+    """The current definition of the benchmark ``name``.
+
+    Raises:
+        NotFoundError: no such benchmark; the message lists the known ones.
+    """
+    benchmark = session.exec(
+        select(Benchmark).where(Benchmark.name == name).order_by(col(Benchmark.id).desc())
+    ).first()
+    if benchmark is None:
+        known = ", ".join(b.name for b in latest_benchmarks(session)) or "(none loaded)"
+        raise NotFoundError(
+            f"Unknown benchmark {name!r}. Known benchmarks: {known}.",
+            "Load it with `sabha benchmarks load PATH`, or pick a known name.",
+        )
+    return benchmark
+
+
+def get_model(session: Session, name: str) -> Model:
+    """The registered model ``name``.
+
+    Raises:
+        NotFoundError: no such model; the message lists the known ones.
+    """
+    model = session.exec(select(Model).where(Model.name == name)).first()
+    if model is None:
+        known = ", ".join(m.name for m in session.exec(select(Model).order_by(Model.name))) or (
+            "(none registered)"
+        )
+        raise NotFoundError(
+            f"Unknown model {name!r}. Known models: {known}.",
+            "Register it with `sabha models add NAME --path DIR` (or `--hub REPO --revision SHA`), "
+            "or make a smoke-test model with `sabha models make-tiny NAME`.",
+        )
+    return model
+
+
+def check_model_directory(path: Path) -> None:
+    """Check that ``path`` looks like a Hugging Face model folder vLLM can load.
+
+    Raises:
+        SabhaError: naming the missing or broken file.
+    """
+    if not path.is_dir():
+        raise SabhaError(f"Model folder {path} does not exist.", "Give the path of a model folder.")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise SabhaError(
+            f"{path} is not a Hugging Face model folder: config.json is missing.",
+            "Point --path at the folder that holds config.json, the weights and the tokenizer.",
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SabhaError(f"{config_file} is not valid JSON ({exc}).", "Fix or replace it.") from exc
+    if not isinstance(config, dict) or not config.get("architectures"):
+        raise SabhaError(
+            f"{config_file} has no 'architectures' field, so vLLM cannot tell which model it is.",
+            "Save the model with transformers' save_pretrained, which writes it.",
+        )
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise SabhaError(
+            f"{path} holds no weights (*.safetensors or *.bin).",
+            "Copy the weight files into the folder.",
+        )
+    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer.model").is_file():
+        raise SabhaError(
+            f"{path} holds no tokenizer (tokenizer.json or tokenizer.model).",
+            "Save the tokenizer into the same folder with save_pretrained.",
+        )
+
+
+def directory_digest(path: Path) -> str:
+    """SHA-256 of a folder's files (names and contents): a local model's revision."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def add_model(
+    session: Session,
+    name: str,
+    path: Path | None = None,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    smoke_test: bool = False,
+    description: str | None = None,
+) -> Model:
+    """Register a model from a local folder or a hub repository at a pinned commit.
+
+    Raises:
+        SabhaError: bad name, both or neither source, unpinned revision, bad folder,
+            or the name is taken.
+    """
+    if not _NAME.match(name):
+        raise SabhaError(
+            f"Model name {name!r} is not allowed.",
+            "Use letters, digits, '.', '_' and '-' (at most 200 characters).",
+        )
+    if (path is None) == (repo_id is None):
+        raise SabhaError(
+            "A model needs exactly one source.", "Pass either --path DIR or --hub REPO --revision SHA."
+        )
+    if session.exec(select(Model).where(Model.name == name)).first() is not None:
+        raise SabhaError(f"A model named {name!r} is already registered.", "Choose another name.")
+    if path is not None:
+        path = path.resolve()
+        check_model_directory(path)
+        model = Model(
+            name=name,
+            source="local",
+            path=str(path),
+            revision=directory_digest(path),
+            smoke_test=smoke_test,
+            description=description,
+        )
+    else:
+        if not revision or not _COMMIT.match(revision):
+            raise SabhaError(
+                f"Hub model {repo_id!r} needs --revision pinned to a full 40-character commit hash.",
+                "Find the commit on the model's page (Files and versions) and pass it as --revision.",
+            )
+        model = Model(
+            name=name,
+            source="hub",
+            repo_id=repo_id,
+            revision=revision,
+            smoke_test=smoke_test,
+            description=description,
+        )
+    session.add(model)
+    session.flush()
+    return model

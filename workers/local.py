@@ -1,0 +1,99 @@
+"""Run evaluations on this machine: a local Ray runtime and an engine actor."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sabha.platform.errors import EngineError
+
+from .engine import _require, start_engine_actor
+
+__all__ = ["RayEngineClient", "ensure_ray", "shutdown_ray"]
+
+
+def ensure_ray(address: str | None = None, quiet: bool = True) -> Any:
+    """Start (or join) Ray, on loopback, without usage stats.
+
+    Args:
+        address: A cluster to join (``SABHA_RAY_ADDRESS``); None starts a local one.
+        quiet: Keep the engines' own logs out of the terminal.
+    """
+    # Without this Ray binds to the machine's network address, not 127.0.0.1.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray = _require("ray")
+    if not ray.is_initialized():
+        options: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": not quiet,
+            "runtime_env": {"env_vars": {"VLLM_LOGGING_LEVEL": "WARNING" if quiet else "INFO"}},
+        }
+        if address:
+            options["address"] = address
+        ray.init(**options)
+    return ray
+
+
+def shutdown_ray() -> None:
+    """Stop the local Ray runtime if this process started one."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+class RayEngineClient:
+    """Calls a ``VLLMEngine`` actor synchronously; turns actor failures into ``EngineError``.
+
+    Args:
+        model_path: Model folder (or pinned hub id) to load.
+        seed: Engine seed.
+    """
+
+    def __init__(self, model_path: str, seed: int = 0) -> None:
+        self.model_path = model_path
+        self.actor = start_engine_actor(model_path, seed)
+        self._info: dict[str, Any] | None = None
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        import ray
+
+        try:
+            return ray.get(method.remote(*args))
+        except ray.exceptions.ActorDiedError as exc:
+            reason = _root_cause(exc)
+            raise EngineError(
+                f"vLLM could not load the model at {self.model_path}: {reason}",
+                "Check that the folder is a complete Hugging Face model that vLLM supports "
+                "(config.json, weights, tokenizer); run with --verbose for vLLM's own log.",
+            ) from exc
+        except ray.exceptions.RayTaskError as exc:
+            raise EngineError(
+                f"vLLM failed while generating with {self.model_path}: {_root_cause(exc)}",
+                "Run with --verbose for vLLM's own log.",
+            ) from exc
+
+    def info(self) -> dict[str, Any]:
+        """Provenance of the engine (host, Ray node, versions, device)."""
+        if self._info is None:
+            self._info = self._call(self.actor.info)
+        return self._info
+
+    def generate(self, requests: list[dict[str, Any]], decoding: dict[str, Any]) -> list[dict[str, Any]]:
+        """Generate answers for a batch (see ``VLLMEngine.generate``)."""
+        return self._call(self.actor.generate, requests, decoding)
+
+    def close(self) -> None:
+        """Stop the actor and free its memory."""
+        import ray
+
+        ray.kill(self.actor)
+
+
+def _root_cause(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc.__cause__
+    text = str(cause or exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    # The last line of a traceback text is the exception itself.
+    return lines[-1][:500] if lines else type(exc).__name__
