@@ -47,6 +47,7 @@ def _write_parquet(rows: list[dict[str, Any]], destination: Path) -> None:
     """Write rows with the ``datasets`` library, atomically (temp file, then rename)."""
     import datasets
 
+    datasets.disable_progress_bars()
     features = datasets.Features({name: datasets.Value("string") for name in rows[0]})
     table = datasets.Dataset.from_list(rows, features=features)
     destination.parent.mkdir(parents=True, exist_ok=True)

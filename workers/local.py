@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -26,6 +27,7 @@ def ensure_ray(address: str | None = None, quiet: bool = True) -> Any:
     if not ray.is_initialized():
         options: dict[str, Any] = {
             "include_dashboard": False,
+            "logging_level": logging.WARNING if quiet else logging.INFO,
             "log_to_driver": not quiet,
             "runtime_env": {"env_vars": {"VLLM_LOGGING_LEVEL": "WARNING" if quiet else "INFO"}},
         }

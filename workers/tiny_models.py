@@ -55,6 +55,9 @@ def make_tiny_model(
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
     destination = Path(destination)
     if destination.exists():
@@ -106,6 +109,7 @@ def make_tiny_model(
             json.dumps({"smoke_test": True, "seed": seed, "vocab_size": len(fast)}, indent=2) + "\n",
             encoding="utf-8",
         )
+        os.chmod(staging, 0o755)
         os.replace(staging, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -6,7 +6,15 @@ import re
 import string
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from sabha.leaderboards.metrics import known_metrics
 
@@ -92,14 +100,21 @@ class DecodingSpec(_Strict):
     seed: int = 0
 
 
+LanguageTag = Annotated[str, AfterValidator(_check_language)]
+
+
 class BenchmarkSpec(_Strict):
-    """A benchmark file: dataset, task, prompt and metrics."""
+    """A benchmark file: dataset, task, prompt and metrics.
+
+    Each rule is a field validator that reads only earlier fields, so one
+    broken field never hides problems in the others.
+    """
 
     name: Slug
     title: NonEmpty
     description: NonEmpty
     task: Literal["generation", "classification"]
-    languages: list[str] = Field(min_length=1)
+    languages: list[LanguageTag] = Field(min_length=1)
     labels: list[NonEmpty] = Field(default_factory=list)
     attributes: dict[str, list[NonEmpty]] = Field(default_factory=dict)
     dataset: DatasetSpec
@@ -109,36 +124,63 @@ class BenchmarkSpec(_Strict):
     breakdowns: list[str] = Field(default_factory=lambda: ["language"])
     decoding: DecodingSpec = Field(default_factory=DecodingSpec)
 
-    @field_validator("languages")
+    @field_validator("labels")
     @classmethod
-    def _languages_are_tags(cls, tags: list[str]) -> list[str]:
-        return [_check_language(tag) for tag in tags]
+    def _labels_fit_task(cls, labels: list[str], info: ValidationInfo) -> list[str]:
+        task = info.data.get("task")
+        if task == "classification" and len(set(labels)) < 2:
+            raise ValueError("a classification benchmark needs at least two distinct labels")
+        if task == "generation" and labels:
+            raise ValueError("labels are only for classification benchmarks; remove them")
+        return labels
 
-    @model_validator(mode="after")
-    def _consistent(self) -> BenchmarkSpec:
-        task_metrics = known_metrics(self.task)
-        unknown = [m for m in self.metrics if m not in task_metrics]
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_not_reserved(cls, attributes: dict[str, list[str]]) -> dict[str, list[str]]:
+        clash = RESERVED_COLUMNS & set(attributes)
+        if clash:
+            raise ValueError(f"attribute names {sorted(clash)} are reserved; rename them")
+        return attributes
+
+    @field_validator("prompt")
+    @classmethod
+    def _fields_not_reserved(cls, prompt: PromptSpec) -> PromptSpec:
+        clash = RESERVED_COLUMNS & set(prompt.fields)
+        if clash:
+            raise ValueError(f"template fields {sorted(clash)} are reserved; rename them")
+        return prompt
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_fit_task(cls, metrics: list[str], info: ValidationInfo) -> list[str]:
+        task = info.data.get("task")
+        allowed = known_metrics(task) if task else known_metrics()
+        unknown = [m for m in metrics if m not in allowed]
         if unknown:
             raise ValueError(
-                f"metrics {unknown} are not {self.task} metrics; known: {', '.join(task_metrics)}"
+                f"{unknown} are not {task or 'known'} metrics; known: {', '.join(allowed)}"
             )
-        if self.primary_metric not in self.metrics:
-            raise ValueError(f"primary_metric {self.primary_metric!r} must be one of metrics")
-        if self.task == "classification" and len(set(self.labels)) < 2:
-            raise ValueError("a classification benchmark needs at least two distinct labels")
-        if self.task == "generation" and self.labels:
-            raise ValueError("labels are only for classification benchmarks; remove them")
-        allowed = BUILTIN_BREAKDOWNS | set(self.attributes)
-        bad = [b for b in self.breakdowns if b not in allowed]
+        return metrics
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _primary_is_listed(cls, primary: str, info: ValidationInfo) -> str:
+        metrics = info.data.get("metrics")
+        if metrics is not None and primary not in metrics:
+            raise ValueError(f"{primary!r} must be one of metrics {metrics}")
+        return primary
+
+    @field_validator("breakdowns")
+    @classmethod
+    def _breakdowns_known(cls, breakdowns: list[str], info: ValidationInfo) -> list[str]:
+        allowed = BUILTIN_BREAKDOWNS | set(info.data.get("attributes") or {})
+        bad = [b for b in breakdowns if b not in allowed]
         if bad:
             raise ValueError(
-                f"breakdowns {bad} are unknown; use {sorted(allowed)} "
+                f"{bad} are unknown; use {sorted(allowed)} "
                 "(declare attribute breakdowns under attributes:)"
             )
-        clash = RESERVED_COLUMNS & (set(self.attributes) | set(self.prompt.fields))
-        if clash:
-            raise ValueError(f"names {sorted(clash)} are reserved; rename those fields")
-        return self
+        return breakdowns
 
 
 class ItemSpec(_Strict):

@@ -1,0 +1,34 @@
+# Sabha: one command to set up, one to run the demo, one to run the tests.
+#   make demo   set up, evaluate two tiny models on the starter benchmarks, serve the leaderboard
+#   make test   set up, run the whole test suite (what CI runs)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sabha-setup-stamp
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes, so a second `make demo` is fast.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[cpu,dev]"
+	@# With CPU torch these break `transformers` imports; vLLM does not need them.
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/sabha demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

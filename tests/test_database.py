@@ -1,0 +1,126 @@
+"""The schema, migrations and immutability rules, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, select
+
+from conftest import generation_items, write_benchmark
+from sabha.annotation.release import register_benchmark
+from sabha.platform.benchmarks import load_benchmark_file
+from sabha.platform.catalog import add_model
+from sabha.platform.db import ImmutableVersionError, current_revision, head_revision, session_scope
+from sabha.platform.domain import Benchmark, DatasetVersion, Item, Job, Output, Shard
+from sabha.platform.evaluation import create_job
+
+
+def _load(db: Engine, tmp_path: Path) -> Benchmark:
+    loaded = load_benchmark_file(write_benchmark(tmp_path / "bench", generation_items(6)))
+    with session_scope(db) as session:
+        benchmark, _ = register_benchmark(session, loaded, tmp_path / "artifacts")
+    return benchmark
+
+
+def test_migrations_create_the_schema_of_the_models(db: Engine) -> None:
+    assert current_revision(db) == head_revision()
+    with db.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert differences == []
+
+
+def test_loading_a_benchmark_twice_changes_nothing(db: Engine, tmp_path: Path) -> None:
+    first = _load(db, tmp_path)
+    second = _load(db, tmp_path)
+    assert first.id == second.id
+    with Session(db) as session:
+        assert len(session.exec(select(DatasetVersion)).all()) == 1
+        assert len(session.exec(select(Item)).all()) == 6
+
+
+def test_released_dataset_version_items_cannot_change(db: Engine, tmp_path: Path) -> None:
+    _load(db, tmp_path)
+    with pytest.raises(ImmutableVersionError, match="released"):
+        with session_scope(db) as session:
+            item = session.exec(select(Item)).first()
+            assert item is not None
+            item.reference = "edited"
+    with Session(db) as session:
+        assert all(i.reference != "edited" for i in session.exec(select(Item)))
+
+
+def test_released_dataset_version_cannot_change_or_gain_items(db: Engine, tmp_path: Path) -> None:
+    _load(db, tmp_path)
+    with pytest.raises(ImmutableVersionError):
+        with session_scope(db) as session:
+            version = session.exec(select(DatasetVersion)).one()
+            version.item_count = 99
+    with pytest.raises(ImmutableVersionError):
+        with session_scope(db) as session:
+            version = session.exec(select(DatasetVersion)).one()
+            session.add(
+                Item(
+                    dataset_version_id=version.id,
+                    key="extra",
+                    language="hi-Deva",
+                    split="test",
+                    input={"question": "?"},
+                    reference="!",
+                    attributes={},
+                )
+            )
+
+
+def test_job_is_cut_into_shards_once_per_model_and_benchmark(db: Engine, tmp_path: Path) -> None:
+    benchmark = _load(db, tmp_path)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (model_dir / "model.safetensors").write_bytes(b"x")
+    (model_dir / "tokenizer.json").write_text("{}")
+    with session_scope(db) as session:
+        model = add_model(session, "m", path=model_dir)
+        job, created = create_job(session, model, benchmark)
+        again, created_again = create_job(session, model, benchmark)
+        assert created and not created_again and job.id == again.id
+        shards = session.exec(select(Shard).where(Shard.job_id == job.id)).all()
+        assert sum(len(s.item_ids) for s in shards) == 6
+
+
+def test_one_output_per_item_and_replica(db: Engine, tmp_path: Path) -> None:
+    benchmark = _load(db, tmp_path)
+    with session_scope(db) as session:
+        model = add_model(session, "hub-model", repo_id="org/model", revision="a" * 40)
+        job, _ = create_job(session, model, benchmark)
+        shard = session.exec(select(Shard)).first()
+        assert shard is not None
+        item_id = shard.item_ids[0]
+        session.add(Output(job_id=job.id, shard_id=shard.id, item_id=item_id, prompt="p", text="t"))
+    with pytest.raises(IntegrityError):
+        with session_scope(db) as session:
+            session.add(
+                Output(job_id=job.id, shard_id=shard.id, item_id=item_id, prompt="p", text="u")
+            )
+    with Session(db) as session:
+        assert [o.text for o in session.exec(select(Output))] == ["t"]
+
+
+def test_unicode_text_survives_a_round_trip(db: Engine, tmp_path: Path) -> None:
+    benchmark = _load(db, tmp_path)
+    text = "நெல் · धान · mpunga · ধান"
+    with session_scope(db) as session:
+        model = add_model(session, "hub-model", repo_id="org/model", revision="b" * 40)
+        job, _ = create_job(session, model, benchmark)
+        shard = session.exec(select(Shard)).first()
+        assert shard is not None
+        session.add(
+            Output(job_id=job.id, shard_id=shard.id, item_id=shard.item_ids[0], prompt=text, text=text)
+        )
+    with Session(db) as session:
+        assert session.exec(select(Output.text)).one() == text
+        assert session.exec(select(Job)).one().decoding["max_tokens"] == 8
