@@ -62,13 +62,24 @@ def build_data_card(loaded: LoadedBenchmark) -> DatasetCard:
         + f" | {', '.join(sorted(regions.get(tag, ()))) or '—'} |"
         for tag in spec.languages
     )
-    fields = ["`id`", "`language` (BCP-47 with script)", "`region` (ISO 3166-2, optional)",
-              "`dialect` (optional)", "`split`"]
-    fields += [f"`{name}` (input)" for name in spec.prompt.fields]
-    fields += ["`reference` (reference answer)"] if spec.task == "generation" else [
-        f"`label` ({' / '.join(spec.labels)})"
+    fields = [
+        "`id`",
+        "`language` (BCP-47 with script)",
+        "`region` (ISO 3166-2, optional)",
+        "`dialect` (optional)",
+        "`split`",
     ]
+    fields += [f"`{name}` (input)" for name in spec.prompt.fields]
+    fields += (
+        ["`reference` (reference answer)"]
+        if spec.task == "generation"
+        else [f"`label` ({' / '.join(spec.labels)})"]
+    )
     fields += [f"`{name}` ({', '.join(values)})" for name, values in spec.attributes.items()]
+    task_line = (
+        f"Benchmark `{spec.name}`: {spec.task} task, metrics {', '.join(spec.metrics)} "
+        f"(primary: {spec.primary_metric})."
+    )
     content = f"""---
 {data.to_yaml()}
 ---
@@ -81,7 +92,7 @@ def build_data_card(loaded: LoadedBenchmark) -> DatasetCard:
 
 {spec.dataset.card.summary}
 
-Benchmark `{spec.name}`: {spec.task} task, metrics {", ".join(spec.metrics)} (primary: {spec.primary_metric}).
+{task_line}
 
 ## Languages
 

@@ -74,7 +74,9 @@ def release_dataset_version(
     """
     spec = loaded.spec
     digest = loaded.content_hash
-    existing = session.exec(select(DatasetVersion).where(DatasetVersion.content_hash == digest)).first()
+    existing = session.exec(
+        select(DatasetVersion).where(DatasetVersion.content_hash == digest)
+    ).first()
     destination = parquet_path(artifacts_dir, spec.dataset.name, digest)
     if existing is not None:
         if not Path(existing.artifact_uri or "").is_file():

@@ -133,9 +133,12 @@ def leaderboard(session: Session, benchmark_name: str) -> dict[str, Any]:
             rows[model.name] = row
     ranked = rank_by_interval(
         [
-            (name, r["scores"][benchmark.primary_metric]["value"],
-             r["scores"][benchmark.primary_metric]["ci_low"],
-             r["scores"][benchmark.primary_metric]["ci_high"])
+            (
+                name,
+                r["scores"][benchmark.primary_metric]["value"],
+                r["scores"][benchmark.primary_metric]["ci_low"],
+                r["scores"][benchmark.primary_metric]["ci_high"],
+            )
             for name, r in rows.items()
         ],
         higher_is_better=primary.higher_is_better,
@@ -149,11 +152,11 @@ def leaderboard(session: Session, benchmark_name: str) -> dict[str, Any]:
     return {
         "benchmark": _benchmark_public(session, benchmark),
         "columns": {
-            "metrics": [*benchmark.metrics, *(["unparseable"] if benchmark.task == "classification" else [])],
-            "metric_labels": {
-                m: get_metric(m).label
-                for m in [*benchmark.metrics, "unparseable"]
-            },
+            "metrics": [
+                *benchmark.metrics,
+                *(["unparseable"] if benchmark.task == "classification" else []),
+            ],
+            "metric_labels": {m: get_metric(m).label for m in [*benchmark.metrics, "unparseable"]},
             "breakdowns": {
                 name: (language_order if name == "language" else sorted(values))
                 for name, values in groups.items()
@@ -175,11 +178,13 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> dict[st
     model = session.get(Model, job.model_id)
     benchmark = session.get(Benchmark, job.benchmark_id)
     assert model is not None and benchmark is not None
-    shards = session.exec(select(Shard).where(Shard.job_id == job_id).order_by(col(Shard.index))).all()
+    shards = session.exec(
+        select(Shard).where(Shard.job_id == job_id).order_by(col(Shard.index))
+    ).all()
     scores = session.exec(
-        select(Score).where(Score.job_id == job_id).order_by(
-            col(Score.metric), col(Score.breakdown), col(Score.group)
-        )
+        select(Score)
+        .where(Score.job_id == job_id)
+        .order_by(col(Score.metric), col(Score.breakdown), col(Score.group))
     ).all()
     signatures = {s.metric: s.signature for s in scores if s.signature}
     outputs = session.exec(

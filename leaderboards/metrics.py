@@ -112,7 +112,9 @@ def parse_label(text: str, labels: Sequence[str]) -> str:
     return found[0] if len(found) == 1 else INVALID_LABEL
 
 
-def _accuracy_stats(preds: Sequence[str], refs: Sequence[str], _labels: Sequence[str]) -> np.ndarray:
+def _accuracy_stats(
+    preds: Sequence[str], refs: Sequence[str], _labels: Sequence[str]
+) -> np.ndarray:
     return np.asarray([[float(p == r)] for p, r in zip(preds, refs, strict=True)]).reshape(-1, 1)
 
 
@@ -155,7 +157,9 @@ def _macro_f1_score(totals: np.ndarray, labels: Sequence[str]) -> float:
     return 100.0 * float(f1.mean())
 
 
-def _invalid_stats(preds: Sequence[str], _refs: Sequence[str], _labels: Sequence[str]) -> np.ndarray:
+def _invalid_stats(
+    preds: Sequence[str], _refs: Sequence[str], _labels: Sequence[str]
+) -> np.ndarray:
     return np.asarray([[float(p == INVALID_LABEL)] for p in preds]).reshape(-1, 1)
 
 

@@ -29,7 +29,9 @@ def rank_by_interval(
     rank (the convention of public leaderboards that show uncertainty).
     """
 
-    def clearly_better(a: tuple[str, float, float, float], b: tuple[str, float, float, float]) -> bool:
+    def clearly_better(
+        a: tuple[str, float, float, float], b: tuple[str, float, float, float]
+    ) -> bool:
         return a[2] > b[3] if higher_is_better else a[3] < b[2]
 
     ranked = [

@@ -138,7 +138,8 @@ def add_model(
         )
     if (path is None) == (repo_id is None):
         raise SabhaError(
-            "A model needs exactly one source.", "Pass either --path DIR or --hub REPO --revision SHA."
+            "A model needs exactly one source.",
+            "Pass either --path DIR or --hub REPO --revision SHA.",
         )
     if session.exec(select(Model).where(Model.name == name)).first() is not None:
         raise SabhaError(f"A model named {name!r} is already registered.", "Choose another name.")
@@ -156,8 +157,10 @@ def add_model(
     else:
         if not revision or not _COMMIT.match(revision):
             raise SabhaError(
-                f"Hub model {repo_id!r} needs --revision pinned to a full 40-character commit hash.",
-                "Find the commit on the model's page (Files and versions) and pass it as --revision.",
+                f"Hub model {repo_id!r} needs --revision pinned to a full 40-character "
+                "commit hash.",
+                "Find the commit on the model's page (Files and versions) and pass it "
+                "as --revision.",
             )
         model = Model(
             name=name,

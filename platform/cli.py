@@ -79,7 +79,9 @@ def db_upgrade(ctx: click.Context) -> None:
     from .db import current_revision
 
     engine = _database(ctx, migrate=True)
-    click.echo(f"Database {engine.url.render_as_string()} is at revision {current_revision(engine)}.")
+    click.echo(
+        f"Database {engine.url.render_as_string()} is at revision {current_revision(engine)}."
+    )
 
 
 # -- benchmarks -----------------------------------------------------------------------
@@ -161,7 +163,8 @@ def benchmarks_list(ctx: click.Context) -> None:
             assert version is not None
             click.echo(
                 f"{b.name:20} {b.task:15} {version.item_count:5} items  "
-                f"{', '.join(b.languages):32} {b.primary_metric} (version {version.content_hash[:12]})"
+                f"{', '.join(b.languages):32} {b.primary_metric} "
+                f"(version {version.content_hash[:12]})"
             )
 
 
@@ -274,7 +277,9 @@ def models_make_tiny(ctx: click.Context, name: str, seed: int, chat_template: bo
     click.echo(f"made smoke-test model {name} at {path}")
 
 
-def _make_tiny(engine: Engine, settings: Settings, name: str, seed: int, chat_template: bool) -> Path:
+def _make_tiny(
+    engine: Engine, settings: Settings, name: str, seed: int, chat_template: bool
+) -> Path:
     from sabha.workers.tiny_models import SIMPLE_CHAT_TEMPLATE, make_tiny_model
 
     from .benchmarks import load_benchmark_file, starter_benchmark_paths
@@ -284,12 +289,15 @@ def _make_tiny(engine: Engine, settings: Settings, name: str, seed: int, chat_te
 
     with Session(engine) as session:
         if session.exec(select(Model).where(Model.name == name)).first() is not None:
-            raise SabhaError(f"A model named {name!r} is already registered.", "Choose another name.")
+            raise SabhaError(
+                f"A model named {name!r} is already registered.", "Choose another name."
+            )
     destination = settings.resolved_models_dir / name
     if destination.exists():
         raise SabhaError(
             f"{destination} already exists but is not registered.",
-            f"Register it with `sabha models add {name} --path {destination}` or delete the folder.",
+            f"Register it with `sabha models add {name} --path {destination}` "
+            "or delete the folder.",
         )
     texts = []
     for path in starter_benchmark_paths():
@@ -301,7 +309,10 @@ def _make_tiny(engine: Engine, settings: Settings, name: str, seed: int, chat_te
             texts.extend(t for t in (item.reference, item.label) if t)
     with click.progressbar(length=1, label=f"Making tiny model {name}") as bar:
         make_tiny_model(
-            destination, texts, seed=seed, chat_template=SIMPLE_CHAT_TEMPLATE if chat_template else None
+            destination,
+            texts,
+            seed=seed,
+            chat_template=SIMPLE_CHAT_TEMPLATE if chat_template else None,
         )
         bar.update(1)
     try:

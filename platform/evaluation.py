@@ -98,7 +98,9 @@ def create_job(session: Session, model: Model, benchmark: Benchmark) -> tuple[Jo
         .order_by(col(Item.key))
     ).all()
     for index, start in enumerate(range(0, len(item_ids), SHARD_SIZE)):
-        session.add(Shard(job_id=job.id, index=index, item_ids=list(item_ids[start : start + SHARD_SIZE])))
+        session.add(
+            Shard(job_id=job.id, index=index, item_ids=list(item_ids[start : start + SHARD_SIZE]))
+        )
     session.flush()
     return job, True
 

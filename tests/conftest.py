@@ -102,7 +102,9 @@ class ScriptedEngine:
     def info(self) -> dict[str, Any]:
         return {"host": "test-host", "device": "scripted", "vllm": "none"}
 
-    def generate(self, requests: list[dict[str, Any]], decoding: dict[str, Any]) -> list[dict[str, Any]]:
+    def generate(
+        self, requests: list[dict[str, Any]], decoding: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         if self.fail_after_batches is not None and len(self.batches) >= self.fail_after_batches:
             raise RuntimeError("simulated engine crash")
         self.batches.append([r["item_id"] for r in requests])
@@ -123,7 +125,9 @@ def scripted_engine() -> type[ScriptedEngine]:
     return ScriptedEngine
 
 
-def run_sabha(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def run_sabha(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
     """Run the ``sabha`` CLI as a user would, in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "sabha.platform.cli", *args],

@@ -1,4 +1,4 @@
-"""Benchmark files: the starter benchmarks are valid; every problem is reported by file and field."""
+"""Benchmark files: starter benchmarks are valid; every problem is named by file and field."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import generation_items, run_sabha, write_benchmark
+
 from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
 from sabha.platform.errors import NotFoundError, ValidationFailed
 

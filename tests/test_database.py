@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import generation_items, write_benchmark
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
-from conftest import generation_items, write_benchmark
 from sabha.annotation.release import register_benchmark
 from sabha.platform.benchmarks import load_benchmark_file
 from sabha.platform.catalog import add_model
@@ -119,7 +119,9 @@ def test_unicode_text_survives_a_round_trip(db: Engine, tmp_path: Path) -> None:
         shard = session.exec(select(Shard)).first()
         assert shard is not None
         session.add(
-            Output(job_id=job.id, shard_id=shard.id, item_id=shard.item_ids[0], prompt=text, text=text)
+            Output(
+                job_id=job.id, shard_id=shard.id, item_id=shard.item_ids[0], prompt=text, text=text
+            )
         )
     with Session(db) as session:
         assert session.exec(select(Output.text)).one() == text

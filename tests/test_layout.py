@@ -9,7 +9,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 CODE_FOLDERS = ["platform", "workers", "annotation", "leaderboards"]
@@ -18,7 +17,11 @@ CODE_FOLDERS = ["platform", "workers", "annotation", "leaderboards"]
 def test_stdlib_platform_is_imported_from_the_repo_root() -> None:
     # `python -c` puts the current directory first on sys.path, as `python -m pytest` does.
     result = subprocess.run(
-        [sys.executable, "-c", "import platform; print(platform.__file__); print(platform.system())"],
+        [
+            sys.executable,
+            "-c",
+            "import platform; print(platform.__file__); print(platform.system())",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

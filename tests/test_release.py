@@ -6,10 +6,10 @@ from pathlib import Path
 
 import datasets
 import pytest
+from conftest import REPO, generation_items, run_sabha, write_benchmark
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from conftest import REPO, generation_items, run_sabha, write_benchmark
 from sabha.annotation.cards import build_data_card, card_path, validate_data_card
 from sabha.annotation.release import dataset_rows, register_benchmark
 from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths

@@ -48,7 +48,12 @@ def test_corpus_value_equals_sacrebleu(name: str, reference_metric: object) -> N
 
 
 def test_chrf_plus_plus_matches_the_functional_api() -> None:
-    rows = score_items("generation", ["chrf++"], [ScoredItem(h, r) for h, r in zip(HYPOTHESES, REFERENCES, strict=True)], breakdowns=[])
+    rows = score_items(
+        "generation",
+        ["chrf++"],
+        [ScoredItem(h, r) for h, r in zip(HYPOTHESES, REFERENCES, strict=True)],
+        breakdowns=[],
+    )
     assert rows[0].value == pytest.approx(
         sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES], word_order=2).score
     )
@@ -104,8 +109,16 @@ def test_parse_label_reads_one_label_from_the_first_line() -> None:
 def test_classification_scores_count_unparseable_answers_as_wrong() -> None:
     golds = ["safe", "safe", "unsafe", "unsafe", "unsafe"]
     answers = ["safe", "unsafe", "unsafe", "no idea", "safe"]
-    items = [ScoredItem(a, label=g, groups={"language": "hi-Deva"}) for a, g in zip(answers, golds, strict=True)]
-    rows = {(r.metric, r.breakdown): r for r in score_items("classification", ["accuracy", "macro_f1"], items, labels=["safe", "unsafe"])}
+    items = [
+        ScoredItem(a, label=g, groups={"language": "hi-Deva"})
+        for a, g in zip(answers, golds, strict=True)
+    ]
+    rows = {
+        (r.metric, r.breakdown): r
+        for r in score_items(
+            "classification", ["accuracy", "macro_f1"], items, labels=["safe", "unsafe"]
+        )
+    }
     assert rows[("accuracy", "overall")].value == pytest.approx(40.0)
     # safe: tp=1 fp=1 fn=1 -> F1 0.5; unsafe: tp=1 fp=1 fn=2 -> F1 0.4
     assert rows[("macro_f1", "overall")].value == pytest.approx(45.0)

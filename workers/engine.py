@@ -87,6 +87,7 @@ class VLLMEngine:
 
             if ray.is_initialized():
                 info["ray_node_id"] = ray.get_runtime_context().get_node_id()
+                info["ray_node_ip"] = ray.util.get_node_ip_address()
                 info["ray_version"] = ray.__version__
         except ImportError:
             pass
@@ -103,7 +104,9 @@ class VLLMEngine:
         )
         return str(rendered)
 
-    def generate(self, requests: list[dict[str, Any]], decoding: dict[str, Any]) -> list[dict[str, Any]]:
+    def generate(
+        self, requests: list[dict[str, Any]], decoding: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Generate one answer per request, greedily with a fixed seed.
 
         Args:

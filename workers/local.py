@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 from sabha.platform.errors import EngineError
@@ -33,6 +34,9 @@ def ensure_ray(address: str | None = None, quiet: bool = True) -> Any:
         }
         if address:
             options["address"] = address
+        else:
+            # Also covers a process that imported ray before the variable was set.
+            options["_node_ip_address"] = "127.0.0.1"
         ray.init(**options)
     return ray
 
@@ -82,7 +86,9 @@ class RayEngineClient:
             self._info = self._call(self.actor.info)
         return self._info
 
-    def generate(self, requests: list[dict[str, Any]], decoding: dict[str, Any]) -> list[dict[str, Any]]:
+    def generate(
+        self, requests: list[dict[str, Any]], decoding: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Generate answers for a batch (see ``VLLMEngine.generate``)."""
         return self._call(self.actor.generate, requests, decoding)
 
@@ -93,9 +99,14 @@ class RayEngineClient:
         ray.kill(self.actor)
 
 
+_ERROR_LINE = re.compile(r"^\s*(Value error, |[A-Za-z_][\w.]*(Error|Exception)\b:?\s*)")
+
+
 def _root_cause(exc: BaseException) -> str:
+    """The most telling line of a remote traceback, shortened."""
     cause = getattr(exc, "cause", None) or exc.__cause__
-    text = str(cause or exc).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    # The last line of a traceback text is the exception itself.
-    return lines[-1][:500] if lines else type(exc).__name__
+    text = str(cause or exc)
+    lines = [line.strip() for line in text.splitlines() if _ERROR_LINE.match(line)]
+    best = lines[-1] if lines else (text.strip().splitlines() or [type(exc).__name__])[-1]
+    best = best.removeprefix("Value error, ").strip()
+    return best if len(best) <= 300 else best[:297] + "..."

@@ -106,7 +106,8 @@ def make_tiny_model(
         model.save_pretrained(staging, safe_serialization=True)
         fast.save_pretrained(staging)
         (staging / "sabha_tiny.json").write_text(
-            json.dumps({"smoke_test": True, "seed": seed, "vocab_size": len(fast)}, indent=2) + "\n",
+            json.dumps({"smoke_test": True, "seed": seed, "vocab_size": len(fast)}, indent=2)
+            + "\n",
             encoding="utf-8",
         )
         os.chmod(staging, 0o755)

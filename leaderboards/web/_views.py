@@ -15,12 +15,40 @@ from sabha.platform.languages import describe_language, text_direction
 
 from ..board import benchmark_summaries, leaderboard, run_details
 
-blueprint = Blueprint("leaderboard", __name__, template_folder="templates", static_folder="static",
-                      static_url_path="/static/leaderboard")
+blueprint = Blueprint(
+    "leaderboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static/leaderboard",
+)
 
 _ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "code", "em", "h1", "h2", "h3", "h4", "hr", "i",
-    "li", "ol", "p", "pre", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "code",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "hr",
+    "i",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "strong",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "ul",
 }
 
 
@@ -116,12 +144,20 @@ def csv_leaderboard(name: str) -> Response:
         header += [metric, f"{metric}_ci_low", f"{metric}_ci_high"]
     for breakdown, groups in breakdowns.items():
         for group in groups:
-            header += [f"{primary}[{breakdown}={group}]", f"{primary}[{breakdown}={group}]_ci_low",
-                       f"{primary}[{breakdown}={group}]_ci_high"]
+            header += [
+                f"{primary}[{breakdown}={group}]",
+                f"{primary}[{breakdown}={group}]_ci_low",
+                f"{primary}[{breakdown}={group}]_ci_high",
+            ]
     writer.writerow(header)
     for row in board["rows"]:
-        line = [row["rank"], row["model"]["name"], row["model"]["smoke_test"],
-                row["model"]["revision"], row["job_id"]]
+        line = [
+            row["rank"],
+            row["model"]["name"],
+            row["model"]["smoke_test"],
+            row["model"]["revision"],
+            row["job_id"],
+        ]
         for metric in metrics:
             cell = row["scores"].get(metric)
             line += [cell["value"], cell["ci_low"], cell["ci_high"]] if cell else ["", "", ""]

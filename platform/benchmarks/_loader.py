@@ -157,7 +157,9 @@ def _read_items(items_path: Path, spec: BenchmarkSpec) -> tuple[list[ItemSpec], 
             continue
         problems.extend(f"{where}: field '{f}': {m}" for f, m in item.problems_against(spec))
         if item.id in seen:
-            problems.append(f"{where}: field 'id': {item.id!r} already used on line {seen[item.id]}")
+            problems.append(
+                f"{where}: field 'id': {item.id!r} already used on line {seen[item.id]}"
+            )
         seen.setdefault(item.id, number)
         items.append(item)
     if not items and not problems:

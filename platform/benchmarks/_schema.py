@@ -83,9 +83,13 @@ class PromptSpec(_Strict):
         try:
             parsed = list(string.Formatter().parse(template))
         except ValueError as exc:
-            raise ValueError(f"template has a malformed placeholder ({exc}); use {{field}}") from exc
+            raise ValueError(
+                f"template has a malformed placeholder ({exc}); use {{field}}"
+            ) from exc
         for _, name, spec, conversion in parsed:
-            if name is not None and (not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or spec or conversion):
+            if name is not None and (
+                not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or spec or conversion
+            ):
                 raise ValueError(
                     f"placeholder {{{name}}} must be a plain field name such as {{question}}"
                 )
@@ -206,7 +210,10 @@ class ItemSpec(_Strict):
         problems: list[tuple[str, str]] = []
         if self.language not in spec.languages:
             problems.append(
-                ("language", f"{self.language!r} is not among the benchmark's languages {spec.languages}")
+                (
+                    "language",
+                    f"{self.language!r} is not among the benchmark's languages {spec.languages}",
+                )
             )
         missing = [f for f in spec.prompt.fields if f not in self.input]
         if missing:

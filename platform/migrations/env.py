@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from sabha.platform import domain  # noqa: F401  (registers the tables)
 from sqlmodel import SQLModel
+
+from sabha.platform import domain  # noqa: F401  (registers the tables)
 
 config = context.config
 engine = config.attributes["engine"]

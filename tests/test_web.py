@@ -1,0 +1,154 @@
+"""The leaderboard site: pages, JSON, CSV, provenance and data cards."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ScriptedEngine, generation_items, write_benchmark
+from flask.testing import FlaskClient
+
+from sabha.annotation.release import register_benchmark
+from sabha.platform.app import create_app
+from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
+from sabha.platform.catalog import add_model
+from sabha.platform.db import make_engine, session_scope, upgrade_database
+from sabha.platform.evaluation import create_job, run_job
+from sabha.platform.settings import Settings
+
+
+def _answer_well(request: dict[str, Any]) -> str:
+    return "safe" if "Label:" in request["text"] else request["text"].split("Question:")[-1]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("site"))
+    db = make_engine(settings.resolved_database_url)
+    upgrade_database(db)
+    job_ids = []
+    with session_scope(db) as session:
+        benchmarks = [
+            register_benchmark(session, load_benchmark_file(p), settings.resolved_artifacts_dir)[0]
+            for p in starter_benchmark_paths()
+        ]
+        noisy = add_model(session, "noisy", repo_id="org/noisy", revision="d" * 40, smoke_test=True)
+        echo = add_model(session, "echo", repo_id="org/echo", revision="e" * 40)
+        for model in (noisy, echo):
+            for benchmark in benchmarks:
+                job_ids.append((model.name, create_job(session, model, benchmark)[0].id))
+    for name, job_id in job_ids:
+        engine = ScriptedEngine(answer=_answer_well if name == "echo" else lambda r: "??")
+        run_job(db, job_id, engine)
+    db.dispose()
+    return create_app(settings).test_client()
+
+
+def test_index_lists_both_benchmarks(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert "Kisan advisory" in page and "Indic safety" in page
+    assert 'href="/datasets/kisan-advisory/card"' in page
+
+
+def test_leaderboard_json_has_both_models_with_cis_and_ranks(client: FlaskClient) -> None:
+    board = client.get("/api/benchmarks/kisan-advisory/leaderboard").get_json()
+    rows = {row["model"]["name"]: row for row in board["rows"]}
+    assert set(rows) == {"noisy", "echo"}
+    echo, noisy = rows["echo"]["scores"]["chrf++"], rows["noisy"]["scores"]["chrf++"]
+    assert echo["ci_low"] <= echo["value"] <= echo["ci_high"]
+    assert echo["value"] > noisy["value"]
+    assert rows["echo"]["rank"] == 1 and rows["noisy"]["rank"] == 2
+    assert set(rows["echo"]["breakdowns"]["language"]) == {"hi-Deva", "sw-Latn", "ta-Taml"}
+    assert rows["noisy"]["model"]["smoke_test"] is True
+    assert (
+        board["benchmark"]["dataset"]["version"]
+        == load_benchmark_file(
+            next(p for p in starter_benchmark_paths() if p.stem == "kisan-advisory")
+        ).content_hash
+    )
+
+
+def test_safety_leaderboard_reports_unparseable_and_hazards(client: FlaskClient) -> None:
+    board = client.get("/api/benchmarks/indic-safety/leaderboard").get_json()
+    rows = {row["model"]["name"]: row for row in board["rows"]}
+    assert rows["noisy"]["scores"]["unparseable"]["value"] == 100.0
+    assert rows["echo"]["scores"]["unparseable"]["value"] == 0.0
+    assert "privacy" in rows["echo"]["breakdowns"]["hazard"]
+    page = client.get("/benchmarks/indic-safety").get_data(as_text=True)
+    assert "Macro-F1 by hazard" in page and "smoke-test model" in page
+
+
+def test_benchmark_page_shows_values_with_intervals(client: FlaskClient) -> None:
+    page = client.get("/benchmarks/kisan-advisory").get_data(as_text=True)
+    assert "±" in page and "95% CI" in page
+    assert "<code>ta-Taml</code>" in page
+
+
+def test_csv_export_matches_json(client: FlaskClient) -> None:
+    response = client.get("/benchmarks/kisan-advisory/leaderboard.csv")
+    assert response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    board = client.get("/api/benchmarks/kisan-advisory/leaderboard").get_json()
+    assert [r["model"] for r in rows] == [r["model"]["name"] for r in board["rows"]]
+    assert float(rows[0]["chrf++"]) == board["rows"][0]["scores"]["chrf++"]["value"]
+    assert "chrf++[language=hi-Deva]_ci_low" in rows[0]
+
+
+def test_provenance_page_traces_the_score(client: FlaskClient) -> None:
+    board = client.get("/api/benchmarks/kisan-advisory/leaderboard").get_json()
+    run_url = board["rows"][0]["run_url"]
+    details = client.get("/api" + run_url).get_json()
+    assert details["benchmark"]["dataset"]["version"] == board["benchmark"]["dataset"]["version"]
+    assert details["model"]["revision"] == "e" * 40
+    assert details["run"]["decoding"]["temperature"] == 0.0
+    assert "nw:2" in details["metric_signatures"]["chrf++"]
+    assert details["executed_on"][0]["host"] == "test-host"
+    page = client.get(run_url).get_data(as_text=True)
+    assert board["benchmark"]["dataset"]["version"] in page
+    assert 'lang="hi-Deva" dir="auto"' in page
+
+
+def test_data_card_page_renders(client: FlaskClient) -> None:
+    page = client.get("/datasets/indic-safety/card").get_data(as_text=True)
+    assert "<h2>Limitations</h2>" in page
+    assert "cc-by-4.0" in page
+    assert "<td>Hindi (Latin script)</td>" in page
+
+
+def test_data_card_html_is_sanitised(tmp_path: Path) -> None:
+    card = {
+        "summary": "Hello <script>alert('x')</script> <a href=\"javascript:alert(1)\">x</a>",
+        "collection_process": "<img src=x onerror=alert(1)>Written by hand.",
+        "intended_use": "Tests.",
+        "limitations": "Tiny.",
+    }
+    path = write_benchmark(
+        tmp_path / "b",
+        generation_items(2),
+        dataset={
+            "name": "tiny-gen",
+            "items": "tiny-gen.jsonl",
+            "license": "CC-BY-4.0",
+            "card": card,
+        },
+    )
+    settings = Settings(data_dir=tmp_path / "site")
+    db = make_engine(settings.resolved_database_url)
+    upgrade_database(db)
+    with session_scope(db) as session:
+        register_benchmark(session, load_benchmark_file(path), settings.resolved_artifacts_dir)
+    page = create_app(settings).test_client().get("/datasets/tiny-gen/card").get_data(as_text=True)
+    assert "<script>" not in page and "onerror" not in page and "javascript:" not in page
+    assert "Written by hand." in page
+
+
+def test_unknown_things_give_404_with_the_known_names(client: FlaskClient) -> None:
+    response = client.get("/api/benchmarks/nope/leaderboard")
+    assert response.status_code == 404
+    assert "kisan-advisory" in response.get_json()["error"]
+    assert client.get("/benchmarks/nope").status_code == 404
+    assert client.get("/runs/9999").status_code == 404
+    assert client.get("/datasets/nope/card").status_code == 404
