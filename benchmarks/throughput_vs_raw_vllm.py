@@ -8,9 +8,10 @@ next, then scoring with bootstrap CIs. Engine start-up is excluded on both
 sides (Sabha keeps engines alive across shards and benchmarks).
 
 Usage:
-    .venv/bin/python benchmarks/throughput_vs_raw_vllm.py [--repeat 4] [--batch-sizes 16,128]
+    .venv/bin/python benchmarks/throughput_vs_raw_vllm.py [--repeat 4] [--batch-sizes 16,32,64,128]
 
-Prints one line per Sabha batch size with the ratio Sabha / raw.
+Prints one line per Sabha batch size with the ratio Sabha / raw, with and
+without the time spent scoring (bootstrap CIs for every metric and group).
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def _prepare(work: Path, repeat: int) -> tuple[Path, Path, list[str], int]:
     return model, work / "throughput.yaml", prompts, source.spec.decoding.max_tokens
 
 
-def _raw(model: Path, prompts: list[str], max_tokens: int) -> tuple[float, int]:
+def _raw(
+    model: Path, prompts: list[str], max_tokens: int, batch_sizes: list[int]
+) -> tuple[float, int, dict[int, float]]:
+    """One ``generate`` call over all prompts, then one call per batch for each batch size."""
     from vllm import LLM, SamplingParams
 
     from sabha.workers.engine import engine_options
@@ -66,14 +70,20 @@ def _raw(model: Path, prompts: list[str], max_tokens: int) -> tuple[float, int]:
     outputs = llm.generate(prompts, params, use_tqdm=False)
     elapsed = time.perf_counter() - start
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    batched = {}
+    for size in batch_sizes:
+        start = time.perf_counter()
+        for i in range(0, len(prompts), size):
+            llm.generate(prompts[i : i + size], params, use_tqdm=False)
+        batched[size] = time.perf_counter() - start
     del llm, outputs
     gc.collect()
-    return elapsed, tokens
+    return elapsed, tokens, batched
 
 
 def _sabha(
     work: Path, model: Path, benchmark: Path, batch_sizes: list[int]
-) -> list[tuple[int, float, int]]:
+) -> list[tuple[int, float, float, int]]:
     from sqlmodel import Session, func, select
 
     from sabha.annotation.release import register_benchmark
@@ -81,7 +91,7 @@ def _sabha(
     from sabha.platform.catalog import add_model
     from sabha.platform.db import make_engine, session_scope, upgrade_database
     from sabha.platform.domain import Output
-    from sabha.platform.evaluation import create_job, run_job
+    from sabha.platform.evaluation import create_job, run_job, score_job
     from sabha.workers.local import RayEngineClient, ensure_ray
 
     ensure_ray()
@@ -101,9 +111,12 @@ def _sabha(
         start = time.perf_counter()
         run_job(db, job.id, client, batch_size=batch_size)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        score_job(db, job.id)  # the same scoring again, to report it apart
+        scoring = time.perf_counter() - start
         with Session(db) as session:
             tokens = session.exec(select(func.sum(Output.num_tokens))).one()
-        results.append((batch_size, elapsed, int(tokens or 0)))
+        results.append((batch_size, elapsed, scoring, int(tokens or 0)))
         db.dispose()
     client.close()
     return results
@@ -112,15 +125,18 @@ def _sabha(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=4, help="Copies of the 108 test prompts.")
-    parser.add_argument("--batch-sizes", default="16,128", help="Sabha batch sizes to measure.")
+    parser.add_argument(
+        "--batch-sizes", default="16,32,64,128", help="Sabha batch sizes to measure."
+    )
     args = parser.parse_args()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
     with tempfile.TemporaryDirectory(prefix="sabha-throughput-") as folder:
         work = Path(folder)
         model, benchmark, prompts, max_tokens = _prepare(work, args.repeat)
-        raw_seconds, raw_tokens = _raw(model, prompts, max_tokens)
-        sabha = _sabha(work, model, benchmark, [int(b) for b in args.batch_sizes.split(",")])
+        sizes = [int(b) for b in args.batch_sizes.split(",")]
+        raw_seconds, raw_tokens, raw_batched = _raw(model, prompts, max_tokens, sizes)
+        sabha = _sabha(work, model, benchmark, sizes)
 
     import vllm
 
@@ -132,12 +148,17 @@ def main() -> None:
         f"raw vllm.LLM.generate: {raw_seconds:7.2f} s  {len(prompts) / raw_seconds:8.1f} prompts/s"
         f"  {raw_tokens / raw_seconds:9.1f} tokens/s"
     )
-    for batch_size, seconds, tokens in sabha:
-        ratio = (tokens / seconds) / (raw_tokens / raw_seconds)
+    raw_rate = raw_tokens / raw_seconds
+    print("sabha/raw: Sabha's tokens/s over raw vLLM's with all prompts in one call;")
+    print("sabha/raw same batches: over raw vLLM called with Sabha's batch size;")
+    print("each also without the time Sabha spends scoring (bootstrap CIs).")
+    for batch_size, seconds, scoring, tokens in sabha:
+        rate, generating = tokens / seconds, tokens / (seconds - scoring)
+        same = raw_tokens / raw_batched[batch_size]
         print(
-            f"sabha eval, batch {batch_size:4}: {seconds:7.2f} s  "
-            f"{len(prompts) / seconds:8.1f} prompts/s  {tokens / seconds:9.1f} tokens/s  "
-            f"ratio sabha/raw = {ratio:.2f}"
+            f"sabha eval, batch {batch_size:4}: {seconds:6.2f} s  {tokens / seconds:8.1f} tokens/s"
+            f"  sabha/raw = {rate / raw_rate:.2f} ({generating / raw_rate:.2f} without scoring)"
+            f"  sabha/raw same batches = {rate / same:.2f} ({generating / same:.2f})"
         )
 
 

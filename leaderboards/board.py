@@ -14,6 +14,7 @@ from sabha.platform.domain import (
     Benchmark,
     Dataset,
     DatasetVersion,
+    Item,
     Job,
     JobStatus,
     Model,
@@ -190,8 +191,6 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> dict[st
     outputs = session.exec(
         select(Output).where(Output.job_id == job_id, Output.replica == 0).order_by(col(Output.id))
     ).all()
-    from sabha.platform.domain import Item
-
     samples = []
     for output in outputs[:sample_size]:
         item = session.get(Item, output.item_id)

@@ -340,7 +340,11 @@ def _make_tiny(
 @click.option(
     "--benchmark", "benchmark_names", multiple=True, required=True, help="Loaded benchmark name."
 )
-@click.option("--batch-size", type=click.IntRange(1, 4096), help="Items per batch (default 16).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    help="Items per batch (default 64, SABHA_EVAL_BATCH_SIZE).",
+)
 @click.option("--verbose", is_flag=True, help="Show Ray's and vLLM's own logs.")
 @click.pass_context
 def eval_command(
@@ -458,9 +462,19 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
+    import socket
+
     from .app import create_app
 
     app = create_app(settings)
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise SabhaError(
+            f"Cannot serve on {host}:{port}: {exc.strerror or exc}.",
+            "Stop the program using that port, or pass --port (or set SABHA_PORT).",
+        ) from exc
     click.secho(f"Leaderboard: http://{host}:{port}/", fg="green", bold=True)
     click.echo("Press Ctrl+C to stop.")
     app.run(host=host, port=port, debug=False, use_reloader=False)

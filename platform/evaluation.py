@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
@@ -41,18 +42,24 @@ __all__ = [
 ]
 
 SHARD_SIZE = 64
+PIPELINE_DEPTH = 2
 EVALUATION_SPLIT = "test"
 ProgressCallback = Callable[[int], None]
 
 
 class EvaluationEngine(Protocol):
-    """What ``run_job`` needs from an inference engine (see ``sabha.workers``)."""
+    """What ``run_job`` needs from an inference engine (see ``sabha.workers``).
+
+    ``submit`` starts a batch and returns at once; ``collect`` waits for its
+    answers. ``run_job`` keeps ``PIPELINE_DEPTH`` batches in flight, so the
+    engine generates the next batch while the previous one is being saved.
+    """
 
     def info(self) -> dict[str, Any]: ...
 
-    def generate(
-        self, requests: list[dict[str, Any]], decoding: dict[str, Any]
-    ) -> list[dict[str, Any]]: ...
+    def submit(self, requests: list[dict[str, Any]], decoding: dict[str, Any]) -> Any: ...
+
+    def collect(self, handle: Any) -> list[dict[str, Any]]: ...
 
 
 def evaluation_split() -> str:
@@ -126,7 +133,7 @@ def run_job(
     db: Engine,
     job_id: int,
     engine: EvaluationEngine,
-    batch_size: int = 16,
+    batch_size: int = 64,
     progress: ProgressCallback | None = None,
 ) -> Job:
     """Generate every missing output of a job, then score it.
@@ -150,8 +157,7 @@ def run_job(
 
     try:
         executed_on = engine.info()
-        for shard_id in shard_ids:
-            _run_shard(db, shard_id, benchmark, decoding, engine, executed_on, batch_size, progress)
+        _run_shards(db, shard_ids, benchmark, decoding, engine, executed_on, batch_size, progress)
     except Exception as exc:
         with session_scope(db) as session:
             failed = session.get(Job, job_id)
@@ -167,9 +173,9 @@ def run_job(
     return score_job(db, job_id)
 
 
-def _run_shard(
+def _run_shards(
     db: Engine,
-    shard_id: int,
+    shard_ids: Sequence[int],
     benchmark: Benchmark,
     decoding: dict[str, Any],
     engine: EvaluationEngine,
@@ -177,23 +183,29 @@ def _run_shard(
     batch_size: int,
     progress: ProgressCallback | None,
 ) -> None:
-    with Session(db) as session:
-        shard = session.get(Shard, shard_id)
-        assert shard is not None
-        if shard.status == ShardStatus.COMPLETED:
-            return
-        pending = _pending_item_ids(session, shard)
-        items = {
-            item.id: item
-            for item in session.exec(select(Item).where(col(Item.id).in_(pending))).all()
-        }
-        attempt = shard.attempts + 1
-    with session_scope(db) as session:
-        shard = session.get(Shard, shard_id)
-        assert shard is not None
-        shard.attempts = attempt
-    for start in range(0, len(pending), batch_size):
-        batch = [items[item_id] for item_id in pending[start : start + batch_size]]
+    """Generate the missing outputs of the shards, batch by batch, pipelined."""
+    batches: list[tuple[Shard, list[Item], bool]] = []  # (shard, items, last batch of shard)
+    for shard_id in shard_ids:
+        with session_scope(db) as session:
+            shard = session.get(Shard, shard_id)
+            assert shard is not None
+            if shard.status == ShardStatus.COMPLETED:
+                continue
+            pending = _pending_item_ids(session, shard)
+            by_id = {
+                item.id: item
+                for item in session.exec(select(Item).where(col(Item.id).in_(pending))).all()
+            }
+            shard.attempts += 1
+        if not pending:
+            _complete_shard(db, shard_id, executed_on)
+            continue
+        chunks = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+        for n, chunk in enumerate(chunks, start=1):
+            batches.append((shard, [by_id[i] for i in chunk], n == len(chunks)))
+
+    in_flight: deque[tuple[Shard, list[Item], bool, list[dict[str, Any]], Any]] = deque()
+    for shard, batch, last in batches:
         requests = [
             {
                 "item_id": item.id,
@@ -202,26 +214,50 @@ def _run_shard(
             }
             for item in batch
         ]
-        results = engine.generate(requests, decoding)
-        expected = {r["item_id"] for r in requests}
-        if {r["item_id"] for r in results} != expected or len(results) != len(requests):
-            raise EngineError("The engine answered a different set of items than it was asked.")
-        with session_scope(db) as session:
-            session.add_all(
-                Output(
-                    job_id=shard.job_id,
-                    shard_id=shard_id,
-                    item_id=result["item_id"],
-                    attempt=attempt,
-                    prompt=result["prompt"],
-                    text=result["text"],
-                    finish_reason=result.get("finish_reason"),
-                    num_tokens=int(result.get("num_tokens", 0)),
-                )
-                for result in results
+        in_flight.append((shard, batch, last, requests, engine.submit(requests, decoding)))
+        if len(in_flight) >= PIPELINE_DEPTH:
+            _save_batch(db, engine, executed_on, progress, *in_flight.popleft())
+    while in_flight:
+        _save_batch(db, engine, executed_on, progress, *in_flight.popleft())
+
+
+def _save_batch(
+    db: Engine,
+    engine: EvaluationEngine,
+    executed_on: dict[str, Any],
+    progress: ProgressCallback | None,
+    shard: Shard,
+    batch: list[Item],
+    last: bool,
+    requests: list[dict[str, Any]],
+    handle: Any,
+) -> None:
+    results = engine.collect(handle)
+    expected = {r["item_id"] for r in requests}
+    if {r["item_id"] for r in results} != expected or len(results) != len(requests):
+        raise EngineError("The engine answered a different set of items than it was asked.")
+    with session_scope(db) as session:
+        session.add_all(
+            Output(
+                job_id=shard.job_id,
+                shard_id=shard.id,
+                item_id=result["item_id"],
+                attempt=shard.attempts,
+                prompt=result["prompt"],
+                text=result["text"],
+                finish_reason=result.get("finish_reason"),
+                num_tokens=int(result.get("num_tokens", 0)),
             )
-        if progress:
-            progress(len(batch))
+            for result in results
+        )
+    if progress:
+        progress(len(batch))
+    if last:
+        assert shard.id is not None
+        _complete_shard(db, shard.id, executed_on)
+
+
+def _complete_shard(db: Engine, shard_id: int, executed_on: dict[str, Any]) -> None:
     with session_scope(db) as session:
         shard = session.get(Shard, shard_id)
         assert shard is not None

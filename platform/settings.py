@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 5000
     ray_address: str | None = None
-    eval_batch_size: int = 16
+    eval_batch_size: int = 64
     secret_key: str = "dev-only-not-secret"
 
     @field_validator("database_url")

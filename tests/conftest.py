@@ -102,6 +102,13 @@ class ScriptedEngine:
     def info(self) -> dict[str, Any]:
         return {"host": "test-host", "device": "scripted", "vllm": "none"}
 
+    def submit(self, requests: list[dict[str, Any]], decoding: dict[str, Any]) -> Any:
+        # Like a Ray call: the work, and any failure, shows when collected.
+        return lambda: self.generate(requests, decoding)
+
+    def collect(self, handle: Any) -> list[dict[str, Any]]:
+        return handle()  # type: ignore[no-any-return]
+
     def generate(
         self, requests: list[dict[str, Any]], decoding: dict[str, Any]
     ) -> list[dict[str, Any]]:

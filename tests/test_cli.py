@@ -91,3 +91,15 @@ def test_models_add_registers_a_pinned_hub_model() -> None:
     assert "already registered" in _fails(
         "models", "add", "hub-m", "--hub", "org/model", "--revision", "f" * 40
     )
+
+
+def test_serve_on_a_busy_port_says_so() -> None:
+    import socket
+
+    _ok("db", "upgrade")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        err = _fails("serve", "--port", str(port))
+    assert f"Cannot serve on 127.0.0.1:{port}" in err and "--port" in err

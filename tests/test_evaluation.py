@@ -116,3 +116,25 @@ def test_completed_job_is_not_rerun_by_create_job(
             session.get(Benchmark, job.benchmark_id),  # type: ignore[arg-type]
         )
         assert not created and again.status == JobStatus.COMPLETED
+
+
+def test_next_batch_is_generating_while_the_previous_is_saved(
+    db: Engine,
+    tmp_path: Path,
+    scripted_engine,  # type: ignore[no-untyped-def]
+) -> None:
+    job_id = _job(db, tmp_path, n_items=6)
+    events: list[str] = []
+
+    class Recording(scripted_engine):  # type: ignore[misc, valid-type]
+        def submit(self, requests, decoding):  # type: ignore[no-untyped-def]
+            events.append(f"submit {len(events)}")
+            return super().submit(requests, decoding)
+
+        def collect(self, handle):  # type: ignore[no-untyped-def]
+            events.append("collect")
+            return super().collect(handle)
+
+    run_job(db, job_id, Recording(), batch_size=2)
+    kinds = [e.split()[0] for e in events]
+    assert kinds == ["submit", "submit", "collect", "submit", "collect", "collect"]

@@ -63,10 +63,13 @@ class RayEngineClient:
         self._info: dict[str, Any] | None = None
 
     def _call(self, method: Any, *args: Any) -> Any:
+        return self._get(method.remote(*args))
+
+    def _get(self, ref: Any) -> Any:
         import ray
 
         try:
-            return ray.get(method.remote(*args))
+            return ray.get(ref)
         except ray.exceptions.ActorDiedError as exc:
             reason = _root_cause(exc)
             raise EngineError(
@@ -86,11 +89,19 @@ class RayEngineClient:
             self._info = self._call(self.actor.info)
         return self._info
 
+    def submit(self, requests: list[dict[str, Any]], decoding: dict[str, Any]) -> Any:
+        """Queue a batch on the actor (see ``VLLMEngine.generate``); returns at once."""
+        return self.actor.generate.remote(requests, decoding)
+
+    def collect(self, handle: Any) -> list[dict[str, Any]]:
+        """Wait for a submitted batch's answers."""
+        return self._get(handle)  # type: ignore[no-any-return]
+
     def generate(
         self, requests: list[dict[str, Any]], decoding: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        """Generate answers for a batch (see ``VLLMEngine.generate``)."""
-        return self._call(self.actor.generate, requests, decoding)
+        """Generate answers for a batch and wait for them."""
+        return self.collect(self.submit(requests, decoding))
 
     def close(self) -> None:
         """Stop the actor and free its memory."""
