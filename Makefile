@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sabha-setup-stamp
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint typecheck clean
 
 setup: $(STAMP)
 
@@ -26,9 +26,16 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: setup typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy cannot follow the editable install's folder mapping, so it checks a
+# plain (non-editable) install of the package in build/typecheck.
+typecheck: setup
+	rm -rf build/typecheck
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --target build/typecheck .
+	cd build/typecheck && ../../$(BIN)/mypy -p sabha
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -136,9 +136,10 @@ def validate_data_card(text: str, where: str = "data card") -> DatasetCard:
         card = DatasetCard(text)
     except Exception as exc:  # the Hub's parser raises several types for bad YAML
         raise ValidationFailed(f"{where} cannot be parsed.", [str(exc)]) from exc
-    if not card.data.license:
+    metadata = card.data.to_dict()
+    if not metadata.get("license"):
         problems.append(f"{where}: metadata field 'license' is missing")
-    if not card.data.language:
+    if not metadata.get("language"):
         problems.append(f"{where}: metadata field 'language' is missing")
     for section in REQUIRED_SECTIONS:
         if f"\n## {section}\n" not in card.text:

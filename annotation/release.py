@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from sabha.platform.benchmarks import LoadedBenchmark
-from sabha.platform.domain import Benchmark, Dataset, DatasetVersion, Item, utcnow
+from sabha.platform.domain import Benchmark, Dataset, DatasetVersion, Item, id_of, utcnow
 
 from .cards import build_data_card
 
@@ -93,7 +93,7 @@ def release_dataset_version(
     _write_parquet(dataset_rows(loaded), destination)
     try:
         version = DatasetVersion(
-            dataset_id=dataset.id,
+            dataset_id=id_of(dataset),
             content_hash=digest,
             item_count=len(loaded.items),
             languages=list(spec.languages),
@@ -104,7 +104,7 @@ def release_dataset_version(
         session.flush()
         session.add_all(
             Item(
-                dataset_version_id=version.id,
+                dataset_version_id=id_of(version),
                 key=item.id,
                 language=item.language,
                 dialect=item.dialect,
@@ -149,7 +149,7 @@ def register_benchmark(
         title=spec.title,
         description=spec.description,
         task=spec.task,
-        dataset_version_id=version.id,
+        dataset_version_id=id_of(version),
         prompt_template=spec.prompt.template,
         system_prompt=spec.prompt.system,
         labels=list(spec.labels),

@@ -75,8 +75,8 @@ def score_items(
     for breakdown in breakdowns:
         values = sorted({v for item in items if (v := item.groups.get(breakdown)) is not None})
         for value in values:
-            members = [i for i, item in enumerate(items) if item.groups.get(breakdown) == value]
-            groups.append((breakdown, value, np.asarray(members)))
+            indices = [i for i, item in enumerate(items) if item.groups.get(breakdown) == value]
+            groups.append((breakdown, value, np.asarray(indices)))
 
     rows: list[ScoreRow] = []
     for name in metrics:

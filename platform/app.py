@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, g, jsonify
+from flask.typing import ResponseReturnValue
 from sqlmodel import Session
 from werkzeug.exceptions import HTTPException
 
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_leaderboard(app)
 
     @app.errorhandler(NotFoundError)
-    def _not_found(exc: NotFoundError) -> tuple[object, int]:
+    def _not_found(exc: NotFoundError) -> ResponseReturnValue:
         from flask import render_template, request
 
         if request.path.startswith("/api/"):
@@ -62,11 +63,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         return render_template("error.html", message=exc.message, hint=exc.hint), 404
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> object:
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
         from flask import request
 
         if request.path.startswith("/api/"):
-            return jsonify(error=exc.description), exc.code
+            return jsonify(error=exc.description), exc.code or 500
         return exc
 
     return app

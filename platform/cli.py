@@ -375,7 +375,7 @@ def evaluate(
     """Evaluate each model on each benchmark, reusing finished jobs (used by eval and demo)."""
     from .catalog import check_model_directory, get_benchmark, get_model
     from .db import session_scope
-    from .domain import JobStatus
+    from .domain import JobStatus, id_of
     from .evaluation import count_pending, create_job
 
     plan: list[tuple[str, str | None, list[tuple[str, int]]]] = []
@@ -385,13 +385,13 @@ def evaluate(
             model = get_model(session, model_name)
             if model.source == "local":
                 check_model_directory(Path(model.path or ""))
-            jobs = []
+            jobs: list[tuple[str, int]] = []
             for benchmark in benchmarks:
                 job, _ = create_job(session, model, benchmark)
                 if job.status == JobStatus.COMPLETED:
                     click.echo(f"{model.name} on {benchmark.name}: done already (job {job.id})")
                 else:
-                    jobs.append((benchmark.name, job.id))
+                    jobs.append((benchmark.name, id_of(job)))
             target = model.path if model.source == "local" else model.repo_id
             plan.append((model.name, target, jobs))
 

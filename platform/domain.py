@@ -28,8 +28,17 @@ __all__ = [
     "Score",
     "Shard",
     "ShardStatus",
+    "id_of",
     "utcnow",
 ]
+
+
+def id_of(row: SQLModel) -> int:
+    """The primary key of a row that has been flushed (SQLModel types it as optional)."""
+    value = getattr(row, "id", None)
+    if not isinstance(value, int):
+        raise ValueError(f"{type(row).__name__} has no id yet; flush the session first")
+    return value
 
 
 def utcnow() -> datetime:

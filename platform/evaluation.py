@@ -28,6 +28,7 @@ from .domain import (
     Score,
     Shard,
     ShardStatus,
+    id_of,
     utcnow,
 )
 from .errors import EngineError
@@ -95,18 +96,27 @@ def create_job(session: Session, model: Model, benchmark: Benchmark) -> tuple[Jo
     ).first()
     if job is not None:
         return job, False
-    job = Job(model_id=model.id, benchmark_id=benchmark.id, decoding=decoding, decoding_hash=digest)
+    job = Job(
+        model_id=id_of(model),
+        benchmark_id=id_of(benchmark),
+        decoding=decoding,
+        decoding_hash=digest,
+    )
     session.add(job)
     session.flush()
     item_ids = session.exec(
-        select(Item.id)
+        select(col(Item.id))
         .where(Item.dataset_version_id == benchmark.dataset_version_id)
         .where(Item.split == EVALUATION_SPLIT)
         .order_by(col(Item.key))
     ).all()
     for index, start in enumerate(range(0, len(item_ids), SHARD_SIZE)):
         session.add(
-            Shard(job_id=job.id, index=index, item_ids=list(item_ids[start : start + SHARD_SIZE]))
+            Shard(
+                job_id=id_of(job),
+                index=index,
+                item_ids=[i for i in item_ids[start : start + SHARD_SIZE] if i is not None],
+            )
         )
     session.flush()
     return job, True
@@ -138,9 +148,10 @@ def run_job(
 ) -> Job:
     """Generate every missing output of a job, then score it.
 
-    Each batch's outputs are committed before the next batch starts. If the
-    engine fails, the job is marked failed with the reason, finished outputs
-    are kept, and ``EngineError`` is raised; running the job again resumes.
+    Each batch's outputs are committed as soon as the batch is answered,
+    while the engine already works on the next one. If the engine fails, the
+    job is marked failed with the reason, saved outputs are kept, and
+    ``EngineError`` is raised; running the job again resumes.
     """
     with session_scope(db) as session:
         job = session.get(Job, job_id)
@@ -152,12 +163,21 @@ def run_job(
         job.error = None
         decoding = dict(job.decoding)
         shard_ids = session.exec(
-            select(Shard.id).where(Shard.job_id == job_id).order_by(col(Shard.index))
+            select(col(Shard.id)).where(Shard.job_id == job_id).order_by(col(Shard.index))
         ).all()
 
     try:
         executed_on = engine.info()
-        _run_shards(db, shard_ids, benchmark, decoding, engine, executed_on, batch_size, progress)
+        _run_shards(
+            db,
+            [i for i in shard_ids if i is not None],
+            benchmark,
+            decoding,
+            engine,
+            executed_on,
+            batch_size,
+            progress,
+        )
     except Exception as exc:
         with session_scope(db) as session:
             failed = session.get(Job, job_id)
@@ -240,7 +260,7 @@ def _save_batch(
         session.add_all(
             Output(
                 job_id=shard.job_id,
-                shard_id=shard.id,
+                shard_id=id_of(shard),
                 item_id=result["item_id"],
                 attempt=shard.attempts,
                 prompt=result["prompt"],
@@ -253,8 +273,7 @@ def _save_batch(
     if progress:
         progress(len(batch))
     if last:
-        assert shard.id is not None
-        _complete_shard(db, shard.id, executed_on)
+        _complete_shard(db, id_of(shard), executed_on)
 
 
 def _complete_shard(db: Engine, shard_id: int, executed_on: dict[str, Any]) -> None:

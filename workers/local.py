@@ -95,7 +95,7 @@ class RayEngineClient:
 
     def collect(self, handle: Any) -> list[dict[str, Any]]:
         """Wait for a submitted batch's answers."""
-        return self._get(handle)  # type: ignore[no-any-return]
+        return self._get(handle)
 
     def generate(
         self, requests: list[dict[str, Any]], decoding: dict[str, Any]

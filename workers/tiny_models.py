@@ -99,7 +99,7 @@ def make_tiny_model(
         pad_token_id=fast.pad_token_id,
         tie_word_embeddings=False,
     )
-    model = LlamaForCausalLM(config).to(torch.float32)
+    model = LlamaForCausalLM(config)
 
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:

@@ -99,8 +99,8 @@ class PromptSpec(_Strict):
 class DecodingSpec(_Strict):
     """Decoding parameters. Evaluations are greedy with a fixed seed."""
 
-    max_tokens: int = Field(64, ge=1, le=4096)
-    temperature: float = Field(0.0, ge=0.0, le=0.0)
+    max_tokens: int = Field(default=64, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0.0, le=0.0)
     seed: int = 0
 
 
