@@ -15,6 +15,7 @@ from .errors import NotFoundError, SabhaError
 __all__ = [
     "add_model",
     "check_model_directory",
+    "check_model_unchanged",
     "directory_digest",
     "get_benchmark",
     "get_model",
@@ -102,6 +103,25 @@ def check_model_directory(path: Path) -> None:
         raise SabhaError(
             f"{path} holds no tokenizer (tokenizer.json or tokenizer.model).",
             "Save the tokenizer into the same folder with save_pretrained.",
+        )
+
+
+def check_model_unchanged(model: Model) -> None:
+    """Check that a local model's folder still holds what was registered.
+
+    Scores must trace back to the exact weights, so a folder whose content
+    changed since ``sabha models add`` is refused.
+
+    Raises:
+        SabhaError: the folder is gone, broken or changed.
+    """
+    path = Path(model.path or "")
+    check_model_directory(path)
+    if directory_digest(path) != model.revision:
+        raise SabhaError(
+            f"The files of model {model.name!r} in {path} changed since it was registered, "
+            "so its scores could not be traced to its weights.",
+            "Register the changed folder under a new name with `sabha models add NEW --path DIR`.",
         )
 
 

@@ -373,18 +373,16 @@ def evaluate(
     verbose: bool = False,
 ) -> None:
     """Evaluate each model on each benchmark, reusing finished jobs (used by eval and demo)."""
-    from .catalog import check_model_directory, get_benchmark, get_model
+    from .catalog import check_model_unchanged, get_benchmark, get_model
     from .db import session_scope
     from .domain import JobStatus, id_of
     from .evaluation import count_pending, create_job
 
-    plan: list[tuple[str, str | None, list[tuple[str, int]]]] = []
+    plan: list[tuple[str, str, str | None, list[tuple[str, int]]]] = []
     with session_scope(engine) as session:
         benchmarks = [get_benchmark(session, name) for name in benchmark_names]
         for model_name in model_names:
             model = get_model(session, model_name)
-            if model.source == "local":
-                check_model_directory(Path(model.path or ""))
             jobs: list[tuple[str, int]] = []
             for benchmark in benchmarks:
                 job, _ = create_job(session, model, benchmark)
@@ -392,20 +390,24 @@ def evaluate(
                     click.echo(f"{model.name} on {benchmark.name}: done already (job {job.id})")
                 else:
                     jobs.append((benchmark.name, id_of(job)))
-            target = model.path if model.source == "local" else model.repo_id
-            plan.append((model.name, target, jobs))
+            if not jobs:
+                continue
+            if model.source == "local":
+                check_model_unchanged(model)
+                plan.append((model.name, str(model.path), None, jobs))
+            else:
+                plan.append((model.name, str(model.repo_id), model.revision, jobs))
 
-    work = [(m, t, jobs) for m, t, jobs in plan if jobs]
-    if not work:
+    if not plan:
         return
     from sabha.workers.local import RayEngineClient, ensure_ray
 
     from .evaluation import run_job
 
     ensure_ray(settings.ray_address, quiet=not verbose)
-    for model_name, target, jobs in work:
+    for model_name, target, revision, jobs in plan:
         click.echo(f"Starting vLLM for {model_name} (this takes about half a minute on CPU)...")
-        client = RayEngineClient(str(target))
+        client = RayEngineClient(target, revision=revision)
         try:
             client.info()
             for benchmark_name, job_id in jobs:

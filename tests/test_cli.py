@@ -103,3 +103,17 @@ def test_serve_on_a_busy_port_says_so() -> None:
         port = busy.getsockname()[1]
         err = _fails("serve", "--port", str(port))
     assert f"Cannot serve on 127.0.0.1:{port}" in err and "--port" in err
+
+
+def test_changed_local_model_folder_is_refused(tmp_path: Path) -> None:
+    _ok("db", "upgrade")
+    _ok("benchmarks", "load")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (folder / "model.safetensors").write_bytes(b"weights v1")
+    (folder / "tokenizer.json").write_text("{}")
+    _ok("models", "add", "local-m", "--path", str(folder))
+    (folder / "model.safetensors").write_bytes(b"weights v2")
+    err = _fails("eval", "--model", "local-m", "--benchmark", "kisan-advisory")
+    assert "changed since it was registered" in err

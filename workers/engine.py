@@ -31,14 +31,26 @@ def _require(module: str) -> Any:
         ) from exc
 
 
-def engine_options(model_path: str, seed: int = 0, max_model_len: int = 2048) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.LLM`` that suit this machine."""
+def engine_options(
+    model_path: str, seed: int = 0, max_model_len: int = 2048, revision: str | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM`` that suit this machine.
+
+    Args:
+        model_path: Local model folder or hub repository id.
+        seed: Engine seed.
+        max_model_len: Longest prompt plus answer, in tokens.
+        revision: Pinned commit of a hub repository (weights and tokenizer).
+    """
     options: dict[str, Any] = {
         "model": model_path,
         "seed": seed,
         "max_model_len": max_model_len,
         "enforce_eager": True,
     }
+    if revision:
+        options["revision"] = revision
+        options["tokenizer_revision"] = revision
     from vllm.platforms import current_platform
 
     if current_platform.is_cpu():
@@ -57,15 +69,22 @@ class VLLMEngine:
     """A loaded vLLM model that renders prompts and generates greedily.
 
     Args:
-        model_path: Hugging Face model directory (or hub id, already pinned).
+        model_path: Hugging Face model directory, or hub repository id.
         seed: Engine seed.
         max_model_len: Longest prompt plus answer, in tokens.
+        revision: Pinned commit, for a hub repository.
     """
 
-    def __init__(self, model_path: str, seed: int = 0, max_model_len: int = 2048) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        seed: int = 0,
+        max_model_len: int = 2048,
+        revision: str | None = None,
+    ) -> None:
         vllm = _require("vllm")
         self.model_path = model_path
-        self.llm = vllm.LLM(**engine_options(model_path, seed, max_model_len))
+        self.llm = vllm.LLM(**engine_options(model_path, seed, max_model_len, revision))
         self.tokenizer = self.llm.get_tokenizer()
         self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
 
@@ -140,7 +159,9 @@ class VLLMEngine:
         return results
 
 
-def start_engine_actor(model_path: str, seed: int = 0, max_model_len: int = 2048) -> Any:
+def start_engine_actor(
+    model_path: str, seed: int = 0, max_model_len: int = 2048, revision: str | None = None
+) -> Any:
     """Start a ``VLLMEngine`` as a Ray actor on the current Ray cluster.
 
     The actor restarts if its process dies, but never retries a call by
@@ -149,4 +170,4 @@ def start_engine_actor(model_path: str, seed: int = 0, max_model_len: int = 2048
     ray = _require("ray")
 
     actor_class = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(VLLMEngine)
-    return actor_class.remote(model_path, seed, max_model_len)
+    return actor_class.remote(model_path, seed, max_model_len, revision)

@@ -53,13 +53,14 @@ class RayEngineClient:
     """Calls a ``VLLMEngine`` actor synchronously; turns actor failures into ``EngineError``.
 
     Args:
-        model_path: Model folder (or pinned hub id) to load.
+        model_path: Model folder, or hub repository id, to load.
         seed: Engine seed.
+        revision: Pinned commit, for a hub repository.
     """
 
-    def __init__(self, model_path: str, seed: int = 0) -> None:
+    def __init__(self, model_path: str, seed: int = 0, revision: str | None = None) -> None:
         self.model_path = model_path
-        self.actor = start_engine_actor(model_path, seed)
+        self.actor = start_engine_actor(model_path, seed, revision=revision)
         self._info: dict[str, Any] | None = None
 
     def _call(self, method: Any, *args: Any) -> Any:
