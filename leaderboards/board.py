@@ -5,6 +5,7 @@ The same dictionaries feed the HTML pages, the JSON API and the CSV export.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -28,6 +29,13 @@ from .metrics import get_metric
 from .ranking import rank_by_interval
 
 __all__ = ["benchmark_summaries", "leaderboard", "run_details"]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands back naive datetimes, and Sabha stores UTC."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def _cell(score: Score) -> dict[str, Any]:
@@ -58,7 +66,7 @@ def _dataset_public(session: Session, version: DatasetVersion) -> dict[str, Any]
         "license": dataset.license,
         "version": version.content_hash,
         "items": version.item_count,
-        "released_at": version.released_at.isoformat() if version.released_at else None,
+        "released_at": _iso(version.released_at),
         "card_url": f"/datasets/{dataset.name}/card",
     }
 
@@ -120,7 +128,7 @@ def leaderboard(session: Session, benchmark_name: str) -> dict[str, Any]:
             "model": _model_public(model),
             "job_id": job.id,
             "run_url": f"/runs/{job.id}",
-            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            "finished_at": _iso(job.finished_at),
             "scores": {},
             "breakdowns": {},
         }
@@ -158,6 +166,9 @@ def leaderboard(session: Session, benchmark_name: str) -> dict[str, Any]:
                 *(["unparseable"] if benchmark.task == "classification" else []),
             ],
             "metric_labels": {m: get_metric(m).label for m in [*benchmark.metrics, "unparseable"]},
+            "higher_is_better": {
+                m: get_metric(m).higher_is_better for m in [*benchmark.metrics, "unparseable"]
+            },
             "breakdowns": {
                 name: (language_order if name == "language" else sorted(values))
                 for name, values in groups.items()
@@ -182,11 +193,10 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> dict[st
     shards = session.exec(
         select(Shard).where(Shard.job_id == job_id).order_by(col(Shard.index))
     ).all()
-    scores = session.exec(
-        select(Score)
-        .where(Score.job_id == job_id)
-        .order_by(col(Score.metric), col(Score.breakdown), col(Score.group))
-    ).all()
+    scores = sorted(
+        session.exec(select(Score).where(Score.job_id == job_id)).all(),
+        key=lambda s: (s.metric, s.breakdown != "overall", s.breakdown, s.group),
+    )
     signatures = {s.metric: s.signature for s in scores if s.signature}
     outputs = session.exec(
         select(Output).where(Output.job_id == job_id, Output.replica == 0).order_by(col(Output.id))
@@ -209,9 +219,9 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> dict[st
         "run": {
             "id": job.id,
             "status": job.status,
-            "created_at": job.created_at.isoformat(),
-            "started_at": job.started_at.isoformat() if job.started_at else None,
-            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
             "error": job.error,
             "decoding": job.decoding,
         },
@@ -225,7 +235,7 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> dict[st
                 "items": len(shard.item_ids),
                 "status": shard.status,
                 "attempts": shard.attempts,
-                "finished_at": shard.finished_at.isoformat() if shard.finished_at else None,
+                "finished_at": _iso(shard.finished_at),
                 **(shard.executed_on or {}),
             }
             for shard in shards

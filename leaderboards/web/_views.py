@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 import markdown
@@ -57,12 +58,23 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
     app.jinja_env.globals.update(describe_language=describe_language, text_direction=text_direction)
     app.jinja_env.filters["ci"] = _format_cell
+    app.jinja_env.filters["when"] = _format_when
 
 
 def _format_cell(cell: dict[str, Any] | None) -> str:
     if not cell:
         return "—"
     return f"{cell['value']:.1f} ± {(cell['ci_high'] - cell['ci_low']) / 2:.1f}"
+
+
+def _format_when(value: str | datetime | None) -> str:
+    """ISO timestamps as ``2026-11-23 00:42:27 UTC``."""
+    if not value:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:  # SQLite drops the zone; Sabha stores UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _session() -> Any:
