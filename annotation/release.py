@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from sabha.platform.benchmarks import LoadedBenchmark
 from sabha.platform.domain import Benchmark, Dataset, DatasetVersion, Item, id_of, utcnow
+from sabha.platform.files import atomic_write_text
 
 from .cards import build_data_card
 
@@ -39,7 +40,7 @@ def dataset_rows(loaded: LoadedBenchmark) -> list[dict[str, Any]]:
 
 
 def parquet_path(artifacts_dir: Path, dataset_name: str, content_hash: str) -> Path:
-    """``<artifacts>/datasets/<name>/<content hash>.parquet``."""
+    """``<artifacts>/datasets/<name>/<content hash>.parquet`` (its card: ``.README.md``)."""
     return artifacts_dir / "datasets" / dataset_name / f"{content_hash}.parquet"
 
 
@@ -66,8 +67,9 @@ def release_dataset_version(
 ) -> tuple[DatasetVersion, bool]:
     """Release the benchmark's items as a dataset version, or find the existing one.
 
-    The Parquet file is written before the database rows; if the caller's
-    transaction then fails, the new file is removed again.
+    The Parquet file and its data card (``<hash>.README.md`` beside it) are
+    written before the database rows; if that fails, the new files are removed
+    again.
 
     Returns:
         The version, and whether it was created now.
@@ -89,8 +91,11 @@ def release_dataset_version(
         session.add(dataset)
         session.flush()
 
-    created_file = not destination.exists()
+    card_file = destination.with_suffix(".README.md")
+    created_files = [p for p in (destination, card_file) if not p.exists()]
+    card = str(build_data_card(loaded))
     _write_parquet(dataset_rows(loaded), destination)
+    atomic_write_text(card_file, card)  # the card travels with the Parquet file
     try:
         version = DatasetVersion(
             dataset_id=id_of(dataset),
@@ -98,7 +103,7 @@ def release_dataset_version(
             item_count=len(loaded.items),
             languages=list(spec.languages),
             artifact_uri=str(destination),
-            card_markdown=str(build_data_card(loaded)),
+            card_markdown=card,
         )
         session.add(version)
         session.flush()
@@ -121,8 +126,8 @@ def release_dataset_version(
         version.released_at = utcnow()
         session.flush()
     except BaseException:
-        if created_file:
-            destination.unlink(missing_ok=True)
+        for path in created_files:
+            path.unlink(missing_ok=True)
         raise
     return version, True
 

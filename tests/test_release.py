@@ -34,6 +34,9 @@ def test_release_round_trips_through_the_datasets_library(
         "parquet", data_files=str(parquet), split="train", cache_dir=str(tmp_path / "cache")
     )
     assert reloaded.to_list() == dataset_rows(loaded)
+    card = parquet.with_suffix(".README.md").read_text(encoding="utf-8")
+    assert card == version.card_markdown
+    validate_data_card(card)
 
 
 def test_changed_items_make_a_new_version(sqlite_db: Engine, tmp_path: Path) -> None:
@@ -49,18 +52,22 @@ def test_changed_items_make_a_new_version(sqlite_db: Engine, tmp_path: Path) -> 
         assert len(session.exec(select(DatasetVersion)).all()) == 2
 
 
-def test_failed_release_leaves_no_parquet_behind(sqlite_db: Engine, tmp_path: Path) -> None:
+def test_failed_release_leaves_no_files_or_rows_behind(
+    sqlite_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loaded = load_benchmark_file(write_benchmark(tmp_path, generation_items(2)))
     artifacts = tmp_path / "artifacts"
+
+    def broken_item(**_fields: object) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("sabha.annotation.release.Item", broken_item)
     with pytest.raises(RuntimeError, match="database went away"):
         with session_scope(sqlite_db) as session:
             register_benchmark(session, loaded, artifacts)
-            raise RuntimeError("database went away")
-    # The version row was rolled back; the file, named by hash, is the same content.
     with Session(sqlite_db) as session:
         assert session.exec(select(DatasetVersion)).all() == []
-    leftovers = [p for p in artifacts.rglob("*") if p.is_file() and p.name.startswith(".")]
-    assert leftovers == []
+    assert [p for p in artifacts.rglob("*") if p.is_file()] == []
 
 
 @pytest.mark.parametrize("path", starter_benchmark_paths(), ids=lambda p: p.stem)
