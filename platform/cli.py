@@ -26,17 +26,24 @@ class _Group(click.Group):
         except SabhaError as exc:
             click.secho(f"Error: {exc}", fg="red", err=True)
             sys.exit(1)
-        except ValueError as exc:
-            if type(exc).__module__.startswith("pydantic"):  # settings from the environment
-                click.secho(f"Error: bad SABHA_* setting: {exc}", fg="red", err=True)
-                sys.exit(1)
-            raise
 
 
 def _settings(ctx: click.Context) -> Settings:
+    from pydantic import ValidationError
+
     settings = ctx.find_root().obj
     if settings is None:
-        settings = ctx.find_root().obj = Settings()
+        try:
+            settings = ctx.find_root().obj = Settings()
+        except ValidationError as exc:
+            raise ValidationFailed(
+                "Some SABHA_* environment variables are invalid:",
+                [
+                    f"SABHA_{'_'.join(map(str, e['loc'])).upper()}={e['input']!r}: {e['msg']}"
+                    for e in exc.errors()
+                ],
+                "Correct or unset them.",
+            ) from exc
     return settings
 
 
@@ -407,7 +414,9 @@ def evaluate(
     ensure_ray(settings.ray_address, quiet=not verbose)
     for model_name, target, revision, jobs in plan:
         click.echo(f"Starting vLLM for {model_name} (this takes about half a minute on CPU)...")
-        client = RayEngineClient(target, revision=revision)
+        client = RayEngineClient(
+            target, revision=revision, memory_fraction=settings.vllm_memory_fraction
+        )
         try:
             client.info()
             for benchmark_name, job_id in jobs:

@@ -124,9 +124,7 @@ def head_revision() -> str:
     """The newest migration revision this code knows."""
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(
-        _alembic_config(sa.create_engine("sqlite://"))
-    ).get_current_head()
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     assert head is not None
     return head
 

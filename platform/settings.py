@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 5000
     ray_address: str | None = None
-    eval_batch_size: int = 64
+    eval_batch_size: int = Field(default=64, ge=1)
+    vllm_memory_fraction: float | None = Field(default=None, gt=0.0, le=1.0)
     secret_key: str = "dev-only-not-secret"
 
     @field_validator("database_url")

@@ -117,3 +117,8 @@ def test_changed_local_model_folder_is_refused(tmp_path: Path) -> None:
     (folder / "model.safetensors").write_bytes(b"weights v2")
     err = _fails("eval", "--model", "local-m", "--benchmark", "kisan-advisory")
     assert "changed since it was registered" in err
+
+
+def test_invalid_setting_names_the_variable() -> None:
+    err = _fails("db", "upgrade", env={"SABHA_EVAL_BATCH_SIZE": "0"})
+    assert "SABHA_EVAL_BATCH_SIZE='0'" in err and "greater than or equal to 1" in err

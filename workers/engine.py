@@ -6,7 +6,6 @@ batches and benchmarks; the caller's loop, not Ray, decides retries.
 
 from __future__ import annotations
 
-import os
 import platform
 import socket
 from typing import Any
@@ -32,7 +31,11 @@ def _require(module: str) -> Any:
 
 
 def engine_options(
-    model_path: str, seed: int = 0, max_model_len: int = 2048, revision: str | None = None
+    model_path: str,
+    seed: int = 0,
+    max_model_len: int = 2048,
+    revision: str | None = None,
+    memory_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``vllm.LLM`` that suit this machine.
 
@@ -41,6 +44,8 @@ def engine_options(
         seed: Engine seed.
         max_model_len: Longest prompt plus answer, in tokens.
         revision: Pinned commit of a hub repository (weights and tokenizer).
+        memory_fraction: Share of GPU memory (of CPU memory, on the CPU build)
+            vLLM may take; None: vLLM's default on GPU, ``CPU_MEMORY_FRACTION`` on CPU.
     """
     options: dict[str, Any] = {
         "model": model_path,
@@ -53,10 +58,10 @@ def engine_options(
         options["tokenizer_revision"] = revision
     from vllm.platforms import current_platform
 
-    if current_platform.is_cpu():
-        options["gpu_memory_utilization"] = float(
-            os.environ.get("SABHA_VLLM_MEMORY_FRACTION", CPU_MEMORY_FRACTION)
-        )
+    if memory_fraction is None and current_platform.is_cpu():
+        memory_fraction = CPU_MEMORY_FRACTION
+    if memory_fraction is not None:
+        options["gpu_memory_utilization"] = memory_fraction
     return options
 
 
@@ -73,6 +78,7 @@ class VLLMEngine:
         seed: Engine seed.
         max_model_len: Longest prompt plus answer, in tokens.
         revision: Pinned commit, for a hub repository.
+        memory_fraction: See ``engine_options``.
     """
 
     def __init__(
@@ -81,10 +87,13 @@ class VLLMEngine:
         seed: int = 0,
         max_model_len: int = 2048,
         revision: str | None = None,
+        memory_fraction: float | None = None,
     ) -> None:
         vllm = _require("vllm")
         self.model_path = model_path
-        self.llm = vllm.LLM(**engine_options(model_path, seed, max_model_len, revision))
+        self.llm = vllm.LLM(
+            **engine_options(model_path, seed, max_model_len, revision, memory_fraction)
+        )
         self.tokenizer = self.llm.get_tokenizer()
         self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
 
@@ -160,7 +169,11 @@ class VLLMEngine:
 
 
 def start_engine_actor(
-    model_path: str, seed: int = 0, max_model_len: int = 2048, revision: str | None = None
+    model_path: str,
+    seed: int = 0,
+    max_model_len: int = 2048,
+    revision: str | None = None,
+    memory_fraction: float | None = None,
 ) -> Any:
     """Start a ``VLLMEngine`` as a Ray actor on the current Ray cluster.
 
@@ -170,4 +183,4 @@ def start_engine_actor(
     ray = _require("ray")
 
     actor_class = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(VLLMEngine)
-    return actor_class.remote(model_path, seed, max_model_len, revision)
+    return actor_class.remote(model_path, seed, max_model_len, revision, memory_fraction)

@@ -56,11 +56,20 @@ class RayEngineClient:
         model_path: Model folder, or hub repository id, to load.
         seed: Engine seed.
         revision: Pinned commit, for a hub repository.
+        memory_fraction: Share of memory vLLM may take (see ``engine_options``).
     """
 
-    def __init__(self, model_path: str, seed: int = 0, revision: str | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        seed: int = 0,
+        revision: str | None = None,
+        memory_fraction: float | None = None,
+    ) -> None:
         self.model_path = model_path
-        self.actor = start_engine_actor(model_path, seed, revision=revision)
+        self.actor = start_engine_actor(
+            model_path, seed, revision=revision, memory_fraction=memory_fraction
+        )
         self._info: dict[str, Any] | None = None
 
     def _call(self, method: Any, *args: Any) -> Any:
