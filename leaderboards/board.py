@@ -67,7 +67,7 @@ def _dataset_public(session: Session, version: DatasetVersion) -> dict[str, Any]
         "version": version.content_hash,
         "items": version.item_count,
         "released_at": _iso(version.released_at),
-        "card_url": f"/datasets/{dataset.name}/card",
+        "card_url": f"/datasets/{dataset.name}/card?version={version.content_hash}",
     }
 
 

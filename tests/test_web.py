@@ -50,7 +50,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
 def test_index_lists_both_benchmarks(client: FlaskClient) -> None:
     page = client.get("/").get_data(as_text=True)
     assert "Kisan advisory" in page and "Indic safety" in page
-    assert 'href="/datasets/kisan-advisory/card"' in page
+    assert 'href="/datasets/kisan-advisory/card?version=' in page
 
 
 def test_leaderboard_json_has_both_models_with_cis_and_ranks(client: FlaskClient) -> None:
@@ -112,7 +112,13 @@ def test_provenance_page_traces_the_score(client: FlaskClient) -> None:
 
 
 def test_data_card_page_renders(client: FlaskClient) -> None:
-    page = client.get("/datasets/indic-safety/card").get_data(as_text=True)
+    board = client.get("/api/benchmarks/indic-safety/leaderboard").get_json()
+    version = board["benchmark"]["dataset"]["version"]
+    assert board["benchmark"]["dataset"]["card_url"].endswith(f"?version={version}")
+    assert client.get(f"/datasets/indic-safety/card?version={'0' * 64}").status_code == 404
+    page = client.get(board["benchmark"]["dataset"]["card_url"]).get_data(as_text=True)
+    assert version in page
+    assert page == client.get("/datasets/indic-safety/card").get_data(as_text=True)
     assert "<h2>Limitations</h2>" in page
     assert "cc-by-4.0" in page
     assert "<td>Hindi (Latin script)</td>" in page

@@ -8,8 +8,8 @@ from typing import Any
 import markdown
 import nh3
 import yaml
-from flask import Blueprint, Flask, Response, abort, jsonify, render_template
-from sqlmodel import select
+from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request
+from sqlmodel import col, select
 
 from sabha.platform.domain import Dataset, DatasetVersion
 from sabha.platform.languages import describe_language, text_direction
@@ -111,15 +111,15 @@ def _card_html(card_markdown: str) -> tuple[dict[str, Any], str]:
 
 @blueprint.get("/datasets/<name>/card")
 def card_page(name: str) -> str:
+    """The card of a dataset version (``?version=<content hash>``; default: the newest)."""
     session = _session()
     dataset = session.exec(select(Dataset).where(Dataset.name == name)).first()
     if dataset is None:
         abort(404)
-    version = session.exec(
-        select(DatasetVersion)
-        .where(DatasetVersion.dataset_id == dataset.id)
-        .order_by(DatasetVersion.id.desc())  # type: ignore[union-attr]
-    ).first()
+    query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
+    if "version" in request.args:
+        query = query.where(DatasetVersion.content_hash == request.args["version"])
+    version = session.exec(query.order_by(col(DatasetVersion.id).desc())).first()
     if version is None or not version.card_markdown:
         abort(404)
     metadata, html = _card_html(version.card_markdown)
