@@ -1,5 +1,6 @@
 # Sabha: one command to set up, one to run the demo, one to run the tests.
 #   make demo   set up, evaluate two tiny models on the starter benchmarks, serve the leaderboard
+#               (and, once `make labelstudio` ran, Label Studio with a sample project)
 #   make test   set up, run the whole test suite (what CI runs)
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sabha-setup-stamp
 
-.PHONY: setup demo test lint typecheck clean
+.PHONY: setup labelstudio demo test lint typecheck clean
 
 setup: $(STAMP)
 
@@ -20,10 +21,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	@touch $(STAMP)
 
+# Label Studio pins versions that conflict with vLLM's, so the server gets
+# its own virtualenv; `sabha labelstudio start` runs it from there. The stamp
+# names the version, so changing LABEL_STUDIO_VERSION reinstalls.
+LABEL_STUDIO_VERSION := 1.23.2
+LS_VENV ?= .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.sabha-labelstudio-$(LABEL_STUDIO_VERSION)
+
+labelstudio: $(LS_STAMP)
+
+$(LS_STAMP):
+	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet "label-studio==$(LABEL_STUDIO_VERSION)"
+	@rm -f $(LS_VENV)/.sabha-labelstudio-*
+	@touch $(LS_STAMP)
+
 demo: setup
 	$(BIN)/sabha demo
 
-test: setup
+# The annotation tests run a real Label Studio server.
+test: setup labelstudio
 	$(BIN)/python -m pytest
 
 lint: setup typecheck
@@ -38,4 +56,4 @@ typecheck: setup
 	cd build/typecheck && ../../$(BIN)/mypy -p sabha
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LS_VENV) build *.egg-info .pytest_cache .ruff_cache

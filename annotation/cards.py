@@ -1,17 +1,27 @@
-"""Data cards in the Hugging Face dataset-card format, generated from benchmark files."""
+"""Data cards in the Hugging Face dataset-card format, generated from dataset releases."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from sabha.platform.benchmarks import LoadedBenchmark
+from sabha.platform.benchmarks import DatasetContent, LoadedBenchmark
+from sabha.platform.domain import PUBLIC_SPLITS
 from sabha.platform.errors import ValidationFailed
-from sabha.platform.languages import describe_language, primary_subtag
+from sabha.platform.languages import autonym, describe_language, primary_subtag
 
-__all__ = ["REQUIRED_SECTIONS", "build_data_card", "card_path", "validate_data_card"]
+__all__ = [
+    "REQUIRED_SECTIONS",
+    "AgreementRow",
+    "AnnotationFacts",
+    "build_data_card",
+    "card_path",
+    "validate_data_card",
+]
 
 REQUIRED_SECTIONS = (
     "Dataset summary",
@@ -25,6 +35,68 @@ REQUIRED_SECTIONS = (
 _LICENSE_IDS = {"CC-BY-4.0": "cc-by-4.0", "CC-BY-SA-4.0": "cc-by-sa-4.0", "CC0-1.0": "cc0-1.0"}
 
 
+@dataclass(frozen=True)
+class AgreementRow:
+    """One line of a card's agreement table: a field's agreement in one language."""
+
+    language: str
+    field: str
+    statistic: str  # "krippendorff_alpha" or "chrf"
+    value: float | None
+    items: int
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class AnnotationFacts:
+    """How an annotated release came about: what its card reports beyond the items.
+
+    Counts only, never names: the card says how many people annotated and
+    reviewed, not who.
+    """
+
+    task_type: str
+    annotations_per_item: int
+    annotators: int
+    reviewers: int
+    annotations: int
+    agreement: Sequence[AgreementRow]
+    left_out: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    gold_rule: str = ""
+    version_note: str = ""
+
+
+def _annotation_section(facts: AnnotationFacts) -> str:
+    rows = "\n".join(
+        f"| `{r.language}` | {r.field} | "
+        f"{'Krippendorff alpha' if r.statistic == 'krippendorff_alpha' else 'chrF (pairwise)'} | "
+        f"{'—' if r.value is None else f'{r.value:.3f}'} | {r.items} |"
+        + (f" {r.note} |" if r.note else " |")
+        for r in facts.agreement
+    )
+    left = [
+        f"{language}: {count} ({reason})"
+        for language, reasons in sorted(facts.left_out.items())
+        for reason, count in sorted(reasons.items())
+    ]
+    note = f"\n\nVersion note: {facts.version_note}" if facts.version_note else ""
+    return f"""### Annotation
+
+Annotated in Label Studio through Sabha ({facts.task_type} task): every item was
+given to {facts.annotations_per_item} different annotators, and reviewers accepted or
+rejected annotations. {facts.annotations} annotations by {facts.annotators} annotator(s),
+reviewed by {facts.reviewers} reviewer(s).
+
+{facts.gold_rule}
+
+Items left out: {"; ".join(left) if left else "none"}.
+
+| language | field | statistic | agreement | items |  |
+|---|---|---|---|---|---|
+{rows}{note}
+"""
+
+
 def card_path(data_cards_dir: Path, dataset_name: str) -> Path:
     """Where a dataset's card lives: ``data_cards/<name>/README.md`` (the Hub's layout)."""
     return data_cards_dir / dataset_name / "README.md"
@@ -34,33 +106,45 @@ def _size_category(n: int) -> str:
     return "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K"
 
 
-def build_data_card(loaded: LoadedBenchmark) -> DatasetCard:
-    """Build the data card of a benchmark's dataset version."""
-    spec, items = loaded.spec, loaded.items
+def build_data_card(
+    source: DatasetContent | LoadedBenchmark, *, annotation: AnnotationFacts | None = None
+) -> DatasetCard:
+    """Build the data card of a dataset version (from a dataset file or a benchmark's items).
+
+    Only public items are described; items of a private held-out split are
+    counted in one sentence, never shown. ``annotation`` adds how the items
+    were annotated and the agreement table.
+    """
+    data_set = source.dataset if isinstance(source, LoadedBenchmark) else source
+    items = [item for item in data_set.items if item.split in PUBLIC_SPLITS]
+    held_out = len(data_set.items) - len(items)
+    benchmark = data_set.benchmark
     counts = Counter((item.language, item.split) for item in items)
     regions: dict[str, set[str]] = {}
     for item in items:
         if item.region:
             regions.setdefault(item.language, set()).add(item.region)
     data = DatasetCardData(
-        pretty_name=spec.title,
-        language=sorted({primary_subtag(tag) for tag in spec.languages}),
-        language_details=", ".join(spec.languages),
-        license=_LICENSE_IDS.get(spec.dataset.license, spec.dataset.license.lower()),
-        multilinguality="multilingual" if len(spec.languages) > 1 else "monolingual",
+        pretty_name=data_set.title,
+        language=sorted({primary_subtag(tag) for tag in data_set.languages}),
+        language_details=", ".join(data_set.languages),
+        license=_LICENSE_IDS.get(data_set.license, data_set.license.lower()),
+        multilinguality="multilingual" if len(data_set.languages) > 1 else "monolingual",
         size_categories=[_size_category(len(items))],
-        task_categories=["text-generation" if spec.task == "generation" else "text-classification"],
-        annotations_creators=["expert-generated"],
+        task_categories=[
+            "text-generation" if data_set.task == "generation" else "text-classification"
+        ],
+        annotations_creators=["crowdsourced" if annotation else "expert-generated"],
         language_creators=["expert-generated"],
         source_datasets=["original"],
-        tags=["sabha", f"sabha-benchmark-{spec.name}"],
+        tags=["sabha", f"sabha-benchmark-{benchmark.name}" if benchmark else "sabha-dataset"],
     )
     splits = sorted({item.split for item in items})
     language_rows = "\n".join(
-        f"| `{tag}` | {describe_language(tag)} | "
+        f"| `{tag}` | {describe_language(tag)} | {autonym(tag)} | "
         + " | ".join(str(counts[(tag, split)]) for split in splits)
         + f" | {', '.join(sorted(regions.get(tag, ()))) or '—'} |"
-        for tag in spec.languages
+        for tag in data_set.languages
     )
     fields = [
         "`id`",
@@ -69,58 +153,69 @@ def build_data_card(loaded: LoadedBenchmark) -> DatasetCard:
         "`dialect` (optional)",
         "`split`",
     ]
-    fields += [f"`{name}` (input)" for name in spec.prompt.fields]
+    inputs = dict.fromkeys(name for item in items for name in item.input)  # every item's
+    fields += [f"`{name}` (input)" for name in inputs]
     fields += (
         ["`reference` (reference answer)"]
-        if spec.task == "generation"
-        else [f"`label` ({' / '.join(spec.labels)})"]
+        if data_set.task == "generation"
+        else [f"`label` ({' / '.join(data_set.labels)})"]
     )
-    fields += [f"`{name}` ({', '.join(values)})" for name, values in spec.attributes.items()]
+    fields += [f"`{name}` ({', '.join(values)})" for name, values in data_set.attributes.items()]
     task_line = (
-        f"Benchmark `{spec.name}`: {spec.task} task, metrics {', '.join(spec.metrics)} "
-        f"(primary: {spec.primary_metric})."
+        f"Benchmark `{benchmark.name}`: {benchmark.task} task, metrics "
+        f"{', '.join(benchmark.metrics)} (primary: {benchmark.primary_metric})."
+        if benchmark
+        else f"Released as a dataset for {data_set.task} benchmarks, which refer to it as "
+        f"`{data_set.name}@<version>`."
     )
+    held_out_line = (
+        f"\n{held_out} further items are a private held-out split: kept on the server "
+        "for evaluation, never published.\n"
+        if held_out
+        else ""
+    )
+    annotation_text = f"\n{_annotation_section(annotation)}" if annotation else ""
     content = f"""---
 {data.to_yaml()}
 ---
 
-<!-- Generated by `sabha cards build` from {loaded.path.name}; edit that file, not this one. -->
+<!-- Generated by `sabha cards build` from {data_set.source}; edit that file, not this one. -->
 
-# {spec.title}
+# {data_set.title}
 
 ## Dataset summary
 
-{spec.dataset.card.summary}
+{data_set.card.summary}
 
 {task_line}
 
 ## Languages
 
-| tag | language | {" | ".join(splits)} | regions |
-|---|---|{"---|" * len(splits)}---|
+| tag | language | autonym | {" | ".join(splits)} | regions |
+|---|---|---|{"---|" * len(splits)}---|
 {language_rows}
 
 ## Dataset structure
 
 {len(items)} items, one row each, with the fields: {", ".join(fields)}.
 
-Dataset version `{loaded.content_hash}` (SHA-256 of the items' canonical JSON).
-
+Dataset version `{data_set.content_hash}` (SHA-256 of the items' canonical JSON).
+{held_out_line}
 ## Collection process
 
-{spec.dataset.card.collection_process}
-
+{data_set.card.collection_process}
+{annotation_text}
 ## Intended use
 
-{spec.dataset.card.intended_use}
+{data_set.card.intended_use}
 
 ## Limitations
 
-{spec.dataset.card.limitations}
+{data_set.card.limitations}
 
 ## License
 
-{spec.dataset.license}.
+{data_set.license}.
 """
     return DatasetCard(content)
 

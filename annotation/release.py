@@ -9,33 +9,72 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from sabha.platform.benchmarks import LoadedBenchmark
-from sabha.platform.domain import Benchmark, Dataset, DatasetVersion, Item, id_of, utcnow
+from sabha.platform.benchmarks import DatasetContent, LoadedBenchmark
+from sabha.platform.domain import PUBLIC_SPLITS, Dataset, DatasetVersion, Item, id_of, utcnow
 from sabha.platform.files import atomic_write_text
 
-from .cards import build_data_card
+from .cards import AnnotationFacts, build_data_card
 
-__all__ = ["dataset_rows", "parquet_path", "register_benchmark", "release_dataset_version"]
+__all__ = [
+    "dataset_columns",
+    "dataset_rows",
+    "parquet_path",
+    "release_dataset_version",
+]
 
 
-def dataset_rows(loaded: LoadedBenchmark) -> list[dict[str, Any]]:
-    """The items as flat rows (input fields and attributes become columns), in id order."""
+_ITEM_COLUMNS = ("id", "language", "region", "dialect", "split")
+
+
+def _content(source: DatasetContent | LoadedBenchmark) -> DatasetContent:
+    return source.dataset if isinstance(source, LoadedBenchmark) else source
+
+
+def dataset_columns(source: DatasetContent | LoadedBenchmark) -> list[str]:
+    """The released columns, in order: the item's own, every input field (over all
+    items, in first-seen order), ``reference`` or ``label``, then the attributes.
+
+    Raises:
+        ValueError: two sources would write the same column (validation
+            refuses this, so it means a bypassed check, never a user mistake).
+    """
+    data_set = _content(source)
+    inputs = list(dict.fromkeys(name for item in data_set.items for name in item.input))
+    answer = ["reference" if data_set.task == "generation" else "label"]
+    columns = [*_ITEM_COLUMNS, *inputs, *answer, *data_set.attributes]
+    clashes = sorted({name for name in columns if columns.count(name) > 1})
+    if clashes:
+        raise ValueError(
+            f"columns {clashes} would be written twice (an input field or attribute named "
+            "like an item column); rename them in the benchmark files"
+        )
+    return columns
+
+
+def dataset_rows(source: DatasetContent | LoadedBenchmark) -> list[dict[str, Any]]:
+    """The public items as flat rows (input fields and attributes become columns), in id order.
+
+    Every row has every column of ``dataset_columns``; a field an item lacks is
+    None. Items of a private held-out split (any split not in ``PUBLIC_SPLITS``)
+    are never rows: they stay in the database for server-side evaluation.
+    """
+    data_set = _content(source)
+    columns = dataset_columns(data_set)
     rows = []
-    for item in sorted(loaded.items, key=lambda i: i.id):
-        row: dict[str, Any] = {
+    public = (item for item in data_set.items if item.split in PUBLIC_SPLITS)
+    for item in sorted(public, key=lambda i: i.id):
+        values: dict[str, Any] = {
+            **item.attributes,
+            "reference": item.reference,
+            "label": item.label,
+            **item.input,
             "id": item.id,
             "language": item.language,
             "region": item.region,
             "dialect": item.dialect,
             "split": item.split,
         }
-        row.update(item.input)
-        if loaded.spec.task == "generation":
-            row["reference"] = item.reference
-        else:
-            row["label"] = item.label
-        row.update({name: item.attributes.get(name) for name in loaded.spec.attributes})
-        rows.append(row)
+        rows.append({name: values.get(name) for name in columns})
     return rows
 
 
@@ -49,7 +88,9 @@ def _write_parquet(rows: list[dict[str, Any]], destination: Path) -> None:
     import datasets
 
     datasets.disable_progress_bars()
-    features = datasets.Features({name: datasets.Value("string") for name in rows[0]})
+    columns = list(dict.fromkeys(name for row in rows for name in row))  # union, in order
+    features = datasets.Features({name: datasets.Value("string") for name in columns})
+    rows = [{name: row.get(name) for name in columns} for row in rows]
     table = datasets.Dataset.from_list(rows, features=features)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
@@ -63,9 +104,22 @@ def _write_parquet(rows: list[dict[str, Any]], destination: Path) -> None:
 
 
 def release_dataset_version(
-    session: Session, loaded: LoadedBenchmark, artifacts_dir: Path
+    session: Session,
+    source: DatasetContent | LoadedBenchmark,
+    artifacts_dir: Path,
+    *,
+    annotation: AnnotationFacts | None = None,
 ) -> tuple[DatasetVersion, bool]:
-    """Release the benchmark's items as a dataset version, or find the existing one.
+    """Release rows and card metadata as a dataset version, or find the existing one.
+
+    ``source`` is a dataset file (``load_dataset_file``), rows gathered
+    elsewhere (e.g. from annotation) as ``DatasetContent``, or a benchmark
+    file with inline items. ``annotation`` adds the agreement table, the
+    number of annotators and what was left out to the card.
+
+    Items of a private split are stored (``Item`` rows) but are neither in the
+    Parquet file nor on the card; the content hash covers them too, so the same
+    public and private items give the same version.
 
     The Parquet file and its data card (``<hash>.README.md`` beside it) are
     written before the database rows; if that fails, the new files are removed
@@ -74,34 +128,34 @@ def release_dataset_version(
     Returns:
         The version, and whether it was created now.
     """
-    spec = loaded.spec
-    digest = loaded.content_hash
+    data_set = _content(source)
+    digest = data_set.content_hash
     existing = session.exec(
         select(DatasetVersion).where(DatasetVersion.content_hash == digest)
     ).first()
-    destination = parquet_path(artifacts_dir, spec.dataset.name, digest)
+    destination = parquet_path(artifacts_dir, data_set.name, digest)
     if existing is not None:
         if not Path(existing.artifact_uri or "").is_file():
-            _write_parquet(dataset_rows(loaded), destination)  # same content, same name
+            _write_parquet(dataset_rows(data_set), destination)  # same content, same name
         return existing, False
 
-    dataset = session.exec(select(Dataset).where(Dataset.name == spec.dataset.name)).first()
+    dataset = session.exec(select(Dataset).where(Dataset.name == data_set.name)).first()
     if dataset is None:
-        dataset = Dataset(name=spec.dataset.name, title=spec.title, license=spec.dataset.license)
+        dataset = Dataset(name=data_set.name, title=data_set.title, license=data_set.license)
         session.add(dataset)
         session.flush()
 
     card_file = destination.with_suffix(".README.md")
     created_files = [p for p in (destination, card_file) if not p.exists()]
-    card = str(build_data_card(loaded))
-    _write_parquet(dataset_rows(loaded), destination)
+    card = str(build_data_card(data_set, annotation=annotation))
+    _write_parquet(dataset_rows(data_set), destination)
     atomic_write_text(card_file, card)  # the card travels with the Parquet file
     try:
         version = DatasetVersion(
             dataset_id=id_of(dataset),
             content_hash=digest,
-            item_count=len(loaded.items),
-            languages=list(spec.languages),
+            item_count=len(data_set.items),
+            languages=list(data_set.languages),
             artifact_uri=str(destination),
             card_markdown=card,
         )
@@ -120,7 +174,7 @@ def release_dataset_version(
                 label=item.label,
                 attributes=dict(item.attributes),
             )
-            for item in loaded.items
+            for item in data_set.items
         )
         session.flush()
         version.released_at = utcnow()
@@ -130,41 +184,3 @@ def release_dataset_version(
             path.unlink(missing_ok=True)
         raise
     return version, True
-
-
-def register_benchmark(
-    session: Session, loaded: LoadedBenchmark, artifacts_dir: Path
-) -> tuple[Benchmark, bool]:
-    """Release the dataset version and record the benchmark definition.
-
-    Loading the same file twice changes nothing; a changed definition or
-    changed items add a new benchmark row under the same name.
-
-    Returns:
-        The benchmark, and whether anything new was created.
-    """
-    version, version_created = release_dataset_version(session, loaded, artifacts_dir)
-    digest = loaded.definition_hash
-    existing = session.exec(select(Benchmark).where(Benchmark.definition_hash == digest)).first()
-    if existing is not None:
-        return existing, version_created
-    spec = loaded.spec
-    benchmark = Benchmark(
-        name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        task=spec.task,
-        dataset_version_id=id_of(version),
-        prompt_template=spec.prompt.template,
-        system_prompt=spec.prompt.system,
-        labels=list(spec.labels),
-        metrics=list(spec.metrics),
-        primary_metric=spec.primary_metric,
-        breakdowns=list(spec.breakdowns),
-        languages=list(spec.languages),
-        decoding=spec.decoding.model_dump(),
-        definition_hash=digest,
-    )
-    session.add(benchmark)
-    session.flush()
-    return benchmark, True

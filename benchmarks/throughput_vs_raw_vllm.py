@@ -1,165 +1,260 @@
-"""Throughput of `sabha eval` against raw `vllm.LLM.generate`, measured in one run.
+"""Throughput of Sabha's engine client against one raw `vllm.LLM.generate` call.
 
-Both sides generate the same prompts with the same tiny model and greedy
-decoding. The raw side is one `LLM.generate` call in this process; the Sabha
-side is what `sabha eval` runs: a vLLM engine in a Ray actor, batches sent
-from the driver, every batch's outputs committed to the database before the
-next, then scoring with bootstrap CIs. Engine start-up is excluded on both
-sides (Sabha keeps engines alive across shards and benchmarks).
+Both sides generate the same rendered prompts (the kisan-advisory test items,
+repeated) with the same tiny model and greedy decoding:
+
+- raw: one `LLM.generate` call over all prompts, in this process;
+- engine: `EngineClient.generate_shards` over shards of `--shard-size` items,
+  streamed through the vLLM engine in a Ray actor;
+- sabha eval: the local pool through the job queue (lease, generate, store
+  each shard's outputs and per-item statistics in SQLite) and the job's
+  scoring, with the same warmed-up engine.
+
+Every engine is started and warmed up with one full-size pass first (the
+first call is slow), then the sides run in alternating rounds. Each side is a
+function that takes the shards and returns elapsed seconds and generated
+tokens.
 
 Usage:
-    .venv/bin/python benchmarks/throughput_vs_raw_vllm.py [--repeat 4] [--batch-sizes 16,32,64,128]
-
-Prints one line per Sabha batch size with the ratio Sabha / raw, with and
-without the time spent scoring (bootstrap CIs for every metric and group).
+    .venv/bin/python benchmarks/throughput_vs_raw_vllm.py [--rounds 5] [--repeat 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+from sabha.platform.wire import DecodingParams, GenerationRequest
+
+Shard = tuple[int, list[GenerationRequest], DecodingParams, str]
+# A way to generate: takes the shards, returns (elapsed seconds, generated tokens).
+Side = Callable[[list[Shard]], tuple[float, int]]
 
 
-def _prepare(work: Path, repeat: int) -> tuple[Path, Path, list[str], int]:
-    """A tiny model and a benchmark of the kisan-advisory test items repeated ``repeat`` times."""
-    import yaml
+def prepare(work: Path, repeat: int, shard_size: int) -> tuple[Path, list[Shard], list[str]]:
+    """A tiny model, the shards of the kisan-advisory test items, and their rendered prompts."""
+    from transformers import AutoTokenizer
 
     from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
+    from sabha.workers.streaming import render_prompt
     from sabha.workers.tiny_models import make_tiny_model
 
     source = load_benchmark_file(next(p for p in starter_benchmark_paths() if "kisan" in p.name))
     texts = [t for item in source.items for t in (*item.input.values(), item.reference or "")]
     model = make_tiny_model(work / "model", texts, seed=0, chat_template=None)
 
-    spec = source.spec.model_dump(mode="json")
-    spec["name"] = spec["dataset"]["name"] = "throughput"
-    spec["dataset"]["items"] = "throughput.jsonl"
-    rows = []
-    for r in range(repeat):
-        for item in source.items:
-            if item.split == "test":
-                row = item.model_dump(mode="json")
-                row["id"] = f"{item.id}-{r}"
-                rows.append(row)
-    (work / "throughput.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
-    (work / "throughput.jsonl").write_text(
-        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    )
-    template = source.spec.prompt.template
-    prompts = [template.format(**row["input"]) for row in sorted(rows, key=lambda r: r["id"])]
-    return model, work / "throughput.yaml", prompts, source.spec.decoding.max_tokens
+    spec = source.spec
+    items = [item for _ in range(repeat) for item in source.items if item.split == "test"]
+    requests = [
+        GenerationRequest(
+            item_id=n, text=spec.prompt.template.format(**item.input), system=spec.prompt.system
+        )
+        for n, item in enumerate(items)
+    ]
+    decoding = DecodingParams(max_tokens=spec.decoding.max_tokens)
+    shards: list[Shard] = [
+        (start, requests[start : start + shard_size], decoding, "auto")
+        for start in range(0, len(requests), shard_size)
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    prompts = [render_prompt(tokenizer, r, "auto") for r in requests]
+    return model, shards, prompts
 
 
-def _raw(
-    model: Path, prompts: list[str], max_tokens: int, batch_sizes: list[int]
-) -> tuple[float, int, dict[int, float]]:
-    """One ``generate`` call over all prompts, then one call per batch for each batch size."""
+def raw_vllm_side(
+    model: Path,
+    prompts: list[str],
+    decoding: DecodingParams,
+    memory_fraction: float | None = None,
+) -> Side:
+    """One `LLM.generate` call over every prompt, in this process."""
     from vllm import LLM, SamplingParams
 
     from sabha.workers.engine import engine_options
 
-    llm = LLM(**engine_options(str(model)))
-    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0)
-    llm.generate(prompts[:8], params, use_tqdm=False)  # warm-up
-    start = time.perf_counter()
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    elapsed = time.perf_counter() - start
-    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    batched = {}
-    for size in batch_sizes:
+    llm = LLM(**engine_options(str(model), memory_fraction=memory_fraction))
+    params = SamplingParams(
+        temperature=decoding.temperature,
+        max_tokens=decoding.max_tokens,
+        seed=decoding.seed,
+        ignore_eos=decoding.ignore_eos,
+    )
+
+    def run(shards: list[Shard]) -> tuple[float, int]:
         start = time.perf_counter()
-        for i in range(0, len(prompts), size):
-            llm.generate(prompts[i : i + size], params, use_tqdm=False)
-        batched[size] = time.perf_counter() - start
-    del llm, outputs
-    gc.collect()
-    return elapsed, tokens, batched
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        elapsed = time.perf_counter() - start
+        return elapsed, sum(len(o.outputs[0].token_ids) for o in outputs)
+
+    return run
 
 
-def _sabha(
-    work: Path, model: Path, benchmark: Path, batch_sizes: list[int]
-) -> list[tuple[int, float, float, int]]:
-    from sqlmodel import Session, func, select
+def engine_client_side(client: Any, max_in_flight: int) -> Side:
+    """Sabha's `EngineClient.generate_shards`, answers collected as shards complete."""
 
-    from sabha.annotation.release import register_benchmark
-    from sabha.platform.benchmarks import load_benchmark_file
+    def run(shards: Iterable[Shard]) -> tuple[float, int]:
+        tokens = 0
+        start = time.perf_counter()
+        for _, results in client.generate_shards(shards, max_in_flight=max_in_flight):
+            tokens += sum(r.num_tokens for r in results)
+        return time.perf_counter() - start, tokens
+
+    return run
+
+
+def queue_side(client: Any, max_in_flight: int, work: Path, repeat: int, shard_size: int) -> Side:
+    """What `sabha eval` runs: the local pool through the queue into SQLite, then scoring.
+
+    Each call gets a fresh database with the same items as the other sides
+    (set up untimed); the timed part leases every shard, generates, stores
+    each shard's outputs and per-item statistics as it completes, and scores
+    the job (bootstrap CIs for chrF++, BLEU and TER by language and region).
+    """
+    import json
+
+    import yaml
+
+    from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
     from sabha.platform.catalog import add_model
     from sabha.platform.db import make_engine, session_scope, upgrade_database
-    from sabha.platform.domain import Output
-    from sabha.platform.evaluation import create_job, run_job, score_job
-    from sabha.workers.local import RayEngineClient, ensure_ray
+    from sabha.platform.services.benchmarks import register_benchmark
+    from sabha.platform.services.evaluate import run_local_pool
+    from sabha.platform.services.queue import create_job
 
-    ensure_ray()
-    client = RayEngineClient(str(model))
-    client.info()  # engine start-up, excluded like the raw side's
-    client.generate([{"item_id": 0, "text": "warm-up"}], {"max_tokens": 8})
-    results = []
-    for batch_size in batch_sizes:
-        db = make_engine(f"sqlite:///{work / f'bench-{batch_size}.db'}")
+    path = next(p for p in starter_benchmark_paths() if "kisan" in p.name)
+    source = load_benchmark_file(path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["dataset"] = {**raw["dataset"], "name": "kisan-repeated", "items": "items.jsonl"}
+    rows = [
+        {**item.model_dump(mode="json"), "id": f"{item.id}-{copy}"}
+        for copy in range(repeat)
+        for item in source.items
+        if item.split == "test"
+    ]
+
+    class KeepOpen:
+        """The warmed-up client, lent to the pool without being closed."""
+
+        def info(self) -> Any:
+            return client.info()
+
+        def generate_shards(self, work: Any, max_in_flight: int = 256) -> Any:
+            return client.generate_shards(work, max_in_flight=max_in_flight)
+
+        def close(self) -> None:
+            pass
+
+    calls = [0]
+
+    def run(_shards: list[Shard]) -> tuple[float, int]:
+        calls[0] += 1
+        folder = work / f"queue-{calls[0]}"
+        folder.mkdir()
+        (folder / "items.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
+        (folder / "bench.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), "utf-8")
+        db = make_engine(f"sqlite:///{folder / 'sabha.db'}")
         upgrade_database(db)
         with session_scope(db) as session:
-            registered, _ = register_benchmark(
-                session, load_benchmark_file(benchmark), work / "artifacts"
+            benchmark, _ = register_benchmark(
+                session, load_benchmark_file(folder / "bench.yaml"), folder / "artifacts"
             )
-            tiny = add_model(session, "tiny", path=model, smoke_test=True)
-            job, _ = create_job(session, tiny, registered)
+            model = add_model(session, "tiny", repo_id="org/tiny", revision="0" * 40)
+            job_id = create_job(session, model, benchmark, shard_size)[0].id
+        tokens = 0
         start = time.perf_counter()
-        run_job(db, job.id, client, batch_size=batch_size)  # type: ignore[arg-type]
+        run_local_pool(
+            db, [job_id], lambda _m, _l: KeepOpen(), pool_name="bench", max_in_flight=max_in_flight
+        )
         elapsed = time.perf_counter() - start
-        start = time.perf_counter()
-        score_job(db, job.id)  # the same scoring again, to report it apart
-        scoring = time.perf_counter() - start
-        with Session(db) as session:
-            tokens = session.exec(select(func.sum(Output.num_tokens))).one()
-        results.append((batch_size, elapsed, scoring, int(tokens or 0)))
+        with db.connect() as connection:
+            tokens = connection.exec_driver_sql("SELECT sum(num_tokens) FROM output").scalar()
         db.dispose()
-    client.close()
-    return results
+        return elapsed, int(tokens or 0)
+
+    return run
+
+
+def measure(sides: dict[str, Side], shards: list[Shard], rounds: int) -> dict[str, list[float]]:
+    """Tokens/s of each side per round; one warm-up pass first, the order alternating."""
+    for side in sides.values():
+        side(shards)
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            seconds, tokens = sides[name](shards)
+            rates[name].append(tokens / seconds)
+    return rates
+
+
+def report(rates: dict[str, list[float]]) -> None:
+    """Print each side's median tokens/s and every side's ratio to the first (raw)."""
+    raw_name, *others = list(rates)
+    for name, values in rates.items():
+        print(
+            f"{name:34} median {statistics.median(values):10.1f} tokens/s  rounds: "
+            + " ".join(f"{v:.1f}" for v in values)
+        )
+    for name in others:
+        ratios = [s / r for s, r in zip(rates[name], rates[raw_name], strict=True)]
+        print(
+            f"{name} / raw: median {statistics.median(ratios):.3f}  rounds: "
+            + " ".join(f"{r:.3f}" for r in ratios)
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="Measured rounds per side.")
     parser.add_argument("--repeat", type=int, default=4, help="Copies of the 108 test prompts.")
+    parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument(
-        "--batch-sizes", default="16,32,64,128", help="Sabha batch sizes to measure."
+        "--max-in-flight", type=int, help="Default: twice the engine's max_num_seqs."
     )
     args = parser.parse_args()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
-    with tempfile.TemporaryDirectory(prefix="sabha-throughput-") as folder:
-        work = Path(folder)
-        model, benchmark, prompts, max_tokens = _prepare(work, args.repeat)
-        sizes = [int(b) for b in args.batch_sizes.split(",")]
-        raw_seconds, raw_tokens, raw_batched = _raw(model, prompts, max_tokens, sizes)
-        sabha = _sabha(work, model, benchmark, sizes)
-
     import vllm
 
+    from sabha.platform.wire import ModelSource
+    from sabha.workers.client import EngineClient
+    from sabha.workers.local import ensure_ray, shutdown_ray
+
+    with tempfile.TemporaryDirectory(prefix="sabha-throughput-") as folder:
+        model, shards, prompts = prepare(Path(folder), args.repeat, args.shard_size)
+        ensure_ray()
+        client = EngineClient(ModelSource(name="tiny", source="local", path=str(model)))
+        info = client.info()
+        max_in_flight = args.max_in_flight or 2 * (info.max_num_seqs or 128)
+        sides = {
+            "raw vllm.LLM.generate": raw_vllm_side(model, prompts, shards[0][2]),
+            f"sabha engine, shards of {args.shard_size}": engine_client_side(client, max_in_flight),
+            "sabha eval (queue, SQLite, scoring)": queue_side(
+                client, max_in_flight, Path(folder), args.repeat, args.shard_size
+            ),
+        }
+        rates = measure(sides, shards, args.rounds)
+        client.close()
+        del sides
+        gc.collect()
+        shutdown_ray()
+
     print(
-        f"prompts: {len(prompts)}, max_tokens: {max_tokens}, vllm {vllm.__version__}, "
-        f"{os.cpu_count()} CPU cores"
+        f"prompts: {len(prompts)}, max_tokens: {shards[0][2].max_tokens}, "
+        f"vllm {vllm.__version__}, {os.cpu_count()} CPU cores, device {info.device}, "
+        f"dtype {info.dtype}, max_num_seqs {info.max_num_seqs}, "
+        f"max_in_flight {max_in_flight}, {args.rounds} rounds after one warm-up pass"
     )
-    print(
-        f"raw vllm.LLM.generate: {raw_seconds:7.2f} s  {len(prompts) / raw_seconds:8.1f} prompts/s"
-        f"  {raw_tokens / raw_seconds:9.1f} tokens/s"
-    )
-    raw_rate = raw_tokens / raw_seconds
-    print("sabha/raw: Sabha's tokens/s over raw vLLM's with all prompts in one call;")
-    print("sabha/raw same batches: over raw vLLM called with Sabha's batch size;")
-    print("each also without the time Sabha spends scoring (bootstrap CIs).")
-    for batch_size, seconds, scoring, tokens in sabha:
-        rate, generating = tokens / seconds, tokens / (seconds - scoring)
-        same = raw_tokens / raw_batched[batch_size]
-        print(
-            f"sabha eval, batch {batch_size:4}: {seconds:6.2f} s  {tokens / seconds:8.1f} tokens/s"
-            f"  sabha/raw = {rate / raw_rate:.2f} ({generating / raw_rate:.2f} without scoring)"
-            f"  sabha/raw same batches = {rate / same:.2f} ({generating / same:.2f})"
-        )
+    report(rates)
 
 
 if __name__ == "__main__":

@@ -1,41 +1,86 @@
-"""Leaderboard data: one benchmark's completed runs, ranked, with CIs and provenance.
+"""Leaderboard data: ranked runs with CIs and provenance, as ``*Public`` models.
 
-The same dictionaries feed the HTML pages, the JSON API and the CSV export.
+The leaderboard of a benchmark is a read model (``leaderboard_entry``),
+rebuilt whenever one of its scoring runs lands; a page is then one query over
+plain rows, already ranked, 50 at a time.
 """
 
 from __future__ import annotations
 
+import io
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+import numpy as np
+from sqlmodel import Session, col, delete, func, select
 
 from sabha.platform.catalog import get_benchmark, latest_benchmarks
 from sabha.platform.domain import (
+    PUBLIC_SPLITS,
     Benchmark,
+    CommunityScore,
     Dataset,
     DatasetVersion,
     Item,
     Job,
-    JobStatus,
+    LeaderboardEntry,
     Model,
     Output,
+    Pool,
     Score,
+    ScoringRun,
     Shard,
+    ShardRun,
+    id_of,
 )
 from sabha.platform.errors import NotFoundError
 
+from .judgements import COMMUNITY_METRICS
 from .metrics import get_metric
-from .ranking import rank_by_interval
+from .public import (
+    BenchmarkPublic,
+    BenchmarkSummary,
+    DataCardPublic,
+    DatasetPublic,
+    LeaderboardColumns,
+    LeaderboardPage,
+    LeaderboardRow,
+    ModelPublic,
+    RunPublic,
+    SamplePublic,
+    ScorePublic,
+    ShardPublic,
+)
+from .ranking import RankingEntry, rank_by_sorting
 
-__all__ = ["benchmark_summaries", "leaderboard", "run_details"]
+__all__ = [
+    "PER_PAGE",
+    "benchmark_public",
+    "benchmark_summaries",
+    "data_card",
+    "leaderboard",
+    "leaderboard_version",
+    "rebuild_leaderboard",
+    "run_details",
+]
+
+PER_PAGE = 50
 
 
-def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite hands back naive datetimes, and Sabha stores UTC."""
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes, and Sabha stores UTC."""
     if moment is None:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _resamples(run: ScoringRun, metric: str) -> np.ndarray | None:
+    """The stored bootstrap resamples of a run's overall ``metric`` (paired ranking)."""
+    if not run.overall_resamples:
+        return None
+    with np.load(io.BytesIO(run.overall_resamples), allow_pickle=False) as arrays:
+        return arrays[metric] if metric in arrays.files else None
 
 
 def _cell(score: Score) -> dict[str, Any]:
@@ -44,142 +89,359 @@ def _cell(score: Score) -> dict[str, Any]:
         "ci_low": round(score.ci_low, 4),
         "ci_high": round(score.ci_high, 4),
         "n": score.n,
+        "too_few": score.too_few,
     }
 
 
-def _model_public(model: Model) -> dict[str, Any]:
+PEOPLE = "people"
+JUDGE_SUFFIX = "@judge"  # a judge model's column: ``violation_rate@judge``
+
+
+def _community_cells(session: Session, job_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each job's community scores as leaderboard cells: overall, with their breakdowns."""
+    found: dict[int, dict[str, Any]] = {}
+    if not job_ids:
+        return found
+    scores = session.exec(
+        select(CommunityScore)
+        .where(col(CommunityScore.job_id).in_(job_ids))
+        .order_by(
+            col(CommunityScore.metric), col(CommunityScore.breakdown), col(CommunityScore.group)
+        )
+    ).all()
+    for score in scores:
+        cell = {
+            "value": round(score.value, 4),
+            "ci_low": round(score.ci_low, 4),
+            "ci_high": round(score.ci_high, 4),
+            "n": score.n,
+            "judgements": score.judgements,
+        }
+        if score.judge != PEOPLE:
+            cell["agreement"] = None if score.agreement is None else round(score.agreement, 4)
+            cell["agreement_items"] = score.agreement_items
+        key = score.metric if score.judge == PEOPLE else f"{score.metric}{JUDGE_SUFFIX}"
+        metrics = found.setdefault(score.job_id, {})
+        entry = metrics.setdefault(key, {"breakdowns": {}})
+        if score.breakdown == "overall":
+            entry.update(cell, judge=score.judge)
+        else:
+            entry["breakdowns"].setdefault(score.breakdown, {})[score.group] = cell
     return {
-        "name": model.name,
-        "source": model.source,
-        "repo_id": model.repo_id,
-        "revision": model.revision,
-        "smoke_test": model.smoke_test,
-        "description": model.description,
+        job: {metric: cell for metric, cell in metrics.items() if "value" in cell}
+        for job, metrics in found.items()
     }
 
 
-def _dataset_public(session: Session, version: DatasetVersion) -> dict[str, Any]:
-    dataset = session.get(Dataset, version.dataset_id)
-    assert dataset is not None
-    return {
-        "name": dataset.name,
-        "license": dataset.license,
-        "version": version.content_hash,
-        "items": version.item_count,
-        "released_at": _iso(version.released_at),
-        "card_url": f"/datasets/{dataset.name}/card?version={version.content_hash}",
-    }
+def _model_public(model: Model) -> ModelPublic:
+    return ModelPublic(
+        name=model.name,
+        source=model.source,
+        repo_id=model.repo_id,
+        revision=model.revision,
+        smoke_test=model.smoke_test,
+        description=model.description,
+    )
 
 
-def _benchmark_public(session: Session, benchmark: Benchmark) -> dict[str, Any]:
+def _dataset_public(version: DatasetVersion, dataset: Dataset) -> DatasetPublic:
+    return DatasetPublic(
+        name=dataset.name,
+        license=dataset.license,
+        version=version.content_hash,
+        items=version.item_count,
+        released_at=_utc(version.released_at),
+        card_url=f"/datasets/{dataset.name}/card?version={version.content_hash}",
+    )
+
+
+def data_card(
+    session: Session, dataset_name: str, version_hash: str | None = None
+) -> DataCardPublic:
+    """The card of a released dataset version (default: the newest).
+
+    Raises:
+        NotFoundError: no such dataset, version or card.
+    """
+    query = (
+        select(DatasetVersion, Dataset)
+        .join(Dataset, col(Dataset.id) == DatasetVersion.dataset_id)
+        .where(Dataset.name == dataset_name, col(DatasetVersion.released_at).is_not(None))
+    )
+    if version_hash is not None:
+        query = query.where(DatasetVersion.content_hash == version_hash)
+    found = session.exec(query.order_by(col(DatasetVersion.id).desc())).first()
+    if found is None or not found[0].card_markdown:
+        raise NotFoundError(
+            f"There is no released data card for {dataset_name!r}"
+            + (f" version {version_hash[:12]}." if version_hash else "."),
+            "Follow a card link from a leaderboard.",
+        )
+    version, dataset = found
+    return DataCardPublic(
+        dataset=_dataset_public(version, dataset), card_markdown=str(version.card_markdown)
+    )
+
+
+def _benchmark_public(
+    benchmark: Benchmark, version: DatasetVersion, dataset: Dataset
+) -> BenchmarkPublic:
+    primary = get_metric(benchmark.primary_metric)
+    return BenchmarkPublic(
+        name=benchmark.name,
+        version=benchmark.version,
+        title=benchmark.title,
+        description=benchmark.description,
+        task=benchmark.task,
+        languages=list(benchmark.languages),
+        metrics=list(benchmark.metrics),
+        primary_metric=benchmark.primary_metric,
+        primary_metric_label=primary.label,
+        higher_is_better=primary.higher_is_better,
+        breakdowns=list(benchmark.breakdowns),
+        labels=list(benchmark.labels),
+        dataset=_dataset_public(version, dataset),
+        generation_hash=benchmark.generation_hash,
+        scoring_hash=benchmark.scoring_hash,
+        definition_hash=benchmark.definition_hash,
+    )
+
+
+def benchmark_public(session: Session, benchmark: Benchmark) -> BenchmarkPublic:
+    """A benchmark definition with its dataset version, as published."""
     version = session.get(DatasetVersion, benchmark.dataset_version_id)
     assert version is not None
-    return {
-        "name": benchmark.name,
-        "title": benchmark.title,
-        "description": benchmark.description,
-        "task": benchmark.task,
-        "languages": benchmark.languages,
-        "metrics": benchmark.metrics,
-        "primary_metric": benchmark.primary_metric,
-        "primary_metric_label": get_metric(benchmark.primary_metric).label,
-        "higher_is_better": get_metric(benchmark.primary_metric).higher_is_better,
-        "breakdowns": benchmark.breakdowns,
-        "labels": benchmark.labels,
-        "dataset": _dataset_public(session, version),
-        "definition_hash": benchmark.definition_hash,
-    }
+    dataset = session.get(Dataset, version.dataset_id)
+    assert dataset is not None
+    return _benchmark_public(benchmark, version, dataset)
 
 
-def benchmark_summaries(session: Session) -> list[dict[str, Any]]:
+def benchmark_summaries(session: Session) -> list[BenchmarkSummary]:
     """Every current benchmark with its dataset and number of ranked models."""
-    summaries = []
-    for benchmark in latest_benchmarks(session):
-        summary = _benchmark_public(session, benchmark)
-        summary["models"] = len(
-            session.exec(
-                select(Job.id).where(
-                    Job.benchmark_id == benchmark.id, Job.status == JobStatus.COMPLETED
-                )
-            ).all()
+    counts = dict(
+        session.exec(
+            select(LeaderboardEntry.benchmark_id, func.count()).group_by(
+                col(LeaderboardEntry.benchmark_id)
+            )
+        ).all()
+    )
+    return [
+        BenchmarkSummary(
+            **benchmark_public(session, b).model_dump(), models=counts.get(id_of(b), 0)
         )
-        summaries.append(summary)
-    return summaries
+        for b in latest_benchmarks(session)
+    ]
 
 
-def leaderboard(session: Session, benchmark_name: str) -> dict[str, Any]:
-    """The ranked table of a benchmark.
+def rebuild_leaderboard(session: Session, benchmark: Benchmark) -> int:
+    """Rank every scored model of a benchmark and store the rows pages read.
+
+    Returns:
+        The number of ranked models.
+    """
+    primary = get_metric(benchmark.primary_metric)
+    runs = session.exec(
+        select(ScoringRun, Job, Model)
+        .join(Job, col(Job.id) == ScoringRun.job_id)
+        .join(Model, col(Model.id) == Job.model_id)
+        .where(
+            Job.generation_hash == benchmark.generation_hash,
+            col(Job.superseded_by_id).is_(None),
+            ScoringRun.scoring_hash == benchmark.scoring_hash,
+        )
+    ).all()
+    scores_by_run: dict[int, list[Score]] = {}
+    run_ids = [id_of(run) for run, _, _ in runs]
+    if run_ids:
+        for score in session.exec(select(Score).where(col(Score.scoring_run_id).in_(run_ids))):
+            scores_by_run.setdefault(score.scoring_run_id, []).append(score)
+    rows: dict[str, dict[str, Any]] = {}
+    for run, job, model in runs:
+        scores: dict[str, Any] = {}
+        breakdowns: dict[str, dict[str, Any]] = {}
+        for score in scores_by_run.get(id_of(run), []):
+            if score.breakdown == "overall":
+                scores[score.metric] = _cell(score)
+            elif score.metric == benchmark.primary_metric:
+                breakdowns.setdefault(score.breakdown, {})[score.group] = _cell(score)
+        if benchmark.primary_metric not in scores:
+            continue
+        rows[model.name] = {
+            "model": model,
+            "job": job,
+            "run": run,
+            "cells": {
+                "scores": scores,
+                "breakdowns": breakdowns,
+                "failed_items": run.failed_items,
+                "failure_reasons": dict(run.failure_reasons),
+            },
+        }
+    community = _community_cells(session, [id_of(row["job"]) for row in rows.values()])
+    for row in rows.values():
+        row["cells"]["community"] = community.get(id_of(row["job"]), {})
+    ranked = rank_by_sorting(
+        [
+            RankingEntry(
+                name,
+                row["cells"]["scores"][benchmark.primary_metric]["value"],
+                resamples=_resamples(row["run"], benchmark.primary_metric),
+                ci_low=row["cells"]["scores"][benchmark.primary_metric]["ci_low"],
+                ci_high=row["cells"]["scores"][benchmark.primary_metric]["ci_high"],
+            )
+            for name, row in rows.items()
+        ],
+        higher_is_better=primary.higher_is_better,
+    )
+    session.exec(delete(LeaderboardEntry).where(col(LeaderboardEntry.benchmark_id) == benchmark.id))
+    for position, entry in enumerate(ranked, start=1):
+        row = rows[entry.key]
+        session.add(
+            LeaderboardEntry(
+                benchmark_id=id_of(benchmark),
+                model_id=id_of(row["model"]),
+                job_id=id_of(row["job"]),
+                scoring_run_id=id_of(row["run"]),
+                position=position,
+                rank=entry.rank,
+                tied_with=list(entry.tied_with),
+                model=_model_public(row["model"]).model_dump(mode="json"),
+                cells=row["cells"],
+                finished_at=row["job"].finished_at or row["run"].created_at,
+            )
+        )
+    session.flush()
+    return len(ranked)
+
+
+def _community_label(key: str) -> str:
+    metric = key.removesuffix(JUDGE_SUFFIX)
+    label = COMMUNITY_METRICS[metric].label
+    return label if metric == key else f"{label}, judge model"
+
+
+def _columns(benchmark: Benchmark, rows: list[LeaderboardRow]) -> LeaderboardColumns:
+    metrics = [*benchmark.metrics, *(["unparseable"] if benchmark.task == "classification" else [])]
+    groups: dict[str, set[str]] = {}
+    for row in rows:
+        for name, cells in row.breakdowns.items():
+            groups.setdefault(name, set()).update(cells)
+    language_order = [tag for tag in benchmark.languages if tag in groups.get("language", set())]
+    community = [
+        key
+        for metric in COMMUNITY_METRICS
+        for key in (metric, f"{metric}{JUDGE_SUFFIX}")
+        if any(key in row.community for row in rows)
+    ]
+    return LeaderboardColumns(
+        metrics=metrics,
+        metric_labels={
+            **{m: get_metric(m).label for m in metrics},
+            **{m: _community_label(m) for m in community},
+        },
+        higher_is_better={
+            **{m: get_metric(m).higher_is_better for m in metrics},
+            **{
+                m: COMMUNITY_METRICS[m.removesuffix(JUDGE_SUFFIX)].higher_is_better
+                for m in community
+            },
+        },
+        breakdowns={
+            name: (language_order if name == "language" else sorted(values))
+            for name, values in groups.items()
+        },
+        community=community,
+    )
+
+
+def leaderboard_version(session: Session, benchmark_name: str) -> tuple[object, ...]:
+    """A key that changes whenever the benchmark's leaderboard pages would change.
+
+    Pages are rebuilt only when a scoring run lands or the definition's wording
+    changes, so the site can cache rendered pages under this key.
 
     Raises:
         NotFoundError: unknown benchmark.
     """
     benchmark = get_benchmark(session, benchmark_name)
-    primary = get_metric(benchmark.primary_metric)
-    jobs = session.exec(
-        select(Job, Model)
-        .join(Model, col(Model.id) == Job.model_id)
-        .where(Job.benchmark_id == benchmark.id, Job.status == JobStatus.COMPLETED)
-    ).all()
-    rows: dict[str, dict[str, Any]] = {}
-    groups: dict[str, set[str]] = {}
-    for job, model in jobs:
-        scores = session.exec(select(Score).where(Score.job_id == job.id)).all()
-        row: dict[str, Any] = {
-            "model": _model_public(model),
-            "job_id": job.id,
-            "run_url": f"/runs/{job.id}",
-            "finished_at": _iso(job.finished_at),
-            "scores": {},
-            "breakdowns": {},
-        }
-        for score in scores:
-            if score.breakdown == "overall":
-                row["scores"][score.metric] = _cell(score)
-            elif score.metric == benchmark.primary_metric:
-                row["breakdowns"].setdefault(score.breakdown, {})[score.group] = _cell(score)
-                groups.setdefault(score.breakdown, set()).add(score.group)
-        if benchmark.primary_metric in row["scores"]:
-            rows[model.name] = row
-    ranked = rank_by_interval(
-        [
-            (
-                name,
-                r["scores"][benchmark.primary_metric]["value"],
-                r["scores"][benchmark.primary_metric]["ci_low"],
-                r["scores"][benchmark.primary_metric]["ci_high"],
-            )
-            for name, r in rows.items()
-        ],
-        higher_is_better=primary.higher_is_better,
+    newest, count = session.exec(
+        select(func.max(LeaderboardEntry.id), func.count()).where(
+            LeaderboardEntry.benchmark_id == benchmark.id
+        )
+    ).one()
+    return (
+        benchmark.id,
+        benchmark.title,
+        benchmark.description,
+        benchmark.primary_metric,
+        tuple(benchmark.languages),
+        newest,
+        count,
     )
-    ordered = []
-    for entry in ranked:
-        row = rows[entry.key]
-        row["rank"] = entry.rank
-        ordered.append(row)
-    language_order = [tag for tag in benchmark.languages if tag in groups.get("language", set())]
-    return {
-        "benchmark": _benchmark_public(session, benchmark),
-        "columns": {
-            "metrics": [
-                *benchmark.metrics,
-                *(["unparseable"] if benchmark.task == "classification" else []),
-            ],
-            "metric_labels": {m: get_metric(m).label for m in [*benchmark.metrics, "unparseable"]},
-            "higher_is_better": {
-                m: get_metric(m).higher_is_better for m in [*benchmark.metrics, "unparseable"]
-            },
-            "breakdowns": {
-                name: (language_order if name == "language" else sorted(values))
-                for name, values in groups.items()
-            },
-        },
-        "rows": ordered,
-    }
 
 
-def run_details(session: Session, job_id: int, sample_size: int = 10) -> dict[str, Any]:
+def leaderboard(
+    session: Session, benchmark_name: str, page: int = 1, per_page: int = PER_PAGE
+) -> LeaderboardPage:
+    """One page of a benchmark's ranked table, best first.
+
+    Raises:
+        NotFoundError: unknown benchmark, or a page past the end.
+    """
+    benchmark = get_benchmark(session, benchmark_name)
+    found = session.exec(
+        select(DatasetVersion, Dataset)
+        .join(Dataset, col(Dataset.id) == DatasetVersion.dataset_id)
+        .where(DatasetVersion.id == benchmark.dataset_version_id)
+    ).one()
+    total = session.exec(
+        select(func.count())
+        .select_from(LeaderboardEntry)
+        .where(LeaderboardEntry.benchmark_id == benchmark.id)
+    ).one()
+    if page < 1 or (page > 1 and (page - 1) * per_page >= total):
+        raise NotFoundError(
+            f"Page {page} of {benchmark_name!r} is empty ({total} models, {per_page} a page).",
+            "Go back to page 1.",
+        )
+    entries = session.exec(
+        select(LeaderboardEntry)
+        .where(LeaderboardEntry.benchmark_id == benchmark.id)
+        .order_by(col(LeaderboardEntry.position))
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    rows = [
+        LeaderboardRow(
+            rank=entry.rank,
+            position=entry.position,
+            model=ModelPublic.model_validate(entry.model),
+            job_id=entry.job_id,
+            run_url=f"/runs/{entry.job_id}",
+            finished_at=_utc(entry.finished_at),
+            scores=entry.cells["scores"],
+            breakdowns=entry.cells["breakdowns"],
+            tied_with=entry.tied_with,
+            failed_items=entry.cells.get("failed_items", 0),
+            failure_reasons=entry.cells.get("failure_reasons", {}),
+            community=entry.cells.get("community", {}),
+        )
+        for entry in entries
+    ]
+    return LeaderboardPage(
+        benchmark=_benchmark_public(benchmark, *found),
+        columns=_columns(benchmark, rows),
+        rows=rows,
+        page=page,
+        per_page=per_page,
+        total=int(total),
+    )
+
+
+def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPublic:
     """Provenance of one run: dataset version, model, decoding, where it ran, every score.
+
+    Only items of public splits are shown as samples.
 
     Raises:
         NotFoundError: no such run.
@@ -190,61 +452,113 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> dict[st
     model = session.get(Model, job.model_id)
     benchmark = session.get(Benchmark, job.benchmark_id)
     assert model is not None and benchmark is not None
+    current = session.exec(
+        select(Benchmark).where(
+            Benchmark.name == benchmark.name,
+            col(Benchmark.is_current).is_(True),
+            Benchmark.generation_hash == job.generation_hash,
+        )
+    ).first()
+    benchmark = current or benchmark
+    scoring = (
+        session.exec(
+            select(ScoringRun).where(
+                ScoringRun.job_id == job_id, ScoringRun.scoring_hash == benchmark.scoring_hash
+            )
+        ).first()
+        or session.exec(
+            select(ScoringRun)
+            .where(ScoringRun.job_id == job_id)
+            .order_by(col(ScoringRun.id).desc())
+        ).first()
+    )
+    scores = (
+        sorted(
+            session.exec(select(Score).where(Score.scoring_run_id == scoring.id)).all(),
+            key=lambda s: (s.metric, s.breakdown != "overall", s.breakdown, s.group),
+        )
+        if scoring
+        else []
+    )
     shards = session.exec(
         select(Shard).where(Shard.job_id == job_id).order_by(col(Shard.index))
     ).all()
-    scores = sorted(
-        session.exec(select(Score).where(Score.job_id == job_id)).all(),
-        key=lambda s: (s.metric, s.breakdown != "overall", s.breakdown, s.group),
-    )
-    signatures = {s.metric: s.signature for s in scores if s.signature}
-    outputs = session.exec(
-        select(Output).where(Output.job_id == job_id, Output.replica == 0).order_by(col(Output.id))
+    runs = session.exec(
+        select(ShardRun, Pool)
+        .join(Pool, col(Pool.id) == ShardRun.pool_id)
+        .where(ShardRun.job_id == job_id)
     ).all()
-    samples = []
-    for output in outputs[:sample_size]:
-        item = session.get(Item, output.item_id)
-        assert item is not None
-        samples.append(
-            {
-                "item": item.key,
-                "language": item.language,
-                "prompt": output.prompt,
-                "output": output.text,
-                "reference": item.reference,
-                "label": item.label,
-            }
+    attempts = Counter(run.shard_id for run, _ in runs)
+    accepted = {id_of(run): (run, pool) for run, pool in runs}
+    shard_rows = []
+    for shard in shards:
+        run, pool = accepted.get(shard.accepted_run_id or -1, (None, None))
+        shard_rows.append(
+            ShardPublic(
+                shard=shard.index,
+                items=len(shard.item_ids),
+                status=shard.status,
+                attempts=attempts.get(id_of(shard), 0),
+                pool=pool.name if pool else None,
+                finished_at=_utc(shard.finished_at),
+                executed_on=(run.executed_on or {}) if run else {},
+            )
         )
-    return {
-        "run": {
-            "id": job.id,
-            "status": job.status,
-            "created_at": _iso(job.created_at),
-            "started_at": _iso(job.started_at),
-            "finished_at": _iso(job.finished_at),
-            "error": job.error,
-            "decoding": job.decoding,
-        },
-        "benchmark": _benchmark_public(session, benchmark),
-        "prompt_template": benchmark.prompt_template,
-        "system_prompt": benchmark.system_prompt,
-        "model": _model_public(model),
-        "executed_on": [
-            {
-                "shard": shard.index,
-                "items": len(shard.item_ids),
-                "status": shard.status,
-                "attempts": shard.attempts,
-                "finished_at": _iso(shard.finished_at),
-                **(shard.executed_on or {}),
-            }
-            for shard in shards
-        ],
-        "metric_signatures": signatures,
-        "scores": [
-            {"metric": s.metric, "breakdown": s.breakdown, "group": s.group, **_cell(s)}
+    outputs = session.exec(
+        select(Output, Item)
+        .join(Shard, col(Shard.accepted_run_id) == Output.shard_run_id)
+        .join(Item, col(Item.id) == Output.item_id)
+        .where(Shard.job_id == job_id, col(Item.split).in_(PUBLIC_SPLITS))
+        .order_by(col(Item.key))
+        .limit(sample_size)
+    ).all()
+    n_outputs = session.exec(
+        select(func.count())
+        .select_from(Output)
+        .join(Shard, col(Shard.accepted_run_id) == Output.shard_run_id)
+        .where(Shard.job_id == job_id)
+    ).one()
+    return RunPublic(
+        id=id_of(job),
+        status=job.status,
+        created_at=_utc(job.created_at),
+        started_at=_utc(job.started_at),
+        finished_at=_utc(job.finished_at),
+        error=job.error,
+        decoding=dict(job.decoding),
+        generation=dict(job.generation),
+        benchmark=benchmark_public(session, benchmark),
+        prompt_template=str(job.generation.get("prompt_template", "")),
+        system_prompt=job.generation.get("system_prompt"),
+        model=_model_public(model),
+        shards=shard_rows,
+        pools=list(scoring.pools) if scoring else [],
+        metric_signatures={s.metric: s.signature for s in scores if s.signature},
+        scores=[
+            ScorePublic(
+                metric=s.metric,
+                breakdown=s.breakdown,
+                group=s.group,
+                value=s.value,
+                ci_low=s.ci_low,
+                ci_high=s.ci_high,
+                n=s.n,
+                too_few=s.too_few,
+            )
             for s in scores
         ],
-        "outputs": len(outputs),
-        "samples": samples,
-    }
+        outputs=int(n_outputs),
+        failed_items=scoring.failed_items if scoring else 0,
+        failure_reasons=dict(scoring.failure_reasons) if scoring else {},
+        samples=[
+            SamplePublic(
+                item=item.key,
+                language=item.language,
+                prompt=output.prompt,
+                output=output.text,
+                error=output.error,
+                expected=item.reference or item.label,
+            )
+            for output, item in outputs
+        ],
+    )

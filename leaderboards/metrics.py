@@ -4,23 +4,25 @@ Every metric turns each item into a vector of statistics; summing the vectors
 of any subset of items and calling ``score_from_stats`` gives the corpus-level
 score of that subset. For sacrebleu's metrics these are sacrebleu's own
 statistics, so the full-set value equals ``corpus_score`` exactly.
+``scores_from_totals`` scores many such sums at once (one per bootstrap
+resample) with numpy, using the formulas in ``_formulas.py``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from . import _formulas
+
 __all__ = [
     "INVALID_LABEL",
     "Metric",
     "get_metric",
     "known_metrics",
-    "parse_label",
 ]
 
 INVALID_LABEL = "<unparseable>"
@@ -42,7 +44,7 @@ class Metric:
     higher_is_better: bool
     label: str
     _stats: Callable[[Sequence[str], Sequence[str], Sequence[str]], np.ndarray] = field(repr=False)
-    _score: Callable[[np.ndarray, Sequence[str]], float] = field(repr=False)
+    _scores: Callable[[np.ndarray, Sequence[str]], np.ndarray] = field(repr=False)
     _signature: Callable[[], str | None] = field(repr=False, default=lambda: None)
 
     def item_stats(
@@ -51,25 +53,41 @@ class Metric:
         """Per-item statistics, shape (n_items, n_stats)."""
         return self._stats(predictions, references, labels)
 
+    def scores_from_totals(self, totals: np.ndarray, labels: Sequence[str] = ()) -> np.ndarray:
+        """Scores of many sets of items at once.
+
+        Args:
+            totals: Summed statistics, one row per set of items, shape (R, n_stats).
+            labels: Class labels, for classification metrics.
+
+        Returns:
+            The R scores, shape (R,).
+        """
+        return self._scores(
+            np.asarray(totals, dtype=np.float64).reshape(-1, totals.shape[-1]), labels
+        )
+
     def score_from_stats(self, totals: np.ndarray, labels: Sequence[str] = ()) -> float:
-        """The score of a set of items from the sum of their statistics."""
-        return float(self._score(totals, labels))
+        """The score of a set of items from the sum of their statistics, shape (n_stats,)."""
+        row = np.asarray(totals, dtype=np.float64).reshape(1, -1)
+        return float(self._scores(row, labels)[0])
 
     def signature(self) -> str | None:
         """The metric signature (sacrebleu's for its metrics), stored beside each score."""
         return self._signature()
 
 
-def _sacrebleu_metric(name: str, label: str, higher: bool, factory: Callable[[], Any]) -> Metric:
+def _sacrebleu_metric(
+    name: str,
+    label: str,
+    higher: bool,
+    factory: Callable[[], Any],
+    scores: Callable[[np.ndarray, Sequence[str]], np.ndarray],
+) -> Metric:
     def stats(preds: Sequence[str], refs: Sequence[str], _labels: Sequence[str]) -> np.ndarray:
         metric = factory()
         rows = metric._extract_corpus_statistics(list(preds), [list(refs)])
         return np.asarray(rows, dtype=np.float64).reshape(len(preds), -1)
-
-    def score(totals: np.ndarray, _labels: Sequence[str]) -> float:
-        metric = factory()
-        values = [int(v) if float(v).is_integer() else float(v) for v in totals]
-        return metric._compute_score_from_stats(values).score
 
     def signature() -> str:
         metric = factory()
@@ -77,7 +95,7 @@ def _sacrebleu_metric(name: str, label: str, higher: bool, factory: Callable[[],
         metric.corpus_score(["x"], [["x"]])
         return str(metric.get_signature())
 
-    return Metric(name, "generation", higher, label, stats, score, signature)
+    return Metric(name, "generation", higher, label, stats, scores, signature)
 
 
 def _chrf_plus_plus() -> Any:
@@ -100,28 +118,28 @@ def _ter() -> Any:
     return TER()
 
 
-def parse_label(text: str, labels: Sequence[str]) -> str:
-    """Read a class label from a model's answer.
+# The settings of the factories above, for the vectorised formulas; a test checks they agree.
+CHRF_ORDER = 6 + 2
+CHRF_BETA = 2
+BLEU_MAX_NGRAM_ORDER = 4
 
-    The answer's first non-empty line must contain exactly one of ``labels`` as
-    a whole word (case-insensitive); anything else is ``INVALID_LABEL``.
-    """
-    first_line = next((line for line in text.strip().splitlines() if line.strip()), "")
-    words = set(re.findall(r"[^\W_]+", first_line.casefold()))
-    found = [label for label in labels if label.casefold() in words]
-    return found[0] if len(found) == 1 else INVALID_LABEL
+
+def _chrf_scores(totals: np.ndarray, _labels: Sequence[str]) -> np.ndarray:
+    return _formulas.chrf_scores(totals, CHRF_ORDER, CHRF_BETA)
+
+
+def _bleu_scores(totals: np.ndarray, _labels: Sequence[str]) -> np.ndarray:
+    return _formulas.bleu_scores(totals, BLEU_MAX_NGRAM_ORDER)
+
+
+def _ter_scores(totals: np.ndarray, _labels: Sequence[str]) -> np.ndarray:
+    return _formulas.ter_scores(totals)
 
 
 def _accuracy_stats(
     preds: Sequence[str], refs: Sequence[str], _labels: Sequence[str]
 ) -> np.ndarray:
     return np.asarray([[float(p == r)] for p, r in zip(preds, refs, strict=True)]).reshape(-1, 1)
-
-
-def _percent_of_items(totals: np.ndarray, _labels: Sequence[str]) -> float:
-    """Statistics ``[hits, n]`` (see ``_counted``) as a percentage."""
-    hits, n = totals
-    return 100.0 * hits / n if n else 0.0
 
 
 def _counted(
@@ -149,14 +167,6 @@ def _f1_stats(preds: Sequence[str], refs: Sequence[str], labels: Sequence[str]) 
     return rows
 
 
-def _macro_f1_score(totals: np.ndarray, labels: Sequence[str]) -> float:
-    k = len(labels)
-    tp, fp, fn = totals[:k], totals[k : 2 * k], totals[2 * k :]
-    denominators = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denominators, out=np.zeros(k), where=denominators > 0)
-    return 100.0 * float(f1.mean())
-
-
 def _invalid_stats(
     preds: Sequence[str], _refs: Sequence[str], _labels: Sequence[str]
 ) -> np.ndarray:
@@ -164,14 +174,19 @@ def _invalid_stats(
 
 
 _REGISTRY: dict[str, Callable[[], Metric]] = {
-    "chrf++": lambda: _sacrebleu_metric("chrf++", "chrF++", True, _chrf_plus_plus),
-    "bleu": lambda: _sacrebleu_metric("bleu", "BLEU", True, _bleu),
-    "ter": lambda: _sacrebleu_metric("ter", "TER", False, _ter),
+    "chrf++": lambda: _sacrebleu_metric("chrf++", "chrF++", True, _chrf_plus_plus, _chrf_scores),
+    "bleu": lambda: _sacrebleu_metric("bleu", "BLEU", True, _bleu, _bleu_scores),
+    "ter": lambda: _sacrebleu_metric("ter", "TER", False, _ter, _ter_scores),
     "accuracy": lambda: Metric(
-        "accuracy", "classification", True, "Accuracy", _counted(_accuracy_stats), _percent_of_items
+        "accuracy",
+        "classification",
+        True,
+        "Accuracy",
+        _counted(_accuracy_stats),
+        _formulas.percent_scores,
     ),
     "macro_f1": lambda: Metric(
-        "macro_f1", "classification", True, "Macro-F1", _f1_stats, _macro_f1_score
+        "macro_f1", "classification", True, "Macro-F1", _f1_stats, _formulas.macro_f1_scores
     ),
     "unparseable": lambda: Metric(
         "unparseable",
@@ -179,7 +194,7 @@ _REGISTRY: dict[str, Callable[[], Metric]] = {
         False,
         "Unparseable answers (%)",
         _counted(_invalid_stats),
-        _percent_of_items,
+        _formulas.percent_scores,
     ),
 }
 

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, jsonify
+from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
-from sqlmodel import Session
+from flask_openapi3 import OpenAPI
 from werkzeug.exceptions import HTTPException
 
-from .errors import NotFoundError
+from .api import api_error_response, is_api_request
+from .api import init_app as init_api
+from .db import init_app as init_database
+from .errors import DatabaseBusy, NotFoundError, PrerequisiteError, translate_error
 from .settings import Settings
 
-__all__ = ["create_app", "get_session"]
-
-
-def init_database(app: Flask, settings: Settings) -> None:
-    """Give the app one engine and a session per request."""
-    from .db import make_engine
-
-    engine = make_engine(settings.resolved_database_url)
-    app.extensions["sabha.db"] = engine
-
-    @app.teardown_appcontext
-    def _close_session(_exc: BaseException | None) -> None:
-        session = g.pop("sabha_session", None)
-        if session is not None:
-            session.close()
-
-
-def get_session() -> Session:
-    """The request's database session."""
-    from flask import current_app
-
-    if "sabha_session" not in g:
-        g.sabha_session = Session(current_app.extensions["sabha.db"])
-    session: Session = g.sabha_session
-    return session
+__all__ = ["create_app"]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -44,28 +23,56 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings: Settings to use; read from ``SABHA_*`` variables when omitted.
     """
     from sabha.leaderboards.web import init_app as init_leaderboard
+    from sabha.platform.web import init_app as init_web
+
+    from .web.labelstudio_hooks import init_app as init_labelstudio_hooks
 
     settings = settings or Settings()
-    app = Flask(__name__)
+    app = OpenAPI(__name__, doc_ui=False)
     app.config["SECRET_KEY"] = settings.secret_key
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["sabha.settings"] = settings
-    init_database(app, settings)
+    init_database(app)
     init_leaderboard(app)
+    init_web(app)
+    init_api(app)
+    init_labelstudio_hooks(app)
 
     @app.errorhandler(NotFoundError)
     def _not_found(exc: NotFoundError) -> ResponseReturnValue:
         from flask import render_template, request
 
+        if is_api_request():
+            return api_error_response(exc)
         if request.path.startswith("/api/"):
             return jsonify(error=exc.message, hint=exc.hint), 404
         return render_template("error.html", message=exc.message, hint=exc.hint), 404
+
+    @app.errorhandler(Exception)
+    def _translated(exc: Exception) -> ResponseReturnValue:
+        from flask import render_template, request
+
+        if isinstance(exc, HTTPException):
+            return exc
+        if is_api_request() and translate_error(exc) is not None:
+            return api_error_response(exc)
+        translated = translate_error(exc)
+        if translated is None:
+            raise exc
+        status = 503 if isinstance(translated, DatabaseBusy | PrerequisiteError) else 400
+        if request.path.startswith("/api/"):
+            return jsonify(error=translated.message, hint=translated.hint), status
+        return render_template(
+            "error.html", message=translated.message, hint=translated.hint
+        ), status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         from flask import request
 
+        if is_api_request():
+            return api_error_response(exc)
         if request.path.startswith("/api/"):
             return jsonify(error=exc.description), exc.code or 500
         return exc

@@ -27,11 +27,12 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 def latest_benchmarks(session: Session) -> list[Benchmark]:
-    """The newest definition of every benchmark name, sorted by name."""
-    newest: dict[str, Benchmark] = {}
-    for benchmark in session.exec(select(Benchmark).order_by(col(Benchmark.id))):
-        newest[benchmark.name] = benchmark
-    return [newest[name] for name in sorted(newest)]
+    """The current definition of every benchmark name, sorted by name."""
+    return list(
+        session.exec(
+            select(Benchmark).where(col(Benchmark.is_current).is_(True)).order_by(Benchmark.name)
+        )
+    )
 
 
 def get_benchmark(session: Session, name: str) -> Benchmark:
@@ -41,7 +42,7 @@ def get_benchmark(session: Session, name: str) -> Benchmark:
         NotFoundError: no such benchmark; the message lists the known ones.
     """
     benchmark = session.exec(
-        select(Benchmark).where(Benchmark.name == name).order_by(col(Benchmark.id).desc())
+        select(Benchmark).where(Benchmark.name == name, col(Benchmark.is_current).is_(True))
     ).first()
     if benchmark is None:
         known = ", ".join(b.name for b in latest_benchmarks(session)) or "(none loaded)"
@@ -166,11 +167,13 @@ def add_model(
     if path is not None:
         path = path.resolve()
         check_model_directory(path)
+        # Hashing a large folder takes a while: callers that hold a write
+        # transaction compute the digest first and pass it as ``revision``.
         model = Model(
             name=name,
             source="local",
             path=str(path),
-            revision=directory_digest(path),
+            revision=revision or directory_digest(path),
             smoke_test=smoke_test,
             description=description,
         )

@@ -11,7 +11,7 @@ import click
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from .errors import SabhaError, ValidationFailed
+from .errors import SabhaError, ValidationFailed, translate_error
 from .settings import Settings
 
 __all__ = ["cli", "main"]
@@ -23,8 +23,16 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SabhaError as exc:
-            click.secho(f"Error: {exc}", fg="red", err=True)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.secho("Interrupted: leases handed back, finished work kept.", fg="red", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            translated = translate_error(exc)
+            if translated is None:
+                raise
+            click.secho(f"Error: {translated}", fg="red", err=True)
             sys.exit(1)
 
 
@@ -53,7 +61,14 @@ def _database(ctx: click.Context, migrate: bool = False) -> Engine:
     settings = _settings(ctx)
     engine = make_engine(settings.resolved_database_url)
     if migrate:
+        from .db import check_connection, current_revision
+        from .services.benchmarks import rebuild_all_leaderboards
+
+        check_connection(engine)
+        before = current_revision(engine)
         upgrade_database(engine)
+        if before is not None and before != current_revision(engine):
+            rebuild_all_leaderboards(engine)  # the read model is new or changed
     else:
         require_schema(engine)
     return engine
@@ -137,19 +152,17 @@ def _load_files(paths: Sequence[Path]) -> list[Any]:
 
 
 def _register(engine: Engine, settings: Settings, loaded: Sequence[Any]) -> None:
-    from sabha.annotation.release import register_benchmark
-
     from .db import session_scope
+    from .services.benchmarks import register_benchmark
 
     settings.ensure_dirs()
     for benchmark_file in loaded:
         with session_scope(engine) as session:
-            benchmark, created = register_benchmark(
+            benchmark, state = register_benchmark(
                 session, benchmark_file, settings.resolved_artifacts_dir
             )
-            state = "loaded" if created else "unchanged"
             click.echo(
-                f"{state:9} {benchmark.name} (dataset version "
+                f"{state:9} {benchmark.name} version {benchmark.version} (dataset version "
                 f"{benchmark_file.content_hash[:12]}, {len(benchmark_file.items)} items)"
             )
 
@@ -169,9 +182,61 @@ def benchmarks_list(ctx: click.Context) -> None:
             version = session.get(DatasetVersion, b.dataset_version_id)
             assert version is not None
             click.echo(
-                f"{b.name:20} {b.task:15} {version.item_count:5} items  "
+                f"{b.name:20} v{b.version:5} {b.task:15} {version.item_count:5} items  "
                 f"{', '.join(b.languages):32} {b.primary_metric} "
-                f"(version {version.content_hash[:12]})"
+                f"(dataset {version.content_hash[:12]})"
+            )
+
+
+# -- datasets ---------------------------------------------------------------------------
+
+
+@cli.group()
+def datasets() -> None:
+    """Release datasets (rows and card metadata, no benchmark needed) and list them."""
+
+
+@datasets.command("release")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def datasets_release(ctx: click.Context, paths: Sequence[Path]) -> None:
+    """Release dataset files as immutable versions; benchmarks refer to them as NAME@HASH."""
+    from sabha.annotation.release import release_dataset_version
+
+    from .benchmarks import load_dataset_file
+    from .db import session_scope
+
+    loaded = [load_dataset_file(p) for p in paths]  # every file is checked before any write
+    engine = _database(ctx)
+    settings = _settings(ctx)
+    settings.ensure_dirs()
+    for data_set in loaded:
+        with session_scope(engine) as session:
+            _, created = release_dataset_version(session, data_set, settings.resolved_artifacts_dir)
+        state = "released" if created else "unchanged"
+        click.echo(
+            f"{state:9} {data_set.name}@{data_set.content_hash} ({len(data_set.items)} items)"
+        )
+
+
+@datasets.command("list")
+@click.pass_context
+def datasets_list(ctx: click.Context) -> None:
+    """List released dataset versions as NAME@HASH, the form benchmark files refer to."""
+    from .domain import Dataset, DatasetVersion
+
+    with Session(_database(ctx)) as session:
+        rows = session.exec(
+            select(Dataset, DatasetVersion)
+            .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)  # type: ignore[arg-type]
+            .order_by(Dataset.name, DatasetVersion.id)  # type: ignore[arg-type]
+        ).all()
+        if not rows:
+            click.echo("No datasets released. Run `sabha datasets release FILE`.")
+        for dataset, version in rows:
+            click.echo(
+                f"{dataset.name}@{version.content_hash}  {version.item_count:6} items  "
+                f"{', '.join(version.languages)}  {dataset.license}"
             )
 
 
@@ -201,9 +266,12 @@ def cards_build(paths: Sequence[Path], out: Path, check: bool) -> None:
 
     stale = []
     for loaded in _load_files(paths):
+        if loaded.dataset_ref is not None:
+            click.echo(f"skipped     {loaded.path}: its card is the one of {loaded.dataset_ref}")
+            continue
         text = str(build_data_card(loaded))
-        validate_data_card(text, loaded.spec.dataset.name)
-        target = card_path(out, loaded.spec.dataset.name)
+        validate_data_card(text, loaded.dataset.name)
+        target = card_path(out, loaded.dataset.name)
         current = target.read_text(encoding="utf-8") if target.exists() else None
         if current == text:
             click.echo(f"up to date  {target}")
@@ -242,13 +310,11 @@ def models_add(
     smoke_test: bool,
 ) -> None:
     """Register a model from a local folder or a pinned hub revision."""
-    from .catalog import add_model
-    from .db import session_scope
+    from .services.models import register_model
 
-    with session_scope(_database(ctx)) as session:
-        model = add_model(session, name, path, repo_id, revision, smoke_test)
-        source = model.path if model.source == "local" else f"{model.repo_id}@{model.revision}"
-        click.echo(f"registered {model.name}: {source}")
+    model = register_model(_database(ctx), name, path, repo_id, revision, smoke_test)
+    source = model.path if model.source == "local" else f"{model.repo_id}@{model.revision}"
+    click.echo(f"registered {model.name}: {source}")
 
 
 @models.command("list")
@@ -287,56 +353,12 @@ def models_make_tiny(ctx: click.Context, name: str, seed: int, chat_template: bo
 def _make_tiny(
     engine: Engine, settings: Settings, name: str, seed: int, chat_template: bool
 ) -> Path:
-    from sabha.workers.tiny_models import SIMPLE_CHAT_TEMPLATE, make_tiny_model
+    from .services.models import make_tiny
 
-    from .benchmarks import load_benchmark_file, starter_benchmark_paths
-    from .catalog import add_model
-    from .db import session_scope
-    from .domain import Model
-
-    with Session(engine) as session:
-        if session.exec(select(Model).where(Model.name == name)).first() is not None:
-            raise SabhaError(
-                f"A model named {name!r} is already registered.", "Choose another name."
-            )
-    destination = settings.resolved_models_dir / name
-    if destination.exists():
-        raise SabhaError(
-            f"{destination} already exists but is not registered.",
-            f"Register it with `sabha models add {name} --path {destination}` "
-            "or delete the folder.",
-        )
-    texts = []
-    for path in starter_benchmark_paths():
-        loaded = load_benchmark_file(path)
-        texts.append(loaded.spec.prompt.template)
-        texts.extend(loaded.spec.labels)
-        for item in loaded.items:
-            texts.extend(item.input.values())
-            texts.extend(t for t in (item.reference, item.label) if t)
     with click.progressbar(length=1, label=f"Making tiny model {name}") as bar:
-        make_tiny_model(
-            destination,
-            texts,
-            seed=seed,
-            chat_template=SIMPLE_CHAT_TEMPLATE if chat_template else None,
-        )
+        path = make_tiny(engine, settings.resolved_models_dir, name, seed, chat_template)
         bar.update(1)
-    try:
-        with session_scope(engine) as session:
-            add_model(
-                session,
-                name,
-                path=destination,
-                smoke_test=True,
-                description="Random weights; for smoke tests only. Its scores mean nothing.",
-            )
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(destination, ignore_errors=True)
-        raise
-    return destination
+    return path
 
 
 # -- evaluation -----------------------------------------------------------------------
@@ -350,7 +372,8 @@ def _make_tiny(
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 4096),
-    help="Items per batch (default 64, SABHA_EVAL_BATCH_SIZE).",
+    help="Most items in the engine at once (default: twice the engine's batch; "
+    "SABHA_EVAL_BATCH_SIZE).",
 )
 @click.option("--verbose", is_flag=True, help="Show Ray's and vLLM's own logs.")
 @click.pass_context
@@ -363,7 +386,8 @@ def eval_command(
 ) -> None:
     """Evaluate models on benchmarks with vLLM in a local Ray actor.
 
-    Finished outputs are saved batch by batch: an interrupted run resumes.
+    Each shard is saved as soon as it completes: an interrupted run resumes, and
+    two `sabha eval` processes on the same job share its shards.
     Options can be repeated to evaluate several models and benchmarks.
     """
     settings = _settings(ctx)
@@ -379,82 +403,233 @@ def evaluate(
     batch_size: int | None = None,
     verbose: bool = False,
 ) -> None:
-    """Evaluate each model on each benchmark, reusing finished jobs (used by eval and demo)."""
-    from .catalog import check_model_unchanged, get_benchmark, get_model
-    from .db import session_scope
-    from .domain import JobStatus, id_of
-    from .evaluation import count_pending, create_job
+    """Evaluate each model on each benchmark through the local pool (used by eval and demo)."""
+    from .services.evaluate import pending_items, plan_evaluation, primary_summary, run_local_pool
 
-    plan: list[tuple[str, str, str | None, list[tuple[str, int]]]] = []
-    with session_scope(engine) as session:
-        benchmarks = [get_benchmark(session, name) for name in benchmark_names]
-        for model_name in model_names:
-            model = get_model(session, model_name)
-            jobs: list[tuple[str, int]] = []
-            for benchmark in benchmarks:
-                job, _ = create_job(session, model, benchmark)
-                if job.status == JobStatus.COMPLETED:
-                    click.echo(f"{model.name} on {benchmark.name}: done already (job {job.id})")
-                else:
-                    jobs.append((benchmark.name, id_of(job)))
-            if not jobs:
-                continue
-            if model.source == "local":
-                check_model_unchanged(model)
-                plan.append((model.name, str(model.path), None, jobs))
-            else:
-                plan.append((model.name, str(model.repo_id), model.revision, jobs))
-
-    if not plan:
+    plans = plan_evaluation(engine, model_names, benchmark_names, settings.shard_size)
+    for plan in plans:
+        for benchmark_name, job_id in plan.done:
+            click.echo(f"{plan.model} on {benchmark_name}: done already (job {job_id})")
+    work = [plan for plan in plans if plan.jobs]
+    if not work:
         return
-    from sabha.workers.local import RayEngineClient, ensure_ray
-
-    from .evaluation import run_job
+    from sabha.workers.local import ensure_ray
 
     ensure_ray(settings.ray_address, quiet=not verbose)
-    for model_name, target, revision, jobs in plan:
-        click.echo(f"Starting vLLM for {model_name} (this takes about half a minute on CPU)...")
-        client = RayEngineClient(
-            target, revision=revision, memory_fraction=settings.vllm_memory_fraction
-        )
-        try:
-            client.info()
-            for benchmark_name, job_id in jobs:
-                pending, total = count_pending(engine, job_id)
-                label = f"{model_name} on {benchmark_name}"
-                with click.progressbar(length=total, label=label, show_pos=True) as bar:
-                    bar.update(total - pending)
-                    run_job(
-                        engine,
-                        job_id,
-                        client,
-                        batch_size=batch_size or settings.eval_batch_size,
-                        progress=bar.update,
-                    )
-                _print_summary(engine, job_id)
-        finally:
-            client.close()
-
-
-def _print_summary(engine: Engine, job_id: int) -> None:
-    from .domain import Benchmark, Job, Score
-
-    with Session(engine) as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        benchmark = session.get(Benchmark, job.benchmark_id)
-        assert benchmark is not None
-        score = session.exec(
-            select(Score).where(
-                Score.job_id == job_id,
-                Score.metric == benchmark.primary_metric,
-                Score.breakdown == "overall",
+    for plan in work:
+        job_ids = [job_id for _, job_id in plan.jobs]
+        pending, total = pending_items(engine, job_ids)
+        names = ", ".join(name for name, _ in plan.jobs)
+        click.echo(f"Starting vLLM for {plan.model} (this takes about half a minute on CPU)...")
+        with click.progressbar(
+            length=total, label=f"{plan.model} on {names}", show_pos=True
+        ) as bar:
+            bar.update(total - pending)
+            run_local_pool(
+                engine,
+                job_ids,
+                _engine_factory(settings),
+                lease_seconds=settings.lease_seconds,
+                max_in_flight=batch_size or settings.eval_batch_size,
+                progress=bar.update,
             )
-        ).first()
-        if score:
+        for benchmark_name, job_id in plan.jobs:
+            click.echo(f"{plan.model} on {benchmark_name} (job {job_id})")
+            summary = primary_summary(engine, job_id)
+            if summary:
+                click.echo(f"  {summary}")
+
+
+def _engine_factory(settings: Settings) -> Any:
+    def start(model: Any, max_model_len: int) -> Any:
+        from sabha.workers.client import EngineClient
+
+        return EngineClient(
+            model, max_model_len=max_model_len, memory_fraction=settings.vllm_memory_fraction
+        )
+
+    return start
+
+
+# -- jobs -----------------------------------------------------------------------------
+
+
+@cli.group()
+def jobs() -> None:
+    """Show jobs (a model on a benchmark) and their shards."""
+
+
+@jobs.command("list")
+@click.pass_context
+def jobs_list(ctx: click.Context) -> None:
+    """List jobs with their status and progress."""
+    from .domain import Benchmark, Job, Model
+    from .services.queue import job_progress
+
+    with Session(_database(ctx)) as session:
+        rows = session.exec(
+            select(Job, Model.name, Benchmark.name)
+            .join(Model, Model.id == Job.model_id)  # type: ignore[arg-type]
+            .join(Benchmark, Benchmark.id == Job.benchmark_id)  # type: ignore[arg-type]
+            .order_by(Job.id)  # type: ignore[arg-type]
+        ).all()
+        if not rows:
+            click.echo("No jobs yet. Run `sabha eval --model M --benchmark B`.")
+        for job, model, benchmark in rows:
+            progress = job_progress(session, job.id)  # type: ignore[arg-type]
+            note = f"  superseded by job {job.superseded_by_id}" if job.superseded_by_id else ""
             click.echo(
-                f"  {benchmark.primary_metric} = {score.value:.2f} "
-                f"(95% CI {score.ci_low:.2f}–{score.ci_high:.2f}, n={score.n})"
+                f"{job.id:5}  {model:24} {benchmark:20} {job.status:10} "
+                f"{progress.completed_shards}/{progress.shards} shards, "
+                f"{progress.leased_shards} leased{note}"
+            )
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@click.pass_context
+def jobs_show(ctx: click.Context, job_id: int) -> None:
+    """Show one job's shards: their runs, leases and which pool's results count."""
+    from .domain import Job
+    from .errors import NotFoundError
+    from .services.queue import shard_states
+
+    with Session(_database(ctx)) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFoundError(f"There is no job {job_id}.", "List jobs with `sabha jobs list`.")
+        click.echo(f"Job {job_id}: {job.status}" + (f" ({job.error})" if job.error else ""))
+        for state in shard_states(session, job_id):
+            runs = ", ".join(f"#{a} {s} by {p}" for a, s, p in state.runs) or "not run yet"
+            click.echo(f"  shard {state.index:3} {state.items:4} items  {state.status:9}  {runs}")
+
+
+# -- a remote server ----------------------------------------------------------------
+
+
+@cli.command("login")
+@click.option(
+    "--server", required=True, help="The Sabha server's URL, e.g. https://sabha.example.org."
+)
+@click.option(
+    "--token",
+    envvar="SABHA_TOKEN",
+    help="A personal access token (sabha_pat_...); asked for when omitted.",
+)
+def login(server: str, token: str | None) -> None:
+    """Store a personal access token for a Sabha server.
+
+    Create the token in the server's web UI (or with `sabha tokens create` on the
+    server). It is checked against the server, then kept in
+    ~/.config/sabha/credentials.json, readable only by you.
+    """
+    from .remote import Credentials, SabhaClient, save_credentials
+
+    if not server.startswith(("http://", "https://")):
+        raise SabhaError(
+            f"--server {server!r} is not an http(s) URL.", "Give e.g. https://sabha.example.org"
+        )
+    token = token or click.prompt("Personal access token", hide_input=True)
+    token = token.strip()
+    me = SabhaClient(server, token).me()
+    path = save_credentials(Credentials(server.rstrip("/"), token))
+    scopes = ", ".join(me.get("scopes", [])) or "none"
+    click.echo(f"Signed in to {server} as {me['user']['username']} (scopes: {scopes}).")
+    click.echo(f"Token stored in {path}.")
+
+
+@cli.command("submit")
+@click.option("--model-path", type=click.Path(path_type=Path), help="A model folder on the server.")
+@click.option("--repo-id", help="A hub repository, e.g. org/model.")
+@click.option("--revision", help="The hub commit: a full 40-character SHA.")
+@click.option("--name", help="The model's name on the leaderboard (default: from its source).")
+@click.option(
+    "--benchmark", "benchmark_names", multiple=True, required=True, help="Repeat for several."
+)
+@click.option("--license", "license_", required=True, help="The model's license, e.g. apache-2.0.")
+@click.option("--temperature", type=float, help="Decoding override (0 to 2).")
+@click.option("--top-p", type=float, help="Decoding override (above 0, at most 1).")
+@click.option("--max-tokens", type=int, help="Decoding override (at most the benchmark's).")
+def submit(
+    model_path: Path | None,
+    repo_id: str | None,
+    revision: str | None,
+    name: str | None,
+    benchmark_names: Sequence[str],
+    license_: str,
+    temperature: float | None,
+    top_p: float | None,
+    max_tokens: int | None,
+) -> None:
+    """Submit a model for evaluation to the server you signed in to.
+
+    Give --repo-id and --revision, or --model-path (servers that allow local models).
+    """
+    from .remote import SabhaClient
+
+    if (model_path is None) == (repo_id is None):
+        raise SabhaError(
+            "Give exactly one model source.",
+            "Pass --repo-id ORG/NAME --revision SHA, or --model-path DIR.",
+        )
+    model: dict[str, Any]
+    if repo_id is not None:
+        if not revision:
+            raise SabhaError(
+                "--repo-id needs --revision.", "Pass the full 40-character commit SHA."
+            )
+        model = {"source": "hub", "repo_id": repo_id, "revision": revision}
+    else:
+        model = {"source": "local", "path": str(model_path)}
+    if name:
+        model["name"] = name
+    decoding = {
+        key: value
+        for key, value in (
+            ("temperature", temperature),
+            ("top_p", top_p),
+            ("max_tokens", max_tokens),
+        )
+        if value is not None
+    }
+    client = SabhaClient.from_stored_credentials()
+    created = client.submit(
+        {
+            "model": model,
+            "benchmarks": list(benchmark_names),
+            "license": license_,
+            "decoding": decoding,
+        }
+    )
+    click.echo(f"Submission {created['id']}: {created['status']}")
+    for job in created["jobs"]:
+        click.echo(f"  {job['benchmark']}: job {job['job_id']} ({job['status']})")
+    click.echo(f"Status: {client.url(created['status_url'])}")
+    click.echo(f"Follow it with `sabha status {created['id']}`.")
+
+
+@cli.command("status")
+@click.argument("submission_id", type=int)
+def status(submission_id: int) -> None:
+    """Show a submission's progress per benchmark and per shard."""
+    from .remote import SabhaClient
+
+    shown = SabhaClient.from_stored_credentials().submission(submission_id)
+    reason = f" ({shown['reason']})" if shown.get("reason") else ""
+    click.echo(f"Submission {shown['id']} of {shown['model']}: {shown['status']}{reason}")
+    for job in shown["job_states"]:
+        click.echo(
+            f"  {job['benchmark']} (job {job['id']}): {job['status']}, "
+            f"{job['completed_shards']}/{job['shards']} shards, "
+            f"{job['completed_items']}/{job['items']} items"
+            + (f"  [{job['reason']}]" if job.get("reason") else "")
+        )
+        for shard in job["shard_states"]:
+            where = f" on {shard['pool']}" if shard.get("pool") else ""
+            why = f" — {shard['reason']}" if shard.get("reason") else ""
+            click.echo(
+                f"    shard {shard['index']:3} {shard['items']:4} items  "
+                f"{shard['state']:9}{where}{why}"
             )
 
 
@@ -478,6 +653,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     from .app import create_app
 
     app = create_app(settings)
+    if "ray" in sys.modules:  # the demo evaluated first: serving needs no Ray
+        from sabha.workers.local import shutdown_ray
+
+        shutdown_ray()
     try:
         with socket.create_server((host, port)):
             pass
@@ -498,13 +677,22 @@ DEMO_MODELS = (("tiny-chat", 1, True), ("tiny-base", 2, False))
 
 @cli.command("demo")
 @click.option("--serve/--no-serve", "serve_after", default=True, help="Serve the leaderboard.")
+@click.option(
+    "--labelstudio/--no-labelstudio",
+    "with_labelstudio",
+    default=True,
+    help="Also start Label Studio with a sample project and a demo annotator.",
+)
 @click.pass_context
-def demo(ctx: click.Context, serve_after: bool) -> None:
+def demo(ctx: click.Context, serve_after: bool, with_labelstudio: bool) -> None:
     """Set everything up on defaults, evaluate two tiny models, serve the leaderboard.
 
-    Runs again quickly: whatever exists already is reused.
+    Also starts Label Studio (when installed: `make labelstudio`) with a
+    sample project of kisan-advisory questions and prints a demo annotator's
+    sign-in. Runs again quickly: whatever exists already is reused.
     """
     from .catalog import latest_benchmarks
+    from .cli_annotation import start_demo_labelstudio
     from .domain import Model
 
     settings = _settings(ctx)
@@ -519,8 +707,128 @@ def demo(ctx: click.Context, serve_after: bool) -> None:
         if name not in existing:
             _make_tiny(engine, settings, name, seed, chat_template)
     evaluate(engine, settings, [m[0] for m in DEMO_MODELS], benchmark_names)
-    if serve_after:
-        _serve(settings, settings.host, settings.port)
+    server = None
+    if with_labelstudio:
+        server, settings = start_demo_labelstudio(
+            settings, engine, f"http://{settings.host}:{settings.port}"
+        )
+    try:
+        if serve_after:
+            _serve(settings, settings.host, settings.port)
+        elif server is not None:
+            click.echo("Label Studio stops now; `sabha labelstudio start` runs it again.")
+    finally:
+        if server is not None:
+            from .services.labelstudio import stop_labelstudio
+
+            stop_labelstudio(settings, server)
+
+
+# -- accounts (platform/cli_accounts.py) -----------------------------------------------
+
+from .cli_accounts import credentials, tokens, users  # noqa: E402  (they use _database above)
+
+cli.add_command(users)
+cli.add_command(tokens)
+cli.add_command(credentials)
+
+# -- annotation (platform/cli_annotation.py) -------------------------------------------
+
+from .cli_annotation import annotations_group, labelstudio  # noqa: E402  (they use _database above)
+
+cli.add_command(labelstudio)
+cli.add_command(annotations_group)
+
+
+# -- volunteer pools --------------------------------------------------------------------
+
+
+@cli.group()
+def worker() -> None:
+    """Donate this machine's GPUs (or CPU) to a Sabha platform."""
+
+
+@worker.command("run")
+@click.option("--server", required=True, help="The platform's address, e.g. https://sabha.org")
+@click.option(
+    "--credential-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file with the pool credential: client_id and client_secret lines "
+    "(else SABHA_POOL_CLIENT_ID and SABHA_POOL_CLIENT_SECRET).",
+)
+@click.option("--name", "pool_name", help="The pool's name (default: this host's name)")
+@click.option("--ray-address", help="Join this Ray cluster instead of starting a local one")
+@click.option(
+    "--spool",
+    "spool_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where finished results wait to be posted (default: <data dir>/spool)",
+)
+@click.option("--exit-when-idle", is_flag=True, help="Stop when there is no work left")
+@click.option(
+    "--stand-in-engine",
+    "stand_in_seconds",
+    type=click.FloatRange(min=0),
+    hidden=True,  # tests and benchmarks only: answers are not a model's
+    help="TESTS ONLY: no Ray or vLLM; answer every item after this many seconds "
+    "with a deterministic stand-in text (workers/standin.py).",
+)
+@click.pass_context
+def worker_run(
+    ctx: click.Context,
+    server: str,
+    credential_file: Path | None,
+    pool_name: str | None,
+    ray_address: str | None,
+    spool_dir: Path | None,
+    exit_when_idle: bool,
+    stand_in_seconds: float | None,
+) -> None:
+    """Lease shards from the platform and run them on this pool until Ctrl-C.
+
+    Ctrl-C hands back the leases in flight; finished results that could not
+    be posted stay in the spool and are posted at the next start.
+    """
+    import os
+    import socket
+
+    from sabha.workers.volunteer import run_volunteer
+
+    settings = _settings(ctx)
+    client_id, secret = _pool_credential(credential_file, os.environ)
+    summary = run_volunteer(
+        server,
+        client_id,
+        secret,
+        pool_name or socket.gethostname().split(".")[0],
+        spool_dir or settings.data_dir / "spool",
+        ray_address or settings.ray_address,
+        settings.vllm_memory_fraction,
+        exit_when_idle,
+        stand_in_seconds,
+    )
+    click.echo(
+        f"Leased {summary.leased} shard(s), finished {summary.finished}, posted "
+        f"{summary.posted}, handed back {summary.released}."
+    )
+
+
+def _pool_credential(path: Path | None, environ: Any) -> tuple[str, str]:
+    values: dict[str, str] = {}
+    if path is not None:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=") if "=" in line else line.partition(":")
+            values[key.strip().lower()] = value.strip()
+    client_id = values.get("client_id") or environ.get("SABHA_POOL_CLIENT_ID")
+    secret = values.get("client_secret") or environ.get("SABHA_POOL_CLIENT_SECRET")
+    if not client_id or not secret:
+        raise SabhaError(
+            "The pool credential is missing (client id or secret).",
+            "Set SABHA_POOL_CLIENT_ID and SABHA_POOL_CLIENT_SECRET, or pass --credential-file "
+            "with client_id=... and client_secret=... lines (`sabha credentials create` "
+            "makes one).",
+        )
+    return client_id, secret
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ from .errors import DatabaseUnavailable, SabhaError
 
 __all__ = [
     "ImmutableVersionError",
+    "get_session",
+    "init_app",
     "check_connection",
     "current_revision",
     "make_engine",
@@ -68,13 +70,31 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         ) from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Sabha issues BEGIN itself (see _sqlite_begin), not the sqlite3 module.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL: readers (the web pages) never wait for a writer (an evaluation).
+    if cursor.execute("PRAGMA database_list").fetchone()[2]:
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """Write transactions take SQLite's write lock up front (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads and then writes can find another writer
+    in the way and fail at once with "database is locked"; an immediate one
+    waits its turn (the busy timeout), so writers such as two pools leasing
+    shards are serialised.
+    """
+    immediate = connection.get_execution_options().get("sabha_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def check_connection(engine: Engine) -> None:
@@ -143,8 +163,12 @@ def require_schema(engine: Engine) -> None:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
-    session = Session(engine, expire_on_commit=False)
+    """A write transaction: commits on success, rolls back on any error.
+
+    On SQLite it takes the write lock when it begins, so concurrent writers
+    queue instead of failing; keep these transactions short.
+    """
+    session = Session(engine.execution_options(sabha_write=True), expire_on_commit=False)
     try:
         yield session
         session.commit()
@@ -184,3 +208,27 @@ def _guard_released_versions(session: Session, _context: Any, _instances: Any) -
                     f"{version.content_hash[:12]}.",
                     "Release a new version instead.",
                 )
+
+
+def init_app(app: Any) -> None:
+    """Give a Flask app one engine (``SABHA_*`` settings) and a session per request."""
+    from flask import g
+
+    settings = app.extensions["sabha.settings"]
+    app.extensions["sabha.db"] = make_engine(settings.resolved_database_url)
+
+    @app.teardown_appcontext
+    def _close_session(_exc: BaseException | None) -> None:
+        session = g.pop("sabha_session", None)
+        if session is not None:
+            session.close()
+
+
+def get_session() -> Session:
+    """The current request's database session (read-only use; writes use ``session_scope``)."""
+    from flask import current_app, g
+
+    if "sabha_session" not in g:
+        g.sabha_session = Session(current_app.extensions["sabha.db"])
+    session: Session = g.sabha_session
+    return session

@@ -3,15 +3,55 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-only-not-secret"
+MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "sabha"
+
+
+class OidcProvider(BaseModel):
+    """One OpenID Connect identity provider people may sign in with.
+
+    ``issuer`` is the issuer URL; its discovery document is
+    ``<issuer>/.well-known/openid-configuration``.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    title: str = Field(min_length=1, max_length=100)
+    issuer: str
+    client_id: str = Field(min_length=1)
+    client_secret: str = ""
+    scopes: str = "openid email profile"
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/?#]+", value):
+            raise ValueError(f"issuer must be a URL like https://id.example.org, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError(f"scopes must include 'openid', got {value!r}")
+        return value
+
+    @property
+    def discovery_url(self) -> str:
+        """Where the provider's OpenID configuration is published."""
+        return f"{self.issuer}/.well-known/openid-configuration"
 
 
 class Settings(BaseSettings):
@@ -30,14 +70,131 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 5000
     ray_address: str | None = None
-    eval_batch_size: int = Field(default=64, ge=1)
+    eval_batch_size: int | None = Field(default=None, ge=1)
+    lease_seconds: int = Field(default=300, ge=5, le=86_400)
+    shard_size: int = Field(default=64, ge=1, le=10_000)
     vllm_memory_fraction: float | None = Field(default=None, gt=0.0, le=1.0)
     secret_key: str = "dev-only-not-secret"
+    # Lifetime of the access tokens volunteer pools get for their client credentials.
+    worker_token_seconds: int = Field(default=900, ge=60, le=86_400)
+    # The longest a personal access token may live.
+    token_max_days: int = Field(default=366, ge=1, le=3660)
+    # The most characters any text field of a benchmark item may have.
+    max_field_chars: int = Field(default=20_000, ge=1)
+    # Verified results (docs/verification.md): a new volunteer pool's first shards
+    # are all replicated on another owner's pool; afterwards this share of shards.
+    replication_new_pool_shards: int = Field(default=20, ge=0)
+    replication_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Replicas from different setups (vLLM version, dtype, device) agree when this share
+    # of items have chrF similarity >= replica_item_chrf and their shard chrF against the
+    # references differs by at most replica_score_delta points.
+    replica_item_chrf: float = Field(default=50.0, ge=0.0, le=100.0)
+    replica_item_share: float = Field(default=0.9, ge=0.0, le=1.0)
+    replica_score_delta: float = Field(default=5.0, ge=0.0, le=100.0)
+    # A pool whose reputation (agreements + 1) / (agreements + disagreements + 1)
+    # falls below this is quarantined.
+    quarantine_reputation: float = Field(default=0.6, ge=0.0, le=1.0)
+    # The largest shard result (request body) a pool may post, in bytes.
+    max_result_bytes: int = Field(default=16_000_000, ge=1_000)
+    # Memory of the local pool's largest accelerator in GB (10^9 bytes); unset: this
+    # machine's largest GPU (nvidia-smi), else its RAM; 0: no local pool.
+    local_pool_memory_gb: float | None = Field(default=None, ge=0)
+    # Whether submissions may name a model folder on the server (self-hosted only).
+    allow_local_models: bool = False
+    # Submissions one user may make in 24 hours (platform faults do not count).
+    submissions_per_day: int = Field(default=10, ge=0)
+    # Label Studio: an existing server (URL and an API token), else the one
+    # `sabha labelstudio start` runs from `label_studio_venv` on 127.0.0.1.
+    label_studio_url: str | None = None
+    label_studio_token: str | None = None
+    label_studio_webhook_secret: str | None = None
+    label_studio_port: int = Field(default=8080, ge=1, le=65_535)
+    label_studio_venv: Path | None = None
+    label_studio_data_dir: Path | None = None
 
-    @field_validator("database_url")
+    # -- the web app: accounts, sessions, rate limits (see README "Run Sabha for your community")
+    env: Literal["development", "production"] = "development"
+    # The public https URL of the site (e.g. https://sabha.example.org): OIDC redirect URIs
+    # are built from it, so they stay right behind a reverse proxy.
+    public_url: str | None = None
+    # JSON list of OpenID Connect providers, see OidcProvider.
+    oidc_providers: list[OidcProvider] = Field(default_factory=list)
+    session_hours: int = Field(default=24, ge=1, le=24 * 90)
+    # How many reverse proxies in front of Sabha may set X-Forwarded-* (0: trust none).
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
+    redis_url: str | None = None
+    rate_limits: bool = True
+    rate_limit_default: str = "600 per minute"
+    rate_limit_login: str = "10 per minute; 100 per day"
+    rate_limit_write: str = "60 per minute; 1000 per day"
+    # Per pool token, for the lease protocol (lease, heartbeat, result, release).
+    rate_limit_worker: str = "1200 per minute"
+    rate_limit_prefix: str = "sabha"
+
+    @field_validator(
+        "database_url",
+        "redis_url",
+        "public_url",
+        "label_studio_url",
+        "label_studio_token",
+        "label_studio_webhook_secret",
+    )
     @classmethod
     def _empty_url_means_default(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+            raise ValueError(
+                f"SABHA_PUBLIC_URL must be the site's address like https://sabha.example.org, "
+                f"not {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator(
+        "rate_limit_default", "rate_limit_login", "rate_limit_write", "rate_limit_worker"
+    )
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a rate limit; write it like '10 per minute; 100 per day'"
+            ) from exc
+        return value
+
+    def check_production(self) -> None:
+        """Refuse settings that are unsafe on a public server (``SABHA_ENV=production``).
+
+        Raises:
+            SettingsError: the secret key is the default or too short, or the public URL
+                is not https.
+        """
+        from .errors import SettingsError
+
+        if self.env != "production":
+            return
+        if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32:
+            reason = "is the default" if self.secret_key == DEFAULT_SECRET_KEY else "is too short"
+            raise SettingsError(
+                f"SABHA_SECRET_KEY {reason}: in production (SABHA_ENV=production) it must be "
+                "a random secret of at least 32 characters, since it signs the session cookies.",
+                f"Make one with {MAKE_SECRET_KEY} and set SABHA_SECRET_KEY to it "
+                "(keep it out of version control).",
+            )
+        if self.public_url and not self.public_url.startswith("https://"):
+            raise SettingsError(
+                f"SABHA_PUBLIC_URL is {self.public_url!r}, but in production it must be https.",
+                "Set SABHA_PUBLIC_URL to the https address people reach Sabha at.",
+            )
 
     @property
     def resolved_database_url(self) -> str:
@@ -50,6 +207,11 @@ class Settings(BaseSettings):
     def resolved_artifacts_dir(self) -> Path:
         """Where released dataset versions (Parquet) are written."""
         return self.artifacts_dir or self.data_dir / "artifacts"
+
+    @property
+    def resolved_label_studio_data_dir(self) -> Path:
+        """The data dir of the Label Studio server Sabha runs (its database and media)."""
+        return self.label_studio_data_dir or self.data_dir / "labelstudio"
 
     @property
     def resolved_models_dir(self) -> Path:

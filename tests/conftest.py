@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from labelstudio_fixture import labelstudio, labelstudio_template  # noqa: F401
 from sqlalchemy.engine import Engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,43 +89,63 @@ def sqlite_db(tmp_path: Path) -> Iterator[Engine]:
 
 
 class ScriptedEngine:
-    """Stands in for the vLLM actor in tests of Sabha's own bookkeeping around it.
+    """Stands in for the vLLM engine in tests of Sabha's own bookkeeping around it.
 
-    Answers each request with ``answer(request)``; raises after
-    ``fail_after_batches`` batches to simulate a crash.
+    Implements the local pool's engine interface (``generate_shards``):
+    answers each request with ``answer(request)``; raises after
+    ``fail_after_shards`` shards to simulate a crash; ``errors`` maps item ids
+    to per-item error reasons.
     """
 
-    def __init__(self, answer: Any = None, fail_after_batches: int | None = None) -> None:
-        self.answer = answer or (lambda request: f"answer to {request['item_id']}")
-        self.fail_after_batches = fail_after_batches
-        self.batches: list[list[int]] = []
+    def __init__(
+        self,
+        answer: Any = None,
+        fail_after_shards: int | None = None,
+        errors: dict[int, str] | None = None,
+    ) -> None:
+        self.answer = answer or (lambda request: f"answer to {request.item_id}")
+        self.fail_after_shards = fail_after_shards
+        self.errors = errors or {}
+        self.shards: list[list[int]] = []
+        self.closed = False
 
-    def info(self) -> dict[str, Any]:
-        return {"host": "test-host", "device": "scripted", "vllm": "none"}
+    def info(self) -> Any:
+        from sabha.platform.wire import EngineInfo
 
-    def submit(self, requests: list[dict[str, Any]], decoding: dict[str, Any]) -> Any:
-        # Like a Ray call: the work, and any failure, shows when collected.
-        return lambda: self.generate(requests, decoding)
+        return EngineInfo(host="test-host", device="scripted", vllm="none")
 
-    def collect(self, handle: Any) -> list[dict[str, Any]]:
-        return handle()  # type: ignore[no-any-return]
+    def generate_shards(self, work: Any, max_in_flight: int = 256) -> Any:
+        from sabha.platform.wire import GenerationResult
 
-    def generate(
-        self, requests: list[dict[str, Any]], decoding: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        if self.fail_after_batches is not None and len(self.batches) >= self.fail_after_batches:
-            raise RuntimeError("simulated engine crash")
-        self.batches.append([r["item_id"] for r in requests])
-        return [
-            {
-                "item_id": r["item_id"],
-                "prompt": r["text"],
-                "text": self.answer(r),
-                "finish_reason": "stop",
-                "num_tokens": 3,
-            }
-            for r in requests
-        ]
+        for key, requests, _decoding, _policy in work:
+            if self.fail_after_shards is not None and len(self.shards) >= self.fail_after_shards:
+                raise RuntimeError("simulated engine crash")
+            self.shards.append([r.item_id for r in requests])
+            yield (
+                key,
+                [
+                    GenerationResult(
+                        item_id=r.item_id,
+                        prompt=r.text,
+                        error=self.errors.get(r.item_id),
+                        text="" if r.item_id in self.errors else self.answer(r),
+                        finish_reason="stop",
+                        num_tokens=3,
+                    )
+                    for r in requests
+                ],
+            )
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def run_with(db: Engine, job_ids: list[int], engine: Any, **options: Any) -> None:
+    """Run jobs through the local pool with a scripted engine."""
+    from sabha.platform.services.evaluate import run_local_pool
+
+    options.setdefault("pool_name", "test-pool")
+    run_local_pool(db, job_ids, lambda _model, _length: engine, **options)
 
 
 @pytest.fixture
@@ -179,9 +200,11 @@ def write_benchmark(folder: Path, items: list[dict[str, Any]], **overrides: Any)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "tiny-gen.yaml"
     path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-    (folder / spec["dataset"]["items"]).write_text(
-        "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), encoding="utf-8"
-    )
+    if isinstance(spec["dataset"], dict):  # else a reference to a released version
+        (folder / spec["dataset"]["items"]).write_text(
+            "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items),
+            encoding="utf-8",
+        )
     return path
 
 

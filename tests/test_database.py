@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import generation_items, write_benchmark
@@ -12,12 +13,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
-from sabha.annotation.release import register_benchmark
 from sabha.platform.benchmarks import load_benchmark_file
 from sabha.platform.catalog import add_model
 from sabha.platform.db import ImmutableVersionError, current_revision, head_revision, session_scope
 from sabha.platform.domain import Benchmark, DatasetVersion, Item, Job, Output, Shard
-from sabha.platform.evaluation import create_job
+from sabha.platform.services.benchmarks import register_benchmark
+from sabha.platform.services.queue import create_job
 
 
 def _load(db: Engine, tmp_path: Path) -> Benchmark:
@@ -92,36 +93,52 @@ def test_job_is_cut_into_shards_once_per_model_and_benchmark(db: Engine, tmp_pat
         assert sum(len(s.item_ids) for s in shards) == 6
 
 
-def test_one_output_per_item_and_replica(db: Engine, tmp_path: Path) -> None:
+def _leased_run(db: Engine, tmp_path: Path, revision: str) -> tuple[int, int, int]:
+    """A job with one leased shard: ``(job id, shard run id, first item id)``."""
+    from sabha.platform.services.queue import lease_next_shard, register_pool
+
     benchmark = _load(db, tmp_path)
     with session_scope(db) as session:
-        model = add_model(session, "hub-model", repo_id="org/model", revision="a" * 40)
+        model = add_model(session, "hub-model", repo_id="org/model", revision=revision)
         job, _ = create_job(session, model, benchmark)
-        shard = session.exec(select(Shard)).first()
-        assert shard is not None
-        item_id = shard.item_ids[0]
-        session.add(Output(job_id=job.id, shard_id=shard.id, item_id=item_id, prompt="p", text="t"))
+        job_id = job.id
+    lease = lease_next_shard(db, register_pool(db, "test"))
+    assert lease is not None and lease.job_id == job_id
+    return job_id, lease.run_id, lease.requests[0].item_id
+
+
+def test_one_output_per_item_and_run(db: Engine, tmp_path: Path) -> None:
+    job_id, run_id, item_id = _leased_run(db, tmp_path, "a" * 40)
+    with session_scope(db) as session:
+        session.add(
+            Output(job_id=job_id, shard_run_id=run_id, item_id=item_id, prompt="p", text="t")
+        )
     with pytest.raises(IntegrityError):
         with session_scope(db) as session:
             session.add(
-                Output(job_id=job.id, shard_id=shard.id, item_id=item_id, prompt="p", text="u")
+                Output(job_id=job_id, shard_run_id=run_id, item_id=item_id, prompt="p", text="u")
             )
     with Session(db) as session:
         assert [o.text for o in session.exec(select(Output))] == ["t"]
 
 
+def test_status_columns_refuse_unknown_values(db: Engine, tmp_path: Path) -> None:
+    job_id, run_id, _ = _leased_run(db, tmp_path, "a" * 40)
+    for table, row_id in (("job", job_id), ("shard_run", run_id)):
+        with pytest.raises(IntegrityError):
+            with db.begin() as connection:
+                connection.execute(
+                    sa.text(f"UPDATE {table} SET status = 'exploded' WHERE id = :id"),
+                    {"id": row_id},
+                )
+
+
 def test_unicode_text_survives_a_round_trip(db: Engine, tmp_path: Path) -> None:
-    benchmark = _load(db, tmp_path)
-    text = "நெல் · धान · mpunga · ধান"
+    job_id, run_id, item_id = _leased_run(db, tmp_path, "b" * 40)
+    text = "நெல் · धान · mpunga · ধান · اردو"
     with session_scope(db) as session:
-        model = add_model(session, "hub-model", repo_id="org/model", revision="b" * 40)
-        job, _ = create_job(session, model, benchmark)
-        shard = session.exec(select(Shard)).first()
-        assert shard is not None
         session.add(
-            Output(
-                job_id=job.id, shard_id=shard.id, item_id=shard.item_ids[0], prompt=text, text=text
-            )
+            Output(job_id=job_id, shard_run_id=run_id, item_id=item_id, prompt=text, text=text)
         )
     with Session(db) as session:
         assert session.exec(select(Output.text)).one() == text

@@ -51,9 +51,10 @@ def _sabha(env: dict[str, str], *args: str, timeout: int = 900) -> subprocess.Co
     )
 
 
+# Label Studio's part of the demo has its own tests (tests/test_demo_annotation.py).
 @pytest.fixture(scope="module")
 def first_demo(demo_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = _sabha(demo_env, "demo", "--no-serve")
+    result = _sabha(demo_env, "demo", "--no-serve", "--no-labelstudio")
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -90,7 +91,8 @@ def test_demo_evaluates_both_tiny_models_on_both_benchmarks_with_vllm_in_ray(
             assert row["model"]["smoke_test"] is True
             details = _run(demo_env, row["job_id"])
             assert details["outputs"] == cell["n"] > 0
-            where = details["executed_on"][0]
+            where = details["shards"][0]["executed_on"]
+            assert details["shards"][0]["pool"].startswith("local:")
             assert where["vllm"] == "0.32.0" and where["device"] == "cpu"
             assert re.fullmatch(r"[0-9a-f]{56}", where["ray_node_id"])
             assert where["ray_node_ip"] == "127.0.0.1"
@@ -127,7 +129,7 @@ def test_greedy_outputs_are_reproducible(
 def test_second_demo_run_reuses_everything(
     first_demo: subprocess.CompletedProcess[str], demo_env: dict[str, str]
 ) -> None:
-    again = _sabha(demo_env, "demo", "--no-serve")
+    again = _sabha(demo_env, "demo", "--no-serve", "--no-labelstudio")
     assert again.returncode == 0, again.stderr
     assert "Starting vLLM" not in again.stdout
     assert again.stdout.count("done already") == 4

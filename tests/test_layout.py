@@ -80,3 +80,101 @@ def test_web_app_imports_without_torch_ray_or_vllm() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+# -- layers: imports point down only -----------------------------------------------------
+# core <- leaderboards, annotation, workers <- services <- CLI, web pages, JSON API
+LAYERS = {
+    "core": 0,
+    "leaderboards": 1,
+    "annotation": 1,
+    "workers": 1,
+    "services": 2,
+    "adapters": 3,
+}
+CORE_MODULES = {"settings", "db", "domain", "errors", "languages", "wire", "files", "catalog"}
+
+
+def _layer_of(module: str) -> str:
+    """The layer of a ``sabha.*`` module (every module must have one)."""
+    parts = module.split(".")
+    folder, rest = parts[1], parts[2:]
+    if folder == "platform":
+        if not rest or rest[0] in CORE_MODULES | {"benchmarks", "migrations"}:
+            return "core"
+        if rest[0] == "services":
+            return "services"
+        if rest[0] in {
+            "cli",
+            "cli_accounts",
+            "cli_annotation",
+            "app",
+            "api",
+            "web",
+            "wsgi",
+            "remote",
+        }:
+            return "adapters"
+        raise AssertionError(
+            f"sabha.platform.{rest[0]} has no layer: add it to tests/test_layout.py"
+        )
+    if folder == "leaderboards" and rest[:1] == ["web"]:
+        return "adapters"
+    if folder in {"leaderboards", "annotation", "workers"}:
+        return folder
+    raise AssertionError(f"{module} has no layer")
+
+
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(REPO).with_suffix("")
+    parts = list(relative.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return "sabha." + ".".join(parts)
+
+
+def _sabha_imports(path: Path) -> set[str]:
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("sabha."))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("sabha."):
+                found.add(target)
+    return found
+
+
+def test_imports_point_down_the_layers_only() -> None:
+    wrong = []
+    for folder in CODE_FOLDERS:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            importer = _module_name(path)
+            layer = _layer_of(importer)
+            for imported in sorted(_sabha_imports(path)):
+                target = _layer_of(imported)
+                upward = LAYERS[target] > LAYERS[layer]
+                sideways = LAYERS[target] == LAYERS[layer] == 1 and target != layer
+                if upward or sideways:
+                    wrong.append(f"{importer} ({layer}) imports {imported} ({target})")
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_wire_models_import_neither_sqlmodel_nor_flask() -> None:
+    tree = ast.parse((REPO / "platform" / "wire.py").read_text(encoding="utf-8"))
+    names = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
+    }
+    assert not {"sqlmodel", "sqlalchemy", "flask"} & names

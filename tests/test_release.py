@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from sabha.annotation.cards import build_data_card, card_path, validate_data_card
-from sabha.annotation.release import dataset_rows, register_benchmark
+from sabha.annotation.release import dataset_rows, release_dataset_version
 from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
 from sabha.platform.db import session_scope
 from sabha.platform.domain import DatasetVersion
@@ -24,7 +24,7 @@ def test_release_round_trips_through_the_datasets_library(
 ) -> None:
     loaded = load_benchmark_file(path)
     with session_scope(sqlite_db) as session:
-        register_benchmark(session, loaded, tmp_path / "artifacts")
+        release_dataset_version(session, loaded, tmp_path / "artifacts")
     with Session(sqlite_db) as session:
         version = session.exec(select(DatasetVersion)).one()
     parquet = Path(version.artifact_uri or "")
@@ -46,8 +46,8 @@ def test_changed_items_make_a_new_version(sqlite_db: Engine, tmp_path: Path) -> 
     second = load_benchmark_file(write_benchmark(tmp_path / "b", items))
     assert first.content_hash != second.content_hash
     with session_scope(sqlite_db) as session:
-        register_benchmark(session, first, tmp_path / "artifacts")
-        register_benchmark(session, second, tmp_path / "artifacts")
+        release_dataset_version(session, first, tmp_path / "artifacts")
+        release_dataset_version(session, second, tmp_path / "artifacts")
     with Session(sqlite_db) as session:
         assert len(session.exec(select(DatasetVersion)).all()) == 2
 
@@ -64,7 +64,7 @@ def test_failed_release_leaves_no_files_or_rows_behind(
     monkeypatch.setattr("sabha.annotation.release.Item", broken_item)
     with pytest.raises(RuntimeError, match="database went away"):
         with session_scope(sqlite_db) as session:
-            register_benchmark(session, loaded, artifacts)
+            release_dataset_version(session, loaded, artifacts)
     with Session(sqlite_db) as session:
         assert session.exec(select(DatasetVersion)).all() == []
     assert [p for p in artifacts.rglob("*") if p.is_file()] == []

@@ -8,20 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ScriptedEngine, generation_items, write_benchmark
+from conftest import ScriptedEngine, generation_items, run_with, write_benchmark
 from flask.testing import FlaskClient
 
-from sabha.annotation.release import register_benchmark
 from sabha.platform.app import create_app
 from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
 from sabha.platform.catalog import add_model
 from sabha.platform.db import make_engine, session_scope, upgrade_database
-from sabha.platform.evaluation import create_job, run_job
+from sabha.platform.services.benchmarks import register_benchmark
+from sabha.platform.services.queue import create_job
 from sabha.platform.settings import Settings
 
 
-def _answer_well(request: dict[str, Any]) -> str:
-    return "safe" if "Label:" in request["text"] else request["text"].split("Question:")[-1]
+def _answer_well(request: Any) -> str:
+    return "safe" if "Label:" in request.text else request.text.split("Question:")[-1]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
                 job_ids.append((model.name, create_job(session, model, benchmark)[0].id))
     for name, job_id in job_ids:
         engine = ScriptedEngine(answer=_answer_well if name == "echo" else lambda r: "??")
-        run_job(db, job_id, engine)
+        run_with(db, [job_id], engine)
     db.dispose()
     return create_app(settings).test_client()
 
@@ -103,9 +103,10 @@ def test_provenance_page_traces_the_score(client: FlaskClient) -> None:
     details = client.get("/api" + run_url).get_json()
     assert details["benchmark"]["dataset"]["version"] == board["benchmark"]["dataset"]["version"]
     assert details["model"]["revision"] == "e" * 40
-    assert details["run"]["decoding"]["temperature"] == 0.0
+    assert details["decoding"]["temperature"] == 0.0
     assert "nw:2" in details["metric_signatures"]["chrf++"]
-    assert details["executed_on"][0]["host"] == "test-host"
+    assert details["shards"][0]["executed_on"]["host"] == "test-host"
+    assert details["shards"][0]["pool"] == "test-pool" and details["pools"] == ["test-pool"]
     page = client.get(run_url).get_data(as_text=True)
     assert board["benchmark"]["dataset"]["version"] in page
     assert 'lang="hi-Deva" dir="auto"' in page
@@ -158,3 +159,43 @@ def test_unknown_things_give_404_with_the_known_names(client: FlaskClient) -> No
     assert client.get("/benchmarks/nope").status_code == 404
     assert client.get("/runs/9999").status_code == 404
     assert client.get("/datasets/nope/card").status_code == 404
+
+
+def test_cached_pages_change_when_a_new_score_lands(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "site")
+    db = make_engine(settings.resolved_database_url)
+    upgrade_database(db)
+    loaded = load_benchmark_file(write_benchmark(tmp_path / "b", generation_items(4)))
+    with session_scope(db) as session:
+        benchmark, _ = register_benchmark(session, loaded, settings.resolved_artifacts_dir)
+        first = add_model(session, "first", repo_id="org/first", revision="1" * 40)
+        second = add_model(session, "second", repo_id="org/second", revision="2" * 40)
+        jobs = [create_job(session, m, benchmark)[0].id for m in (first, second)]
+    run_with(db, [jobs[0]], ScriptedEngine())
+    client = create_app(settings).test_client()
+    for path in ("/benchmarks/tiny-gen", "/api/benchmarks/tiny-gen/leaderboard"):
+        assert "second" not in client.get(path).get_data(as_text=True)
+    run_with(db, [jobs[1]], ScriptedEngine())
+    for path in ("/benchmarks/tiny-gen", "/api/benchmarks/tiny-gen/leaderboard"):
+        assert "second" in client.get(path).get_data(as_text=True)
+
+
+def test_items_of_a_private_split_never_appear_in_run_pages(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    settings = Settings(data_dir=tmp_path / "site")
+    db = make_engine(settings.resolved_database_url)
+    upgrade_database(db)
+    loaded = load_benchmark_file(write_benchmark(tmp_path / "b", generation_items(4)))
+    with session_scope(db) as session:
+        benchmark, _ = register_benchmark(session, loaded, settings.resolved_artifacts_dir)
+        model = add_model(session, "m", repo_id="org/m", revision="1" * 40)
+        job_id = create_job(session, model, benchmark)[0].id
+    run_with(db, [job_id], ScriptedEngine())
+    with db.begin() as connection:  # a held-out split (the annotation work adds them)
+        connection.execute(sa.text("UPDATE item SET split = 'private' WHERE key = 't-000'"))
+    client = create_app(settings).test_client()
+    details = client.get(f"/api/runs/{job_id}").get_json()
+    assert [s["item"] for s in details["samples"]] == ["t-001", "t-002", "t-003"]
+    page = client.get(f"/runs/{job_id}").get_data(as_text=True)
+    assert "t-000" not in page and "t-000" not in str(details)

@@ -2,19 +2,29 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import markdown
 import nh3
 import yaml
-from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request
-from sqlmodel import col, select
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request
 
-from sabha.platform.domain import Dataset, DatasetVersion
+from sabha.platform.db import get_session
 from sabha.platform.languages import describe_language, text_direction
 
-from ..board import benchmark_summaries, leaderboard, run_details
+from ..board import (
+    benchmark_summaries,
+    data_card,
+    leaderboard,
+    leaderboard_version,
+    run_details,
+)
+from ..public import Cell
 
 blueprint = Blueprint(
     "leaderboard",
@@ -56,15 +66,23 @@ _ALLOWED_TAGS = {
 def init_app(app: Flask) -> None:
     """Register the leaderboard blueprint and its template helpers."""
     app.register_blueprint(blueprint)
+    app.extensions["sabha.page_cache"] = _PageCache()
     app.jinja_env.globals.update(describe_language=describe_language, text_direction=text_direction)
     app.jinja_env.filters["ci"] = _format_cell
     app.jinja_env.filters["when"] = _format_when
+    app.jinja_env.filters["alpha"] = _format_alpha
 
 
-def _format_cell(cell: dict[str, Any] | None) -> str:
+def _format_alpha(alpha: float | None) -> str:
+    return "undefined" if alpha is None else f"{alpha:.2f}"
+
+
+def _format_cell(cell: Cell | None) -> str:
     if not cell:
         return "—"
-    return f"{cell['value']:.1f} ± {(cell['ci_high'] - cell['ci_low']) / 2:.1f}"
+    if cell.too_few:
+        return f"{cell.value:.1f} (too few items)"
+    return f"{cell.value:.1f} ± {(cell.ci_high - cell.ci_low) / 2:.1f}"
 
 
 def _format_when(value: str | datetime | None) -> str:
@@ -78,9 +96,14 @@ def _format_when(value: str | datetime | None) -> str:
 
 
 def _session() -> Any:
-    from sabha.platform.app import get_session
-
     return get_session()
+
+
+def _page() -> int:
+    try:
+        return max(int(request.args.get("page", "1")), 1)
+    except ValueError:
+        abort(400, description="page must be a whole number, e.g. ?page=2")
 
 
 @blueprint.get("/")
@@ -88,9 +111,44 @@ def index() -> str:
     return render_template("index.html", benchmarks=benchmark_summaries(_session()))
 
 
+class _PageCache:
+    """Rendered leaderboard pages, kept until their leaderboard changes (LRU)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.pages: OrderedDict[tuple[object, ...], Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get_or_render(self, key: tuple[object, ...], render: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key in self.pages:
+                self.pages.move_to_end(key)
+                return self.pages[key]
+        value = render()
+        with self.lock:
+            self.pages[key] = value
+            while len(self.pages) > self.size:
+                self.pages.popitem(last=False)
+        return value
+
+
+def _cached(kind: str, name: str, render: Callable[[int], Any]) -> Any:
+    # One cache per app: two apps in one process (tests, several sites) may
+    # serve different databases with the same benchmark names and versions.
+    pages: _PageCache = current_app.extensions["sabha.page_cache"]
+    page = _page()
+    key = (kind, name, page, leaderboard_version(_session(), name))
+    return pages.get_or_render(key, lambda: render(page))
+
+
 @blueprint.get("/benchmarks/<name>")
 def benchmark_page(name: str) -> str:
-    return render_template("benchmark.html", board=leaderboard(_session(), name))
+    html: str = _cached(
+        "html",
+        name,
+        lambda page: render_template("benchmark.html", board=leaderboard(_session(), name, page)),
+    )
+    return html
 
 
 @blueprint.get("/runs/<int:job_id>")
@@ -112,71 +170,82 @@ def _card_html(card_markdown: str) -> tuple[dict[str, Any], str]:
 @blueprint.get("/datasets/<name>/card")
 def card_page(name: str) -> str:
     """The card of a dataset version (``?version=<content hash>``; default: the newest)."""
-    session = _session()
-    dataset = session.exec(select(Dataset).where(Dataset.name == name)).first()
-    if dataset is None:
-        abort(404)
-    query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
-    if "version" in request.args:
-        query = query.where(DatasetVersion.content_hash == request.args["version"])
-    version = session.exec(query.order_by(col(DatasetVersion.id).desc())).first()
-    if version is None or not version.card_markdown:
-        abort(404)
-    metadata, html = _card_html(version.card_markdown)
-    return render_template(
-        "card.html", dataset=dataset, version=version, metadata=metadata, card_html=html
-    )
+    card = data_card(_session(), name, request.args.get("version"))
+    metadata, html = _card_html(card.card_markdown)
+    return render_template("card.html", card=card, metadata=metadata, card_html=html)
 
 
 @blueprint.get("/api/benchmarks")
 def api_benchmarks() -> Response:
-    return jsonify(benchmarks=benchmark_summaries(_session()))
+    return jsonify(benchmarks=[b.model_dump(mode="json") for b in benchmark_summaries(_session())])
 
 
 @blueprint.get("/api/benchmarks/<name>/leaderboard")
 def api_leaderboard(name: str) -> Response:
-    return jsonify(leaderboard(_session(), name))
+    body: str = _cached(
+        "json",
+        name,
+        lambda page: json.dumps(
+            leaderboard(_session(), name, page).model_dump(mode="json"), ensure_ascii=False
+        ),
+    )
+    return Response(body, mimetype="application/json")
 
 
 @blueprint.get("/api/runs/<int:job_id>")
 def api_run(job_id: int) -> Response:
-    return jsonify(run_details(_session(), job_id))
+    return jsonify(run_details(_session(), job_id).model_dump(mode="json"))
 
 
 @blueprint.get("/benchmarks/<name>/leaderboard.csv")
 def csv_leaderboard(name: str) -> Response:
-    board = leaderboard(_session(), name)
+    """Every ranked model of a benchmark (all pages) as CSV."""
+    session = _session()
+    first = leaderboard(session, name, 1, per_page=100_000)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    metrics = board["columns"]["metrics"]
-    breakdowns = board["columns"]["breakdowns"]
-    primary = board["benchmark"]["primary_metric"]
-    header = ["rank", "model", "smoke_test", "revision", "run"]
+    metrics = first.columns.metrics
+    breakdowns = first.columns.breakdowns
+    primary = first.benchmark.primary_metric
+    header = ["rank", "model", "smoke_test", "revision", "run", "tied_with", "failed_items"]
     for metric in metrics:
         header += [metric, f"{metric}_ci_low", f"{metric}_ci_high"]
     for breakdown, groups in breakdowns.items():
         for group in groups:
-            header += [
-                f"{primary}[{breakdown}={group}]",
-                f"{primary}[{breakdown}={group}]_ci_low",
-                f"{primary}[{breakdown}={group}]_ci_high",
-            ]
+            label = f"{primary}[{breakdown}={group}]"
+            header += [label, f"{label}_ci_low", f"{label}_ci_high"]
+    community = first.columns.community
+    for metric in community:
+        header += [metric, f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_n"]
+        header += [f"{metric}_judgements", f"{metric}_agreement"]
     writer.writerow(header)
-    for row in board["rows"]:
-        line = [
-            row["rank"],
-            row["model"]["name"],
-            row["model"]["smoke_test"],
-            row["model"]["revision"],
-            row["job_id"],
+
+    def cells(cell: Cell | None) -> list[Any]:
+        if cell is None:
+            return ["", "", ""]
+        if cell.too_few:
+            return [cell.value, "", ""]
+        return [cell.value, cell.ci_low, cell.ci_high]
+
+    for row in first.rows:
+        line: list[Any] = [
+            row.rank,
+            row.model.name,
+            row.model.smoke_test,
+            row.model.revision,
+            row.job_id,
+            "; ".join(row.tied_with),
+            row.failed_items,
         ]
         for metric in metrics:
-            cell = row["scores"].get(metric)
-            line += [cell["value"], cell["ci_low"], cell["ci_high"]] if cell else ["", "", ""]
+            line += cells(row.scores.get(metric))
         for breakdown, groups in breakdowns.items():
             for group in groups:
-                cell = row["breakdowns"].get(breakdown, {}).get(group)
-                line += [cell["value"], cell["ci_low"], cell["ci_high"]] if cell else ["", "", ""]
+                line += cells(row.breakdowns.get(breakdown, {}).get(group))
+        for metric in community:
+            judged = row.community.get(metric)
+            line += cells(judged)
+            line += [judged.n, judged.judgements, judged.agreement] if judged else ["", "", ""]
         writer.writerow(line)
     return Response(
         buffer.getvalue(),

@@ -1,17 +1,53 @@
 """Benchmarks as data: typed YAML definitions with JSONL items."""
 
-from ._loader import LoadedBenchmark, content_hash, load_benchmark_file, starter_benchmark_paths
-from ._schema import BenchmarkSpec, CardText, DatasetSpec, DecodingSpec, ItemSpec, PromptSpec
+from ._loader import (
+    MAX_ITEMS,
+    MAX_ITEMS_FILE_BYTES,
+    DatasetContent,
+    LoadedBenchmark,
+    content_hash,
+    load_benchmark_file,
+    load_dataset_file,
+    starter_benchmark_paths,
+)
+from ._schema import (
+    LIMITS,
+    RESERVED_COLUMNS,
+    AnswerSpec,
+    BenchmarkSpec,
+    CardText,
+    DatasetFileSpec,
+    DatasetRef,
+    DatasetSpec,
+    DecodingOverrides,
+    DecodingSpec,
+    FieldProblems,
+    ItemSpec,
+    PromptSpec,
+    apply_decoding_overrides,
+)
 
 __all__ = [
+    "LIMITS",
+    "MAX_ITEMS",
+    "MAX_ITEMS_FILE_BYTES",
+    "RESERVED_COLUMNS",
+    "AnswerSpec",
     "BenchmarkSpec",
     "CardText",
+    "DatasetContent",
+    "DatasetFileSpec",
+    "DatasetRef",
     "DatasetSpec",
+    "DecodingOverrides",
     "DecodingSpec",
+    "FieldProblems",
     "ItemSpec",
     "LoadedBenchmark",
     "PromptSpec",
+    "apply_decoding_overrides",
     "content_hash",
     "load_benchmark_file",
+    "load_dataset_file",
     "starter_benchmark_paths",
 ]

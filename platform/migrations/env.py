@@ -10,11 +10,27 @@ from sabha.platform import domain  # noqa: F401  (registers the tables)
 config = context.config
 engine = config.attributes["engine"]
 
-with engine.begin() as connection:
+with engine.connect() as connection:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch migrations rebuild SQLite tables (copy, drop, rename); with foreign
+        # keys enforced, dropping a referenced table fails. The check below makes
+        # sure the rebuilt tables still satisfy every foreign key.
+        # On the driver connection, outside any transaction (where it would be a no-op).
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=SQLModel.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
     )
-    context.run_migrations()
+    with context.begin_transaction():
+        context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
+    if connection.in_transaction():  # SQLite's DDL is not transactional for Alembic
+        connection.commit()
+    if sqlite:
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")

@@ -1,0 +1,230 @@
+"""What the site and the JSON API publish: pydantic ``*Public`` models.
+
+Pages, JSON and CSV are all built from these, and they are the schema the
+OpenAPI document will describe. They never carry table internals (token
+hashes, private items).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BenchmarkPublic",
+    "BenchmarkSummary",
+    "Cell",
+    "CommunityCell",
+    "DataCardPublic",
+    "DatasetPublic",
+    "JudgedCell",
+    "LeaderboardColumns",
+    "LeaderboardPage",
+    "LeaderboardRow",
+    "ModelPublic",
+    "RunPublic",
+    "SamplePublic",
+    "ScorePublic",
+    "ShardPublic",
+]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Cell(_Public):
+    """One score with its 95% confidence interval.
+
+    ``too_few`` groups have fewer items than the minimum: their value is
+    shown without an interval.
+    """
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    too_few: bool = False
+
+
+class JudgedCell(Cell):
+    """A score from judgements: ``n`` judged items, ``judgements`` behind them.
+
+    A judge model's cell carries its agreement with people (Krippendorff's
+    alpha, None while undefined) over ``agreement_items`` items both judged.
+    """
+
+    judgements: int
+    agreement: float | None = None
+    agreement_items: int = 0
+
+
+class CommunityCell(JudgedCell):
+    """A score from judgements of a model's answers (people's, or a judge model's).
+
+    ``breakdowns`` holds the same per language and per hazard where known.
+    """
+
+    judge: str = "people"
+    breakdowns: dict[str, dict[str, JudgedCell]] = Field(default_factory=dict)
+
+
+class ModelPublic(_Public):
+    """A model as published: where it comes from, at which revision."""
+
+    name: str
+    source: str
+    repo_id: str | None = None
+    revision: str | None = None
+    smoke_test: bool = False
+    description: str | None = None
+
+
+class DatasetPublic(_Public):
+    """The released dataset version a benchmark measures on."""
+
+    name: str
+    license: str
+    version: str
+    items: int
+    released_at: datetime | None
+    card_url: str
+
+
+class DataCardPublic(_Public):
+    """A released dataset version's data card (Hugging Face dataset-card markdown)."""
+
+    dataset: DatasetPublic
+    card_markdown: str
+
+
+class BenchmarkPublic(_Public):
+    """One benchmark definition and its two identities."""
+
+    name: str
+    version: str
+    title: str
+    description: str
+    task: str
+    languages: list[str]
+    metrics: list[str]
+    primary_metric: str
+    primary_metric_label: str
+    higher_is_better: bool
+    breakdowns: list[str]
+    labels: list[str]
+    dataset: DatasetPublic
+    generation_hash: str
+    scoring_hash: str
+    definition_hash: str
+
+
+class BenchmarkSummary(BenchmarkPublic):
+    """A benchmark on the index page, with the number of ranked models."""
+
+    models: int
+
+
+class LeaderboardColumns(_Public):
+    """The columns of a leaderboard table."""
+
+    metrics: list[str]
+    metric_labels: dict[str, str]
+    higher_is_better: dict[str, bool]
+    breakdowns: dict[str, list[str]]
+    community: list[str] = Field(default_factory=list)
+
+
+class LeaderboardRow(_Public):
+    """One ranked model.
+
+    ``rank`` is shared by models the paired bootstrap cannot tell apart
+    (``tied_with``); ``failed_items`` were scored as wrong answers.
+    """
+
+    rank: int
+    position: int
+    model: ModelPublic
+    job_id: int
+    run_url: str
+    finished_at: datetime | None
+    scores: dict[str, Cell]
+    breakdowns: dict[str, dict[str, Cell]]
+    tied_with: list[str] = Field(default_factory=list)
+    failed_items: int = 0
+    failure_reasons: dict[str, int] = Field(default_factory=dict)
+    community: dict[str, CommunityCell] = Field(default_factory=dict)
+
+
+class LeaderboardPage(_Public):
+    """One page of a benchmark's leaderboard."""
+
+    benchmark: BenchmarkPublic
+    columns: LeaderboardColumns
+    rows: list[LeaderboardRow]
+    page: int
+    per_page: int
+    total: int
+
+
+class ScorePublic(_Public):
+    """One score of a run."""
+
+    metric: str
+    breakdown: str
+    group: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    too_few: bool = False
+
+
+class ShardPublic(_Public):
+    """A shard: its accepted run and where that ran."""
+
+    shard: int
+    items: int
+    status: str
+    attempts: int
+    pool: str | None
+    finished_at: datetime | None
+    executed_on: dict[str, Any]
+
+
+class SamplePublic(_Public):
+    """One output next to what was expected (public splits only)."""
+
+    item: str
+    language: str
+    prompt: str
+    output: str
+    error: str | None
+    expected: str | None
+
+
+class RunPublic(_Public):
+    """The provenance of a run: dataset, model, decoding, where it ran, every score."""
+
+    id: int
+    status: str
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    decoding: dict[str, Any]
+    generation: dict[str, Any]
+    benchmark: BenchmarkPublic
+    prompt_template: str
+    system_prompt: str | None
+    model: ModelPublic
+    shards: list[ShardPublic]
+    pools: list[str]
+    metric_signatures: dict[str, str]
+    scores: list[ScorePublic]
+    outputs: int
+    failed_items: int
+    failure_reasons: dict[str, int]
+    samples: list[SamplePublic]

@@ -1,0 +1,177 @@
+"""The lease protocol for volunteer pools: register, lease, heartbeat, submit, release.
+
+Every operation needs a worker token (OAuth2 client credentials, scope
+``worker``); the token's pool credential is the pool. A lease is bound to its
+pool: another pool's lease is refused with 403 and nothing changes. Bodies
+are validated against the wire models (``sabha.platform.wire``), which the
+OpenAPI document shows as request bodies; a result larger than
+``SABHA_MAX_RESULT_BYTES`` is refused with 413 before it is read, one that
+is not JSON with 415, and a malformed one with 422 naming each field.
+"""
+
+from __future__ import annotations
+
+from flask import Response, current_app, request
+from flask_openapi3.types import ResponseDict
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from sabha.platform.services.accounts import WORKER_SCOPE
+from sabha.platform.services.pools import (
+    heartbeat_own_lease,
+    lease_for_credential,
+    register_credential_pool,
+    release_own_lease,
+    submit_own_result,
+)
+from sabha.platform.services.verification import VerificationPolicy
+from sabha.platform.wire import (
+    LeaseReceipt,
+    LeaseRelease,
+    LeaseRenewed,
+    LeaseToken,
+    PoolInfo,
+    PoolRegistration,
+    ShardLease,
+    ShardResult,
+    SubmitReceipt,
+)
+
+from ._auth import current_caller, require_scope, security
+from ._blueprint import TAGS, api, json_response
+from ._problems import problem_response, problem_responses
+
+__all__ = ["LeasePath"]
+
+POOL_PROBLEMS: ResponseDict = problem_responses(401, 403, 409)
+
+
+class LeasePath(BaseModel):
+    """A lease, by its shard run id."""
+
+    run_id: int
+
+
+def _db() -> Engine:
+    engine: Engine = current_app.extensions["sabha.db"]
+    return engine
+
+
+def _credential_id() -> int:
+    credential_id = current_caller().credential_id
+    assert credential_id is not None  # require_scope(WORKER_SCOPE) admits worker tokens only
+    return credential_id
+
+
+def _lease_seconds() -> int:
+    return int(current_app.extensions["sabha.settings"].lease_seconds)
+
+
+@api.post(
+    "/pools",
+    tags=[TAGS["pools"]],
+    security=security(WORKER_SCOPE),
+    responses={200: PoolInfo, **POOL_PROBLEMS},
+)
+@require_scope(WORKER_SCOPE)
+def post_pool(body: PoolRegistration) -> Response:
+    """Register this credential's pool, or update its name and capabilities."""
+    return json_response(register_credential_pool(_db(), _credential_id(), body))
+
+
+@api.post(
+    "/leases",
+    tags=[TAGS["pools"]],
+    security=security(WORKER_SCOPE),
+    responses={200: ShardLease, 204: None, **POOL_PROBLEMS},
+)
+@require_scope(WORKER_SCOPE)
+def post_lease() -> Response:
+    """Lease the next shard this pool may run; 204 when there is none."""
+    lease = lease_for_credential(_db(), _credential_id(), _lease_seconds())
+    return Response(status=204) if lease is None else json_response(lease)
+
+
+@api.post(
+    "/leases/<int:run_id>/heartbeat",
+    tags=[TAGS["pools"]],
+    security=security(WORKER_SCOPE),
+    responses={200: LeaseRenewed, **POOL_PROBLEMS},
+)
+@require_scope(WORKER_SCOPE)
+def post_heartbeat(path: LeasePath, body: LeaseToken) -> Response:
+    """Keep a lease alive (409 when it is no longer held)."""
+    expires_at = heartbeat_own_lease(
+        _db(), _credential_id(), path.run_id, body.token, _lease_seconds()
+    )
+    return json_response(LeaseRenewed.model_validate({"expires_at": expires_at}))
+
+
+def _check_result_size() -> Response | None:
+    """``before_request``: refuse an oversized or non-JSON result before its body is read.
+
+    It runs after authentication (``enforce_scopes``) and before
+    flask-openapi3 parses the body against ``ShardResult``.
+    """
+    if request.endpoint != f"{api.name}.post_result":
+        return None
+    limit = int(current_app.extensions["sabha.settings"].max_result_bytes)
+    size = request.content_length
+    if size is None or size > limit:
+        return problem_response(
+            413 if size else 411,
+            f"A shard result may have at most {limit} bytes; this one has "
+            f"{size if size is not None else 'no declared'} bytes.",
+            "Send the result with a Content-Length within the limit "
+            "(SABHA_MAX_RESULT_BYTES on the server).",
+            kind="result-too-large",
+        )
+    if not request.is_json:
+        return problem_response(
+            415,
+            f"A shard result must be JSON; this one is {request.mimetype or 'untyped'!r}.",
+            "Send the ShardResult document with Content-Type: application/json.",
+            kind="unsupported-media-type",
+        )
+    return None
+
+
+api.before_request(_check_result_size)
+
+
+@api.post(
+    "/leases/<int:run_id>/result",
+    tags=[TAGS["pools"]],
+    security=security(WORKER_SCOPE),
+    responses={200: SubmitReceipt, **problem_responses(401, 403, 409, 411, 413, 415)},
+)
+@require_scope(WORKER_SCOPE)
+def post_result(path: LeasePath, body: ShardResult) -> Response:
+    """Submit a shard's results (one per leased item; idempotent)."""
+    if body.run_id != path.run_id:
+        return problem_response(
+            422,
+            f"The body's run_id {body.run_id} is not the run {path.run_id} of the URL.",
+            "Post each result to its own lease's URL.",
+            kind="validation",
+        )
+    policy = VerificationPolicy.from_settings(current_app.extensions["sabha.settings"])
+    outcome = submit_own_result(_db(), _credential_id(), body, policy)
+    return json_response(
+        SubmitReceipt(
+            status=outcome.status, duplicate=outcome.duplicate, job_complete=outcome.job_complete
+        )
+    )
+
+
+@api.post(
+    "/leases/<int:run_id>/release",
+    tags=[TAGS["pools"]],
+    security=security(WORKER_SCOPE),
+    responses={200: LeaseReceipt, **POOL_PROBLEMS},
+)
+@require_scope(WORKER_SCOPE)
+def post_release(path: LeasePath, body: LeaseRelease) -> Response:
+    """Hand a lease back: its shard is leased again at once."""
+    release_own_lease(_db(), _credential_id(), path.run_id, body.token, body.reason)
+    return json_response(LeaseReceipt(released=True))

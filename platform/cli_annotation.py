@@ -1,0 +1,441 @@
+"""The annotation commands of the ``sabha`` CLI: the Label Studio server and annotation projects.
+
+Thin: each command parses its options, calls a service and prints the outcome.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from .domain import AnnotationProject, AnnotationTaskType
+from .errors import PrerequisiteError, SabhaError
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from sabha.annotation.labelstudio_server import LabelStudioServer
+
+__all__ = ["annotations_group", "labelstudio", "start_demo_labelstudio"]
+
+
+def _engine(ctx: click.Context) -> Engine:
+    from .cli import _database
+
+    return _database(ctx)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    from .cli import _settings as settings_of
+
+    return settings_of(ctx)
+
+
+@click.group()
+def labelstudio() -> None:
+    """Run the Label Studio server annotators work in."""
+
+
+@labelstudio.command("start")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port on 127.0.0.1 [default: 8080].")
+@click.option(
+    "--allow-loopback-webhooks",
+    is_flag=True,
+    help="Let Label Studio call webhooks on 127.0.0.1 (development only: turns off its "
+    "SSRF protection).",
+)
+@click.pass_context
+def labelstudio_start(ctx: click.Context, port: int | None, allow_loopback_webhooks: bool) -> None:
+    """Start Label Studio offline on 127.0.0.1 and keep it running until Ctrl-C.
+
+    The first start migrates its data dir (under Sabha's data dir) and creates
+    an admin account; later starts reuse both.
+    """
+    from .services.labelstudio import start_labelstudio, stop_labelstudio
+
+    settings = _settings(ctx)
+    data_dir = settings.resolved_label_studio_data_dir
+    click.echo(f"Starting Label Studio (data in {data_dir}) ...")
+    server, admin = start_labelstudio(
+        settings, port=port, allow_loopback_webhooks=allow_loopback_webhooks
+    )
+    try:
+        click.echo(f"Label Studio runs at {server.url}")
+        click.echo(
+            f"Admin sign-in: {admin.username} (password and API token in "
+            f"{data_dir / 'sabha-admin.json'})"
+        )
+        click.echo("Press Ctrl-C to stop it.")
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(1)
+        click.secho(f"Label Studio stopped by itself; see {server.log_path}", fg="red", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Stopping Label Studio ...")
+    finally:
+        stop_labelstudio(settings, server)
+
+
+def _demo_webhook_secret(settings: Settings) -> str:
+    """The configured webhook secret, else one the demo keeps in Label Studio's data dir."""
+    if settings.label_studio_webhook_secret:
+        return settings.label_studio_webhook_secret
+    path = settings.resolved_label_studio_data_dir / "sabha-demo-webhook-secret"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text("utf-8").strip()
+
+
+def start_demo_labelstudio(
+    settings: Settings, engine: Engine, webhook_base_url: str
+) -> tuple[LabelStudioServer | None, Settings]:
+    """Start Label Studio for the demo, with a sample project and a demo annotator.
+
+    Prints where to annotate and the demo annotator's sign-ins. When Label
+    Studio is not installed, or does not start, prints why and carries on
+    without it.
+
+    Args:
+        settings: The demo's settings.
+        engine: Sabha's database.
+        webhook_base_url: Where Sabha's web app will listen, for Label Studio's webhook.
+
+    Returns:
+        The running server (None when skipped) and the settings to serve with
+        (carrying the demo's webhook secret).
+    """
+    from .services.annotation_demo import set_up_demo_annotation
+    from .services.labelstudio import connect_labelstudio, start_labelstudio, stop_labelstudio
+
+    if settings.label_studio_url:
+        click.echo(f"Label Studio: using {settings.label_studio_url}; the demo starts none.")
+        return None, settings
+    secret = _demo_webhook_secret(settings)
+    settings = settings.model_copy(update={"label_studio_webhook_secret": secret})
+    click.echo("Starting Label Studio for the annotation demo ...")
+    try:
+        server, _admin = start_labelstudio(settings, allow_loopback_webhooks=True)
+    except PrerequisiteError as exc:
+        click.secho(f"Skipping the annotation demo: {exc.message}", fg="yellow")
+        click.echo("  Install Label Studio with `make labelstudio` to include it.")
+        return None, settings
+    except SabhaError as exc:
+        click.secho(f"Skipping the annotation demo: {exc}", fg="yellow")
+        return None, settings
+    try:
+        demo = set_up_demo_annotation(
+            engine,
+            settings,
+            connect_labelstudio(settings),
+            webhook_url=f"{webhook_base_url.rstrip('/')}/hooks/labelstudio",
+        )
+    except BaseException:
+        stop_labelstudio(settings, server)
+        raise
+    click.secho(f"Label Studio: {demo.labelstudio_url}/", fg="green", bold=True)
+    click.echo(f"  Sample project ({demo.items} kisan-advisory questions): {demo.project_url}")
+    click.echo(
+        f"  Demo annotator in Label Studio: {demo.labelstudio_email} / {demo.labelstudio_password}"
+    )
+    click.echo(
+        f"  The same annotator in Sabha (their credit on /account): {demo.sabha_username} / "
+        f"{demo.sabha_password}"
+    )
+    return server, settings
+
+
+@click.group("annotations")
+def annotations_group() -> None:
+    """Annotation projects: create, upload items, provision in Label Studio, sync."""
+
+
+@annotations_group.command("create")
+@click.argument("dataset")
+@click.option("--language", required=True, help="BCP-47 tag with script, e.g. sw-Latn.")
+@click.option(
+    "--task",
+    "task_type",
+    required=True,
+    type=click.Choice([t.value for t in AnnotationTaskType]),
+    help="What annotators do.",
+)
+@click.option("-k", "--annotations-per-item", default=2, show_default=True, type=int)
+@click.option("--hazard", "hazards", multiple=True, help="A hazard category (label projects).")
+@click.option("--instructions", default="", help="Shown to annotators above each task.")
+@click.pass_context
+def annotations_create(
+    ctx: click.Context,
+    dataset: str,
+    language: str,
+    task_type: str,
+    annotations_per_item: int,
+    hazards: tuple[str, ...],
+    instructions: str,
+) -> None:
+    """Create DATASET's annotation project in one language."""
+    from sabha.annotation.configs import LabelingOptions
+
+    from .services.annotation import create_annotation_project
+
+    project = create_annotation_project(
+        _engine(ctx),
+        dataset,
+        language,
+        task_type,
+        annotations_per_item=annotations_per_item,
+        options=LabelingOptions(instructions=instructions, hazards=hazards),
+    )
+    click.echo(f"Created annotation project {project.id}: {project.title} ({task_type}).")
+
+
+@annotations_group.command("upload")
+@click.argument("dataset")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--language", required=True, help="The project's language.")
+@click.pass_context
+def annotations_upload(ctx: click.Context, dataset: str, path: Path, language: str) -> None:
+    """Add the rows of a JSONL or CSV file to DATASET's project: all of them or none."""
+    from .services.annotation import get_annotation_project, upload_source_items
+
+    engine = _engine(ctx)
+    with Session(engine) as session:
+        project = get_annotation_project(session, dataset, language)
+    count = upload_source_items(
+        engine, project.id or 0, path, max_field_chars=_settings(ctx).max_field_chars
+    )
+    click.echo(f"Uploaded {count} items to {project.title}.")
+
+
+@annotations_group.command("provision")
+@click.argument("dataset")
+@click.option("--language", required=True, help="The project's language.")
+@click.option("--webhook-url", help="Sabha's webhook endpoint as Label Studio reaches it.")
+@click.pass_context
+def annotations_provision(
+    ctx: click.Context, dataset: str, language: str, webhook_url: str | None
+) -> None:
+    """Create DATASET's project in Label Studio (once) and import items not there yet."""
+    from .services.annotation import get_annotation_project, provision_project
+    from .services.labelstudio import connect_labelstudio
+
+    settings = _settings(ctx)
+    engine = _engine(ctx)
+    with Session(engine) as session:
+        project = get_annotation_project(session, dataset, language)
+    client = connect_labelstudio(settings)
+    ls_id = provision_project(
+        engine,
+        client,
+        project.id or 0,
+        webhook_url=webhook_url,
+        webhook_secret=settings.label_studio_webhook_secret,
+    )
+    click.echo(f"{project.title} is Label Studio project {ls_id}: {client.url}/projects/{ls_id}")
+
+
+@annotations_group.command("sync")
+@click.argument("dataset", required=False)
+@click.pass_context
+def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
+    """Pull every annotation from Label Studio (all projects, or DATASET's); safe to repeat."""
+    from .services.annotation import sync_project
+    from .services.labelstudio import connect_labelstudio
+
+    engine = _engine(ctx)
+    with Session(engine) as session:
+        query = select(AnnotationProject).where(
+            col(AnnotationProject.labelstudio_project_id).is_not(None)
+        )
+        if dataset:
+            query = query.where(AnnotationProject.dataset_name == dataset)
+        projects = session.exec(query.order_by(col(AnnotationProject.id))).all()
+    client = connect_labelstudio(_settings(ctx))
+    for project in projects:
+        report = sync_project(engine, client, project.id or 0)
+        click.echo(
+            f"{project.title}: {report.created} new, {report.updated} updated, "
+            f"{report.deleted} deleted, {report.unchanged} unchanged."
+        )
+    if not projects:
+        click.echo("No annotation project is in Label Studio yet (sabha annotations provision).")
+    elif any(p.dataset_name.startswith("judging-") for p in projects):
+        from .services.judging import refresh_community_scores
+
+        stored = refresh_community_scores(engine)
+        click.echo(f"Community scores from judgements: {stored} stored; leaderboards updated.")
+
+
+@annotations_group.command("judge")
+@click.argument("job_id", type=int)
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["rating", "pairwise", "safety"]),
+    help="Rate answers 1-5, compare two models' answers, or judge safety responses.",
+)
+@click.option(
+    "-n", "--items", "n", default=50, show_default=True, type=int, help="Items to sample."
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sample.")
+@click.option("--against", "other_job_id", type=int, help="The other job (pairwise only).")
+@click.option("-k", "--annotations-per-item", default=2, show_default=True, type=int)
+@click.option("--instructions", default="", help="Shown to annotators above each task.")
+@click.pass_context
+def annotations_judge(
+    ctx: click.Context,
+    job_id: int,
+    kind: str,
+    n: int,
+    seed: int,
+    other_job_id: int | None,
+    annotations_per_item: int,
+    instructions: str,
+) -> None:
+    """Sample a finished JOB's accepted answers into a judging project in Label Studio.
+
+    After annotators judged them, `sabha annotations sync` updates the
+    leaderboard's community columns.
+    """
+    from .services.judging import check_job_finished, sample_job_for_judging
+    from .services.labelstudio import connect_labelstudio
+
+    engine = _engine(ctx)
+    check_job_finished(engine, job_id)  # before reaching for Label Studio
+    client = connect_labelstudio(_settings(ctx))
+    sample = sample_job_for_judging(
+        engine,
+        job_id,
+        kind,
+        n,
+        seed,
+        other_job_id=other_job_id,
+        annotations_per_item=annotations_per_item,
+        instructions=instructions,
+        client=client,
+    )
+    click.echo(
+        f"Judging project {sample.dataset_name}: {sample.tasks} tasks in Label Studio project "
+        f"{sample.labelstudio_project_id}: {client.url}/projects/{sample.labelstudio_project_id}"
+    )
+
+
+@annotations_group.command("release")
+@click.argument("dataset")
+@click.option("--version-note", default="", help="What changed in this version (on the card).")
+@click.option(
+    "--private-fraction",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Share of test items held out on the server (chosen by a hash of their ids).",
+)
+@click.option("--title", help="The dataset's title [default: its name].")
+@click.option("--license", "license_", default="CC-BY-4.0", show_default=True)
+@click.option("--min-annotations", default=2, show_default=True, type=int)
+@click.option("--min-alpha", default=0.667, show_default=True, type=float)
+@click.option("--min-chrf", type=float, help="Minimum mean pairwise chrF of free text.")
+@click.option("--min-acceptance", default=0.8, show_default=True, type=float)
+@click.pass_context
+def annotations_release(
+    ctx: click.Context,
+    dataset: str,
+    version_note: str,
+    private_fraction: float,
+    title: str | None,
+    license_: str,
+    min_annotations: int,
+    min_alpha: float,
+    min_chrf: float | None,
+    min_acceptance: float,
+) -> None:
+    """Check DATASET's gates and release its accepted annotations as a dataset version.
+
+    Prints NAME@HASH, or each failed gate with its shortfall (and exits 1).
+    """
+    from sabha.annotation.gates import ReleaseGates
+
+    from .services.annotation_release import release_annotated_dataset
+
+    settings = _settings(ctx)
+    settings.ensure_dirs()
+    released = release_annotated_dataset(
+        _engine(ctx),
+        dataset,
+        settings.resolved_artifacts_dir,
+        gates=ReleaseGates(
+            min_annotations_per_item=min_annotations,
+            min_alpha=min_alpha,
+            min_chrf=min_chrf,
+            min_acceptance=min_acceptance,
+        ),
+        title=title,
+        license=license_,
+        version_note=version_note,
+        private_fraction=private_fraction,
+    )
+    state = "released" if released.created else "unchanged"
+    click.echo(
+        f"{state:9} {released.ref} ({released.public_items} public items, "
+        f"{released.private_items} held out on the server)"
+    )
+    for language, reasons in sorted(released.left_out.items()):
+        for reason, count in sorted(reasons.items()):
+            click.echo(f"left out  {count} item(s) in {language}: {reason}")
+
+
+@annotations_group.command("judge-model")
+@click.argument("dataset")
+@click.option(
+    "--run",
+    "run_here",
+    is_flag=True,
+    help="Run the judge here with vLLM (like sabha eval) instead of leaving it to the pools.",
+)
+@click.option("--verbose", is_flag=True, help="Show Ray's and vLLM's own logs.")
+@click.pass_context
+def annotations_judge_model(
+    ctx: click.Context, dataset: str, run_here: bool, verbose: bool
+) -> None:
+    """Queue the benchmark's judge model on the tasks of judging project DATASET.
+
+    The judge's job goes through the same queue as any job: a pool leases it,
+    or --run runs it here. Its verdicts count once it has finished, at the
+    next `sabha annotations sync`, next to people's, with its agreement with them.
+    """
+    from .services.judge_model import create_judge_job
+    from .services.judging import judging_project_named, refresh_community_scores
+
+    settings = _settings(ctx)
+    engine = _engine(ctx)
+    job_id = create_judge_job(engine, judging_project_named(engine, dataset))
+    click.echo(f"The judge's job is job {job_id}.")
+    if not run_here:
+        click.echo("Any pool leases it (sabha worker run); then run `sabha annotations sync`.")
+        return
+    from sabha.workers.local import ensure_ray
+
+    from .cli import _engine_factory
+    from .services.evaluate import pending_items, run_local_pool
+
+    ensure_ray(settings.ray_address, quiet=not verbose)
+    pending, total = pending_items(engine, [job_id])
+    with click.progressbar(length=total, label=f"judge job {job_id}", show_pos=True) as bar:
+        bar.update(total - pending)
+        run_local_pool(
+            engine,
+            [job_id],
+            _engine_factory(settings),
+            lease_seconds=settings.lease_seconds,
+            max_in_flight=settings.eval_batch_size,
+            progress=bar.update,
+        )
+    stored = refresh_community_scores(engine)
+    click.echo(f"Community scores from judgements: {stored} stored; leaderboards updated.")

@@ -1,0 +1,359 @@
+"""Releasing an annotated dataset: gates checked per language, gold answers, a dataset version.
+
+``release_annotated_dataset`` checks every gate, turns the accepted
+annotations into items (``sabha.annotation.gold`` has the rules), keeps a
+private held-out split in the database only, and releases an immutable
+version with its data card through ``release_dataset_version``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from sabha.annotation.cards import AgreementRow, AnnotationFacts
+from sabha.annotation.configs import LabelingOptions, task_fields
+from sabha.annotation.gates import GateResult, ReleaseGates, check_gates, failed_gates_message
+from sabha.annotation.gold import (
+    PRIVATE_SPLIT,
+    AnnotatedItem,
+    ReviewedAnnotation,
+    gold_items,
+    labels_of,
+)
+from sabha.annotation.release import release_dataset_version
+from sabha.platform.benchmarks import CardText, DatasetContent
+from sabha.platform.db import session_scope
+from sabha.platform.domain import (
+    Annotation,
+    AnnotationProject,
+    AnnotationReview,
+    AnnotationTaskType,
+    LabelStudioAccount,
+    ReviewVerdict,
+    SourceItem,
+)
+from sabha.platform.errors import ValidationFailed
+
+from .annotation import dataset_agreement
+
+__all__ = [
+    "AnnotatedRelease",
+    "Contribution",
+    "check_release_gates",
+    "contribution_of",
+    "release_annotated_dataset",
+    "require_release_gates",
+]
+
+GOLD_RULE = (
+    "Gold answers: an annotation counts unless it was skipped or a reviewer rejected it. "
+    "A label is the one a strict majority of the counting annotations chose (ties are left "
+    "out); a free-text reference is the answer a reviewer accepted (with several, the one "
+    "most reviewers accepted, then the earliest)."
+)
+
+
+def check_release_gates(db: Engine, dataset_name: str, gates: ReleaseGates) -> list[GateResult]:
+    """Every gate of a dataset in every language it is annotated in."""
+    agreement = dataset_agreement(db, dataset_name)
+    with Session(db) as session:
+        counted = (
+            select(
+                AnnotationProject.language,
+                SourceItem.id,
+                func.count(col(Annotation.id)).label("n"),
+            )
+            .join(SourceItem, col(SourceItem.project_id) == col(AnnotationProject.id))
+            .join(
+                Annotation,
+                (col(Annotation.item_id) == col(SourceItem.id))
+                & col(Annotation.was_cancelled).is_(False),
+                isouter=True,
+            )
+            .where(AnnotationProject.dataset_name == dataset_name)
+            .group_by(col(AnnotationProject.language), col(SourceItem.id))
+        ).subquery()
+        fewest = {
+            str(language): int(n)
+            for language, n in session.exec(
+                select(counted.c.language, func.min(counted.c.n)).group_by(counted.c.language)
+            ).all()
+        }
+        reviews = session.exec(
+            select(AnnotationProject.language, AnnotationReview.verdict)
+            .join(SourceItem, col(SourceItem.project_id) == col(AnnotationProject.id))
+            .join(Annotation, col(Annotation.item_id) == col(SourceItem.id))
+            .join(AnnotationReview, col(AnnotationReview.annotation_id) == col(Annotation.id))
+            .where(AnnotationProject.dataset_name == dataset_name)
+        ).all()
+    acceptance: dict[str, tuple[int, int]] = {}
+    for language, verdict in reviews:
+        accepted, reviewed = acceptance.get(language, (0, 0))
+        acceptance[language] = (accepted + (verdict == ReviewVerdict.ACCEPTED), reviewed + 1)
+    return check_gates(
+        gates,
+        fewest_annotations=fewest,
+        agreement={k: v for k, v in agreement.items() if k != "overall"},
+        acceptance=acceptance,
+    )
+
+
+def require_release_gates(db: Engine, dataset_name: str, gates: ReleaseGates) -> list[GateResult]:
+    """Check the gates and refuse when any fails.
+
+    Raises:
+        ValidationFailed: one problem line per failed gate, with the shortfall.
+    """
+    results = check_release_gates(db, dataset_name, gates)
+    failed = failed_gates_message(results)
+    if failed:
+        raise ValidationFailed(
+            f"Dataset {dataset_name!r} cannot be released: {len(failed)} gate(s) failed.",
+            failed,
+            "Collect more annotations or reviews, or have disagreeing items annotated "
+            "again; nothing was released.",
+        )
+    return results
+
+
+@dataclass
+class AnnotatedRelease:
+    """What a release produced.
+
+    Attributes:
+        name: The dataset's name.
+        content_hash: The version (SHA-256 of every item, private ones too).
+        created: False when the same items were released before (same version).
+        public_items: Items in the Parquet export.
+        private_items: Items held out on the server.
+        left_out: Per language, reason -> items without a gold answer.
+        gates: Every gate checked, all passed.
+    """
+
+    name: str
+    content_hash: str
+    created: bool
+    public_items: int
+    private_items: int
+    left_out: dict[str, dict[str, int]] = field(default_factory=dict)
+    gates: list[GateResult] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        """``name@hash``: how benchmark files refer to the version."""
+        return f"{self.name}@{self.content_hash}"
+
+
+def _annotated_items(
+    session: Session, dataset_name: str
+) -> tuple[list[AnnotationProject], list[AnnotatedItem], set[int], set[int], int]:
+    """Projects, items with their reviewed annotations, annotator and reviewer ids, annotations."""
+    projects = list(
+        session.exec(
+            select(AnnotationProject)
+            .where(AnnotationProject.dataset_name == dataset_name)
+            .order_by(col(AnnotationProject.language))
+        ).all()
+    )
+    language = {p.id: p.language for p in projects}
+    sources = session.exec(
+        select(SourceItem).where(col(SourceItem.project_id).in_(list(language)))
+    ).all()
+    annotations = session.exec(
+        select(Annotation).where(col(Annotation.item_id).in_([s.id for s in sources]))
+    ).all()
+    reviews = session.exec(
+        select(AnnotationReview).where(
+            col(AnnotationReview.annotation_id).in_([a.id for a in annotations])
+        )
+    ).all()
+    verdicts: dict[int, Counter[str]] = {}
+    for review in reviews:
+        verdicts.setdefault(review.annotation_id, Counter())[review.verdict] += 1
+    by_item: dict[int, list[ReviewedAnnotation]] = {}
+    for a in annotations:
+        counted = verdicts.get(a.id or 0, Counter())
+        by_item.setdefault(a.item_id, []).append(
+            ReviewedAnnotation(
+                a.labelstudio_annotation_id,
+                a.result,
+                accepted=counted[ReviewVerdict.ACCEPTED],
+                rejected=counted[ReviewVerdict.REJECTED],
+                cancelled=a.was_cancelled,
+            )
+        )
+    items = [
+        AnnotatedItem(s.key, language[s.project_id], s.split, s.data, by_item.get(s.id or 0, []))
+        for s in sources
+    ]
+    annotators = {a.labelstudio_user_id for a in annotations if not a.was_cancelled}
+    reviewers = {r.reviewer_id for r in reviews}
+    return projects, items, annotators, reviewers, sum(not a.was_cancelled for a in annotations)
+
+
+def release_annotated_dataset(
+    db: Engine,
+    dataset_name: str,
+    artifacts_dir: Path,
+    *,
+    gates: ReleaseGates | None = None,
+    title: str | None = None,
+    license: str = "CC-BY-4.0",
+    summary: str | None = None,
+    intended_use: str | None = None,
+    limitations: str | None = None,
+    version_note: str = "",
+    private_fraction: float = 0.0,
+) -> AnnotatedRelease:
+    """Check the gates, build the items from accepted annotations, release a version.
+
+    Items with a ``private`` split, and a ``private_fraction`` of the test
+    items chosen by a hash of their ids, form a held-out split: stored as
+    items for server-side evaluation, never exported, never on the card.
+    Releasing the same annotations again gives the same version (and no new one).
+
+    Raises:
+        ValidationFailed: a failed gate (each with its shortfall), a bad
+            fraction or card text, items that cannot be released, or none at all.
+        NotFoundError: the dataset has no annotation projects.
+    """
+    gates = gates or ReleaseGates()
+    where = f"Dataset {dataset_name!r} cannot be released:"
+    if not 0.0 <= private_fraction < 1.0:
+        raise ValidationFailed(
+            where, [f"private fraction must be at least 0 and below 1, not {private_fraction}"]
+        )
+    results = require_release_gates(db, dataset_name, gates)
+    agreement = dataset_agreement(db, dataset_name)
+    with Session(db) as session:
+        projects, items, annotators, reviewers, n_annotations = _annotated_items(
+            session, dataset_name
+        )
+    kind = AnnotationTaskType(projects[0].task_type)
+    try:
+        outcome, problems = gold_items(
+            kind,
+            dataset_name,
+            items,
+            min_votes=gates.min_annotations_per_item or 1,
+            private_fraction=private_fraction,
+        )
+    except ValueError as exc:
+        raise ValidationFailed(where, [f"task type: {exc}"]) from None
+    if problems:
+        raise ValidationFailed(where, problems[:50], "Fix the items and upload them again.")
+    if not outcome.items:
+        raise ValidationFailed(where, ["no item has a gold answer yet"])
+    public = [item for item in outcome.items if item.split != PRIVATE_SPLIT]
+    if not public:
+        raise ValidationFailed(where, ["every item would be private; lower the private fraction"])
+    k = max(p.annotations_per_item for p in projects)
+    try:
+        card = CardText(
+            summary=summary or f"{title or dataset_name}: items annotated by the community.",
+            collection_process=(
+                f"Source items were uploaded by the dataset maintainers and annotated in "
+                f"Label Studio through Sabha ({kind.value}); see Annotation below."
+            ),
+            intended_use=intended_use or "Evaluating language models in these languages.",
+            limitations=limitations
+            or "Annotators are volunteers; agreement is reported per language below, and items "
+            "without an agreed answer are left out.",
+        )
+    except ValidationError as exc:
+        raise ValidationFailed(
+            where, [f"card field '{e['loc'][0]}': {e['msg']}" for e in exc.errors()]
+        ) from None
+    hazards = LabelingOptions.from_json(projects[0].options).hazards
+    content = DatasetContent(
+        name=dataset_name,
+        title=title or dataset_name,
+        license=license,
+        task="classification" if kind is AnnotationTaskType.LABEL else "generation",
+        languages=sorted({item.language for item in outcome.items}),
+        labels=labels_of(kind),
+        attributes={"hazard": list(hazards)} if kind is AnnotationTaskType.LABEL else {},
+        card=card,
+        items=outcome.items,
+        source=f"the annotations of {dataset_name}",
+        input_fields=list(task_fields(kind)),
+    )
+    facts = AnnotationFacts(
+        task_type=kind.value,
+        annotations_per_item=k,
+        annotators=len(annotators),
+        reviewers=len(reviewers),
+        annotations=n_annotations,
+        agreement=[
+            AgreementRow(language, name, f.statistic, f.value, f.items, f.note)
+            for language, fields in agreement.items()
+            for name, f in sorted(fields.items())
+        ],
+        left_out={lang: dict(reasons) for lang, reasons in outcome.left_out.items()},
+        gold_rule=GOLD_RULE,
+        version_note=version_note.strip(),
+    )
+    with session_scope(db) as session:
+        version, created = release_dataset_version(
+            session, content, artifacts_dir, annotation=facts
+        )
+        digest = version.content_hash
+    return AnnotatedRelease(
+        name=dataset_name,
+        content_hash=digest,
+        created=created,
+        public_items=len(public),
+        private_items=len(outcome.items) - len(public),
+        left_out={lang: dict(reasons) for lang, reasons in outcome.left_out.items()},
+        gates=results,
+    )
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """A person's credit: annotations made (not skipped) and reviews given."""
+
+    annotations: int
+    accepted: int
+    reviews: int
+
+
+def contribution_of(db: Engine, user_id: int) -> Contribution:
+    """How much a Sabha user annotated (through their linked Label Studio account) and reviewed."""
+    with Session(db) as session:
+        linked = session.exec(
+            select(LabelStudioAccount.labelstudio_user_id).where(
+                LabelStudioAccount.user_id == user_id
+            )
+        ).first()
+        annotations = accepted = 0
+        if linked is not None:
+            annotations = session.exec(
+                select(func.count())
+                .select_from(Annotation)
+                .where(
+                    Annotation.labelstudio_user_id == linked,
+                    col(Annotation.was_cancelled).is_(False),
+                )
+            ).one()
+            accepted = session.exec(
+                select(func.count(func.distinct(col(Annotation.id))))
+                .select_from(Annotation)
+                .join(AnnotationReview, col(AnnotationReview.annotation_id) == col(Annotation.id))
+                .where(
+                    Annotation.labelstudio_user_id == linked,
+                    AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
+                )
+            ).one()
+        reviews = session.exec(
+            select(func.count())
+            .select_from(AnnotationReview)
+            .where(AnnotationReview.reviewer_id == user_id)
+        ).one()
+    return Contribution(int(annotations), int(accepted), int(reviews))

@@ -1,0 +1,361 @@
+"""The annotator's path: their languages, the projects they can join, their Label Studio account.
+
+An annotator signs in to Sabha, says which languages they annotate in, and
+joins a project in one of them. Joining gives them an account on the Label
+Studio server Sabha runs: a plain member of its organization (never a
+superuser), created through the API by Sabha's admin token, with a password
+set on the server's data dir (Community Edition's API cannot set one). The
+password is returned once and never stored or logged; a lost one is replaced
+with :func:`new_labelstudio_password`. Their annotations come back through the
+webhook or ``sabha annotations sync`` and count as their credit.
+
+Label Studio Community Edition has no per-project membership: every member of
+the organization sees every project, so "joining" a project means holding an
+account and being sent to that project.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from sabha.annotation.labelstudio import LabelStudioClient, LabelStudioError
+from sabha.annotation.labelstudio_server import (
+    find_labelstudio_command,
+    new_password,
+    set_labelstudio_password,
+)
+from sabha.platform.db import session_scope
+from sabha.platform.domain import (
+    Annotation,
+    AnnotationProject,
+    AnnotationReview,
+    LabelStudioAccount,
+    ReviewVerdict,
+    Role,
+    SourceItem,
+    User,
+    id_of,
+)
+from sabha.platform.errors import NotFoundError, PermissionDenied, SabhaError, ValidationFailed
+from sabha.platform.languages import check_language_tag, primary_subtag
+from sabha.platform.settings import Settings
+
+from .annotation import link_labelstudio_account
+from .labelstudio import connect_labelstudio
+from .users import roles_of
+
+__all__ = [
+    "JoinableProject",
+    "LabelStudioSignIn",
+    "ProjectCredit",
+    "credit_by_project",
+    "join_annotation_project",
+    "labelstudio_email",
+    "new_labelstudio_password",
+    "projects_for_annotator",
+    "set_annotator_languages",
+]
+
+MAX_LANGUAGES = 20
+LABELSTUDIO_EMAIL_DOMAIN = "annotators.sabha.local"
+
+
+@dataclass(frozen=True)
+class JoinableProject:
+    """An annotation project open in Label Studio, as an annotator sees it."""
+
+    id: int
+    dataset_name: str
+    language: str
+    task_type: str
+    title: str
+    items: int
+    mine: int  # annotations the annotator made there (skipped ones do not count)
+
+
+@dataclass(frozen=True)
+class LabelStudioSignIn:
+    """Where to annotate and how to sign in; ``password`` only when it was just set."""
+
+    email: str
+    password: str | None
+    url: str
+
+
+@dataclass(frozen=True)
+class ProjectCredit:
+    """A person's credit in one dataset and language."""
+
+    dataset_name: str
+    language: str
+    annotations: int
+    accepted: int
+    reviews: int
+
+
+def set_annotator_languages(db: Engine, user_id: int, tags: list[str]) -> list[str]:
+    """Record the languages a user annotates in (all of them, or none when any is bad).
+
+    Raises:
+        ValidationFailed: a tag is not a BCP-47 tag with a script, or too many.
+    """
+    cleaned: list[str] = []
+    problems = []
+    for tag in (t.strip() for t in tags):
+        if not tag:
+            continue
+        try:
+            check_language_tag(tag)
+        except ValueError as exc:
+            problems.append(f"languages: {exc}")
+            continue
+        if tag not in cleaned:
+            cleaned.append(tag)
+    if len(cleaned) > MAX_LANGUAGES:
+        problems.append(f"languages: at most {MAX_LANGUAGES}; you gave {len(cleaned)}")
+    if problems:
+        raise ValidationFailed(
+            "Cannot save your languages:",
+            problems,
+            "Write tags with a script, e.g. hi-Deva, sw-Latn, ta-Taml, ur-Arab.",
+        )
+    with session_scope(db) as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFoundError(f"User {user_id} does not exist.")
+        user.languages = cleaned
+        session.add(user)
+    return cleaned
+
+
+def _speaks(languages: list[str], tag: str) -> bool:
+    """Whether a project's language is one of the person's: the same language, any script."""
+    return primary_subtag(tag) in {primary_subtag(t) for t in languages}
+
+
+def projects_for_annotator(session: Session, user: User) -> list[JoinableProject]:
+    """The projects open in Label Studio in the user's languages, with their own counts."""
+    projects = session.exec(
+        select(AnnotationProject)
+        .where(col(AnnotationProject.labelstudio_project_id).is_not(None))
+        .order_by(col(AnnotationProject.language), col(AnnotationProject.dataset_name))
+    ).all()
+    chosen = [p for p in projects if _speaks(user.languages, p.language)]
+    if not chosen:
+        return []
+    ids = [id_of(p) for p in chosen]
+    items = dict(
+        session.exec(
+            select(SourceItem.project_id, func.count())
+            .where(col(SourceItem.project_id).in_(ids))
+            .group_by(col(SourceItem.project_id))
+        ).all()
+    )
+    mine: dict[int, int] = {}
+    linked = _linked_labelstudio_user(session, id_of(user))
+    if linked is not None:
+        mine = dict(
+            session.exec(
+                select(SourceItem.project_id, func.count())
+                .join(Annotation, col(Annotation.item_id) == col(SourceItem.id))
+                .where(
+                    col(SourceItem.project_id).in_(ids),
+                    Annotation.labelstudio_user_id == linked,
+                    col(Annotation.was_cancelled).is_(False),
+                )
+                .group_by(col(SourceItem.project_id))
+            ).all()
+        )
+    return [
+        JoinableProject(
+            id=id_of(p),
+            dataset_name=p.dataset_name,
+            language=p.language,
+            task_type=p.task_type,
+            title=p.title,
+            items=int(items.get(id_of(p), 0)),
+            mine=int(mine.get(id_of(p), 0)),
+        )
+        for p in chosen
+    ]
+
+
+def _linked_labelstudio_user(session: Session, user_id: int) -> int | None:
+    return session.exec(
+        select(LabelStudioAccount.labelstudio_user_id).where(LabelStudioAccount.user_id == user_id)
+    ).first()
+
+
+def labelstudio_email(user: User) -> str:
+    """The e-mail (Label Studio's user name) of a user's Label Studio account.
+
+    Made up, not the user's own address: Label Studio never needs to mail
+    them, and their address stays in Sabha. The id keeps it unique; the
+    username's ASCII letters, where it has any, make it recognisable.
+    """
+    ascii_name = unicodedata.normalize("NFKD", user.username).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:30] or "user"
+    return f"{slug}-{id_of(user)}@{LABELSTUDIO_EMAIL_DOMAIN}"
+
+
+def _local_server(settings: Settings) -> tuple[Path, Path]:
+    """The ``label-studio`` command and data dir of the server Sabha runs.
+
+    Raises:
+        SabhaError: Sabha connects to a server it does not run.
+        PrerequisiteError: Label Studio is not installed here.
+    """
+    if settings.label_studio_url:
+        raise SabhaError(
+            f"Sabha uses the Label Studio at {settings.label_studio_url}, which it does not run, "
+            "so it cannot give you an account there.",
+            "Ask that server's administrator for an account.",
+        )
+    return find_labelstudio_command(settings.label_studio_venv), (
+        settings.resolved_label_studio_data_dir
+    )
+
+
+def _require_annotator(session: Session, user: User) -> None:
+    if Role.ANNOTATOR not in roles_of(session, user):
+        raise PermissionDenied(
+            f"{user.username} may not annotate: it needs the annotator role.",
+            "Ask an admin of this Sabha to grant it (sabha users grant USER annotator).",
+        )
+
+
+def _create_labelstudio_user(client: LabelStudioClient, user: User, email: str) -> int:
+    """Create the user's Label Studio account, or find the one made before."""
+    try:
+        return client.create_user(
+            email,
+            username=email.split("@")[0],
+            first_name=(user.display_name or user.username)[:30],
+        )
+    except LabelStudioError:
+        existing = client.list_users().get(email)
+        if existing is None:
+            raise
+        return existing  # made by an earlier join that stopped before Sabha recorded it
+
+
+def join_annotation_project(
+    db: Engine, settings: Settings, user: User, project_id: int
+) -> LabelStudioSignIn:
+    """Send an annotator to a project, giving them a Label Studio account the first time.
+
+    Returns:
+        The project's address and the account's e-mail; the password only when
+        the account was created now (it is shown once and never stored).
+
+    Raises:
+        PermissionDenied: the user lacks the annotator role.
+        NotFoundError: no such project.
+        SabhaError: the project is not in Label Studio yet, or no Label Studio
+            runs (the hint says how to start one).
+    """
+    with Session(db) as session:
+        _require_annotator(session, user)
+        project = session.get(AnnotationProject, project_id)
+        if project is None:
+            raise NotFoundError(f"Annotation project {project_id} does not exist.")
+        if project.labelstudio_project_id is None:
+            raise SabhaError(
+                f"{project.title} is not open in Label Studio yet.",
+                "A maintainer opens it: sabha annotations provision "
+                f"{project.dataset_name} --language {project.language}",
+            )
+        account = session.exec(
+            select(LabelStudioAccount).where(LabelStudioAccount.user_id == id_of(user))
+        ).first()
+    client = connect_labelstudio(settings)
+    url = client.project_url(project.labelstudio_project_id)
+    if account is not None:
+        return LabelStudioSignIn(account.labelstudio_username, None, url)
+    command, data_dir = _local_server(settings)
+    email = labelstudio_email(user)
+    labelstudio_user_id = _create_labelstudio_user(client, user, email)
+    password = new_password()
+    set_labelstudio_password(data_dir, command, email, password)
+    link_labelstudio_account(db, id_of(user), labelstudio_user_id, email)
+    return LabelStudioSignIn(email, password, url)
+
+
+def new_labelstudio_password(db: Engine, settings: Settings, user: User) -> LabelStudioSignIn:
+    """Give an annotator's Label Studio account a new password (the old one stops working).
+
+    Raises:
+        SabhaError: the user has no Label Studio account yet (join a project first).
+    """
+    with Session(db) as session:
+        _require_annotator(session, user)
+        account = session.exec(
+            select(LabelStudioAccount).where(LabelStudioAccount.user_id == id_of(user))
+        ).first()
+    if account is None:
+        raise SabhaError(
+            f"{user.username} has no Label Studio account yet.",
+            "Join a project first: that creates the account.",
+        )
+    client = connect_labelstudio(settings)
+    command, data_dir = _local_server(settings)
+    password = new_password()
+    set_labelstudio_password(data_dir, command, account.labelstudio_username, password)
+    return LabelStudioSignIn(account.labelstudio_username, password, client.url)
+
+
+def credit_by_project(db: Engine, user_id: int) -> list[ProjectCredit]:
+    """A person's annotations made, accepted and reviews given, per dataset and language."""
+    counts: dict[tuple[str, str], list[int]] = {}
+
+    def add(rows: list[tuple[str, str, int]], column: int) -> None:
+        for dataset, language, n in rows:
+            counts.setdefault((dataset, language), [0, 0, 0])[column] += int(n)
+
+    by_project = (AnnotationProject.dataset_name, AnnotationProject.language)
+    with Session(db) as session:
+        linked = _linked_labelstudio_user(session, user_id)
+        annotated = (
+            select(*by_project, func.count(func.distinct(col(Annotation.id))))
+            .select_from(Annotation)
+            .join(SourceItem, col(SourceItem.id) == col(Annotation.item_id))
+            .join(AnnotationProject, col(AnnotationProject.id) == col(SourceItem.project_id))
+            .where(col(Annotation.was_cancelled).is_(False))
+            .group_by(*by_project)
+        )
+        if linked is not None:
+            add(list(session.exec(annotated.where(Annotation.labelstudio_user_id == linked))), 0)
+            add(
+                list(
+                    session.exec(
+                        annotated.join(
+                            AnnotationReview,
+                            col(AnnotationReview.annotation_id) == col(Annotation.id),
+                        ).where(
+                            Annotation.labelstudio_user_id == linked,
+                            AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
+                        )
+                    )
+                ),
+                1,
+            )
+        reviewed = (
+            select(*by_project, func.count())
+            .select_from(AnnotationReview)
+            .join(Annotation, col(Annotation.id) == col(AnnotationReview.annotation_id))
+            .join(SourceItem, col(SourceItem.id) == col(Annotation.item_id))
+            .join(AnnotationProject, col(AnnotationProject.id) == col(SourceItem.project_id))
+            .where(AnnotationReview.reviewer_id == user_id)
+            .group_by(*by_project)
+        )
+        add(list(session.exec(reviewed)), 2)
+    return [
+        ProjectCredit(dataset, language, *numbers)
+        for (dataset, language), numbers in sorted(counts.items())
+    ]

@@ -1,0 +1,318 @@
+"""Volunteer pools behind the lease protocol: one pool per pool credential.
+
+The HTTP layer (``platform/api/_pools.py``) authenticates a worker token to
+its pool credential; these functions find that credential's pool and check
+that every lease it touches is its own before calling the queue, so a pool
+can never heartbeat, submit or release another pool's lease.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from sabha.platform.db import session_scope
+from sabha.platform.domain import (
+    Output,
+    Pool,
+    PoolCredential,
+    PoolKind,
+    RunStatus,
+    ShardRun,
+    id_of,
+    utcnow,
+)
+from sabha.platform.errors import NotFoundError, PermissionDenied, SabhaError
+from sabha.platform.wire import PoolInfo, PoolRegistration, ShardLease, ShardResult
+
+from .queue import (
+    DEFAULT_LEASE_SECONDS,
+    SubmitOutcome,
+    finalize_job,
+    heartbeat_lease,
+    lease_next_shard,
+    release_lease,
+    submit_shard_results,
+)
+from .verification import VerificationPolicy
+
+__all__ = [
+    "PoolActivityPublic",
+    "PoolNameTaken",
+    "heartbeat_own_lease",
+    "lease_for_credential",
+    "pool_activity",
+    "pool_info",
+    "register_credential_pool",
+    "release_own_lease",
+    "submit_own_result",
+]
+
+
+class PoolNameTaken(SabhaError):
+    """Another pool already has the name a registration asks for."""
+
+    http_status = 409
+    problem_type = "pool-name-taken"
+
+    @property
+    def field_problems(self) -> list[tuple[str, str, str]]:
+        """The refused field, for problem documents."""
+        return [("body.name", self.message, self.hint or "")]
+
+
+def pool_info(pool: Pool) -> PoolInfo:
+    """The wire view of a pool."""
+    return PoolInfo(
+        id=id_of(pool),
+        name=pool.name,
+        status=pool.status,
+        reputation=pool.reputation,
+        agreements=pool.agreements,
+        disagreements=pool.disagreements,
+    )
+
+
+def register_credential_pool(
+    db: Engine, credential_id: int, registration: PoolRegistration
+) -> PoolInfo:
+    """Create or update the pool of a pool credential (name and capabilities).
+
+    Raises:
+        PoolNameTaken: another pool has the name; nothing changed.
+    """
+    with session_scope(db) as session:
+        credential = session.get(PoolCredential, credential_id)
+        if credential is None:
+            raise NotFoundError("The pool credential is gone.", "Create a new one.")
+        pool = session.exec(select(Pool).where(Pool.credential_id == credential_id)).first()
+        named = session.exec(select(Pool).where(Pool.name == registration.name)).first()
+        if named is not None and named is not pool:
+            raise PoolNameTaken(
+                f"Another pool is already called {registration.name!r}.",
+                "Choose another pool name (--name).",
+            )
+        capabilities = registration.capabilities.model_dump(mode="json")
+        if pool is None:
+            pool = Pool(
+                name=registration.name,
+                kind=PoolKind.REMOTE,
+                capabilities=capabilities,
+                owner_id=credential.owner_id,
+                credential_id=credential_id,
+            )
+            session.add(pool)
+        else:
+            pool.name = registration.name
+            pool.capabilities = capabilities
+        pool.last_seen_at = utcnow()
+        session.flush()
+        return pool_info(pool)
+
+
+def _pool_of(session: Session, credential_id: int) -> Pool:
+    pool = session.exec(select(Pool).where(Pool.credential_id == credential_id)).first()
+    if pool is None:
+        raise NotFoundError(
+            "This pool credential has not registered a pool yet.",
+            "Register first: POST /api/v1/pools (the agent does it when it starts).",
+        )
+    return pool
+
+
+def lease_for_credential(
+    db: Engine, credential_id: int, lease_seconds: int = DEFAULT_LEASE_SECONDS
+) -> ShardLease | None:
+    """Lease the next shard for the credential's pool (None: no work it may run)."""
+    with Session(db) as session:
+        pool_id = id_of(_pool_of(session, credential_id))
+    return lease_next_shard(db, pool_id, lease_seconds=lease_seconds)
+
+
+def _check_own(db: Engine, credential_id: int, run_id: int) -> int:
+    """Refuse a lease of another pool (403) or an unknown one (404); changes nothing.
+
+    Returns:
+        The run's job id.
+    """
+    with Session(db) as session:
+        pool = _pool_of(session, credential_id)
+        run = session.get(ShardRun, run_id)
+        if run is None:
+            raise NotFoundError(f"There is no shard run {run_id}.", "Lease a new shard.")
+        if run.pool_id != pool.id:
+            raise PermissionDenied(
+                f"Shard run {run_id} is another pool's lease.",
+                "Use only the leases your own pool was given.",
+            )
+        return run.job_id
+
+
+def heartbeat_own_lease(
+    db: Engine,
+    credential_id: int,
+    run_id: int,
+    token: str,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+) -> object:
+    """Extend the pool's own lease; returns the new deadline."""
+    _check_own(db, credential_id, run_id)
+    return heartbeat_lease(db, run_id, token, lease_seconds)
+
+
+def submit_own_result(
+    db: Engine,
+    credential_id: int,
+    result: ShardResult,
+    policy: VerificationPolicy | None = None,
+) -> SubmitOutcome:
+    """Submit the results of the pool's own lease; a job it completes is scored.
+
+    ``policy`` is the app's replication policy (default: from the environment).
+    """
+    job_id = _check_own(db, credential_id, result.run_id)
+    outcome = submit_shard_results(db, result, policy)
+    if outcome.job_complete:  # safe to repeat: scored once
+        finalize_job(db, job_id)
+    return outcome
+
+
+def release_own_lease(
+    db: Engine, credential_id: int, run_id: int, token: str, reason: str | None
+) -> None:
+    """Hand the pool's own lease back."""
+    _check_own(db, credential_id, run_id)
+    release_lease(db, run_id, token, reason)
+
+
+# Runs whose results came back: their lease time is time spent computing.
+_RESULT_STATUSES = (RunStatus.ACCEPTED, RunStatus.SUBMITTED, RunStatus.LATE)
+
+
+class PoolActivityPublic(BaseModel):
+    """What one of a volunteer's pools did, for their account page.
+
+    ``runs`` counts the pool's shard runs by status (``accepted`` ones count
+    on leaderboards). ``items`` and ``output_tokens`` cover outputs without
+    an error of runs that returned results. ``engine_seconds`` sums what the
+    pool reported its engines worked on those runs (each run's share of its
+    engine's busy time: GPU-seconds on one-GPU engines) over the
+    ``measured_runs`` that reported it (older agents did not).
+    ``lease_seconds`` is the wall time from lease to results
+    (``finished_at - leased_at``) summed over runs that returned results;
+    it includes waiting in the engine behind other shards.
+    """
+
+    id: int
+    name: str
+    status: str
+    status_reason: str | None
+    device: str
+    gpus: int
+    gpu_name: str
+    memory_bytes: int
+    runs: dict[str, int]
+    accepted_shards: int
+    total_runs: int
+    items: int
+    output_tokens: int
+    lease_seconds: float
+    engine_seconds: float
+    measured_runs: int
+    agreements: int
+    disagreements: int
+    reputation: float
+
+
+def _seconds_between(start: Any, end: Any, dialect: str) -> Any:
+    """SQL for ``end - start`` in seconds, on SQLite and PostgreSQL."""
+    if dialect == "postgresql":
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def pool_activity(session: Session, owner_id: int) -> list[PoolActivityPublic]:
+    """What each pool of ``owner_id`` did: runs, items, tokens, engine and lease time, agreement.
+
+    Three grouped queries over all the owner's pools, whatever their number
+    of runs and outputs. Pools are listed by name.
+    """
+    pools = session.exec(
+        select(Pool).where(Pool.owner_id == owner_id).order_by(col(Pool.name))
+    ).all()
+    if not pools:
+        return []
+    pool_ids = [id_of(p) for p in pools]
+    runs: dict[int, dict[str, int]] = {i: {} for i in pool_ids}
+    for pool_id, status, count in session.exec(
+        select(ShardRun.pool_id, ShardRun.status, func.count())
+        .where(col(ShardRun.pool_id).in_(pool_ids))
+        .group_by(col(ShardRun.pool_id), col(ShardRun.status))
+    ).all():
+        runs[pool_id][status] = int(count)
+    produced = {
+        pool_id: (int(items), int(tokens or 0))
+        for pool_id, items, tokens in session.exec(
+            select(ShardRun.pool_id, func.count(col(Output.id)), func.sum(Output.num_tokens))
+            .join(ShardRun, col(ShardRun.id) == Output.shard_run_id)
+            .where(
+                col(ShardRun.pool_id).in_(pool_ids),
+                col(ShardRun.status).in_(_RESULT_STATUSES),
+                col(Output.error).is_(None),
+            )
+            .group_by(col(ShardRun.pool_id))
+        ).all()
+    }
+    dialect = session.get_bind().dialect.name
+    seconds = _seconds_between(col(ShardRun.leased_at), col(ShardRun.finished_at), dialect)
+    lease = {
+        pool_id: (float(total or 0.0), float(engine or 0.0), int(measured))
+        for pool_id, total, engine, measured in session.exec(
+            select(
+                ShardRun.pool_id,
+                func.sum(sa.cast(seconds, sa.Float)),
+                func.sum(ShardRun.engine_seconds),
+                func.count(col(ShardRun.engine_seconds)),
+            )
+            .where(
+                col(ShardRun.pool_id).in_(pool_ids),
+                col(ShardRun.status).in_(_RESULT_STATUSES),
+                col(ShardRun.finished_at).is_not(None),
+            )
+            .group_by(col(ShardRun.pool_id))
+        ).all()
+    }
+    activity = []
+    for pool in pools:
+        pool_id = id_of(pool)
+        capabilities = pool.capabilities or {}
+        items, tokens = produced.get(pool_id, (0, 0))
+        lease_seconds, engine_seconds, measured = lease.get(pool_id, (0.0, 0.0, 0))
+        activity.append(
+            PoolActivityPublic(
+                id=pool_id,
+                name=pool.name,
+                status=pool.status,
+                status_reason=pool.status_reason,
+                device=str(capabilities.get("device", "")),
+                gpus=int(capabilities.get("gpus", 0) or 0),
+                gpu_name=str(capabilities.get("gpu_name", "")),
+                memory_bytes=int(capabilities.get("memory_bytes", 0) or 0),
+                runs=runs[pool_id],
+                accepted_shards=runs[pool_id].get(RunStatus.ACCEPTED, 0),
+                total_runs=sum(runs[pool_id].values()),
+                items=items,
+                output_tokens=tokens,
+                lease_seconds=max(0.0, lease_seconds),
+                engine_seconds=engine_seconds,
+                measured_runs=measured,
+                agreements=pool.agreements,
+                disagreements=pool.disagreements,
+                reputation=pool.reputation,
+            )
+        )
+    return activity

@@ -1,0 +1,559 @@
+"""Model submissions: validate, estimate, queue, follow and cancel.
+
+A submission is checked completely before anything is queued: the request's
+format (pydantic), the benchmarks, the decoding overrides against each
+benchmark's bounds, the model source (hub commit or, where the server allows
+it, a local folder), its ``config.json`` and memory estimate against the pools
+the platform knows, the license, and the user's daily quota. Then the model
+is registered (or found), one job per benchmark is found or created through
+the queue, and the submission remembers its jobs. A job serves every
+submission that asks for the same model on the same generation identity.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select, update
+
+from sabha.platform.benchmarks import DecodingOverrides, FieldProblems, apply_decoding_overrides
+from sabha.platform.catalog import add_model, check_model_directory, directory_digest
+from sabha.platform.db import session_scope
+from sabha.platform.domain import (
+    Benchmark,
+    Job,
+    JobStatus,
+    Model,
+    RunStatus,
+    Shard,
+    ShardRun,
+    ShardStatus,
+    Submission,
+    SubmissionJob,
+    SubmissionStatus,
+    id_of,
+    utcnow,
+)
+from sabha.platform.errors import NotFoundError, SabhaError
+from sabha.platform.settings import Settings
+
+from .accounts import aware
+from .estimate import check_fits, estimate_memory, known_pool_sizes, read_hub_config
+from .estimate import read_local_config as _read_local_config
+from .queue import create_job
+from .status import JobStatusPublic, job_status
+
+__all__ = [
+    "HubModelSource",
+    "LocalModelSource",
+    "QuotaExceeded",
+    "SubmissionCreate",
+    "SubmissionInvalid",
+    "SubmissionJobPublic",
+    "SubmissionPublic",
+    "SubmissionStatusPublic",
+    "cancel_submission",
+    "create_submission",
+    "get_submission",
+    "list_submissions",
+    "local_pool_memory_bytes",
+]
+
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]
+BenchmarkName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+# The model's own failure (vLLM cannot load it) counts against the quota; any
+# other failure (a pool died, a lease expired) is the platform's.
+_MODEL_FAULT = re.compile(r"could not load the model")
+
+
+class SubmissionInvalid(SabhaError):
+    """A submission failed validation; ``field_problems`` names each field and its fix."""
+
+    http_status = 422
+    problem_type = "validation"
+
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        super().__init__(
+            f"The submission has {len(problems)} problem(s): "
+            + "; ".join(f"{field}: {message}" for field, message, _ in problems),
+            "Correct the fields listed and submit again.",
+        )
+        self.field_problems = problems
+
+
+class QuotaExceeded(SabhaError):
+    """The user made as many submissions in the last 24 hours as the server allows."""
+
+    http_status = 429
+    problem_type = "quota"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class HubModelSource(_Input):
+    """A model on the hub, pinned to one commit."""
+
+    source: Literal["hub"]
+    repo_id: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+        ),
+    ] = Field(description="The repository, e.g. meta-llama/Llama-3.2-1B")
+    revision: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")] = Field(
+        description="The full 40-character commit SHA"
+    )
+    name: ModelName | None = Field(default=None, description="The name on leaderboards")
+
+
+class LocalModelSource(_Input):
+    """A model folder on the server (only where SABHA_ALLOW_LOCAL_MODELS is set)."""
+
+    source: Literal["local"]
+    path: str = Field(min_length=1, max_length=1000, description="An absolute folder path")
+    name: ModelName | None = Field(default=None, description="The name on leaderboards")
+
+
+class SubmissionCreate(_Input):
+    """What a model developer submits."""
+
+    model: HubModelSource | LocalModelSource = Field(discriminator="source")
+    benchmarks: list[BenchmarkName] = Field(
+        min_length=1, max_length=20, description="Benchmark names, e.g. kisan-advisory"
+    )
+    decoding: DecodingOverrides = Field(
+        default_factory=DecodingOverrides,
+        description="Overrides within the benchmark's bounds; any override is another "
+        "generation identity, scored but not ranked beside the benchmark's own runs",
+    )
+    license: str = Field(min_length=1, max_length=50, description="The model's license")
+
+
+class SubmissionJobPublic(BaseModel):
+    """One benchmark of a submission and its job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    benchmark: str
+    job_id: int
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+
+
+class SubmissionPublic(BaseModel):
+    """A submission as its owner sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    model: str
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    reason: str | None = None
+    license: str
+    benchmarks: list[str]
+    decoding: dict[str, Any]
+    estimate_bytes: int | None
+    counts_against_quota: bool
+    created_at: datetime
+    finished_at: datetime | None = None
+    status_url: str
+    jobs: list[SubmissionJobPublic]
+
+
+class SubmissionStatusPublic(SubmissionPublic):
+    """A submission with each job's shard states."""
+
+    job_states: list[JobStatusPublic] = Field(
+        description="Per benchmark: the job and each shard's state"
+    )
+
+
+def local_pool_memory_bytes(settings: Settings) -> int:
+    """The local pool's memory: ``SABHA_LOCAL_POOL_MEMORY_GB``, else detected."""
+    from .estimate import detect_local_memory_bytes
+
+    if settings.local_pool_memory_gb is None:
+        return detect_local_memory_bytes()
+    return int(settings.local_pool_memory_gb * 1e9)
+
+
+ConfigReader = Callable[[HubModelSource | LocalModelSource], dict[str, Any]]
+
+
+def _read_config(source: HubModelSource | LocalModelSource) -> dict[str, Any]:
+    if isinstance(source, HubModelSource):
+        return read_hub_config(source.repo_id, source.revision)
+    return _read_local_config(Path(source.path))
+
+
+def _check_quota(session: Session, user_id: int, limit: int) -> None:
+    since = utcnow() - timedelta(hours=24)
+    rows = session.exec(
+        select(Submission).where(Submission.user_id == user_id, col(Submission.created_at) >= since)
+    ).all()
+    for submission in rows:
+        _sync(session, submission)
+    used = sum(1 for s in rows if s.counts_against_quota)
+    if used >= limit:
+        oldest = min(aware(s.created_at) for s in rows if s.counts_against_quota) if used else None
+        when = (
+            f" The next one is possible at {oldest + timedelta(hours=24):%Y-%m-%d %H:%M} UTC."
+            if oldest
+            else ""
+        )
+        raise QuotaExceeded(
+            f"You made {used} submissions in the last 24 hours; the limit is {limit}.{when}",
+            "Wait, or cancel a queued submission that is not needed.",
+        )
+
+
+def _benchmark_problems(
+    session: Session, request: SubmissionCreate
+) -> tuple[list[Benchmark], dict[str, dict[str, Any]], list[tuple[str, str, str]]]:
+    problems: list[tuple[str, str, str]] = []
+    benchmarks: list[Benchmark] = []
+    decodings: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    current = {
+        b.name: b
+        for b in session.exec(select(Benchmark).where(col(Benchmark.is_current).is_(True)))
+    }
+    for index, name in enumerate(request.benchmarks):
+        field = f"body.benchmarks.{index}"
+        if name in seen:
+            problems.append((field, f"{name!r} is listed twice", "List each benchmark once."))
+            continue
+        seen.add(name)
+        benchmark = current.get(name)
+        if benchmark is None:
+            known = ", ".join(sorted(current)) or "(none loaded)"
+            problems.append((field, f"there is no benchmark {name!r}", f"Use one of: {known}."))
+            continue
+        try:
+            decodings[name] = apply_decoding_overrides(dict(benchmark.decoding), request.decoding)
+        except FieldProblems as exc:
+            for key, message in exc.problems:
+                problems.append(
+                    (
+                        f"body.decoding.{key}",
+                        f"{message} ({name})",
+                        f"Use at most {benchmark.decoding.get('max_tokens')}, or leave it out.",
+                    )
+                )
+        benchmarks.append(benchmark)
+    if not request.license.strip():
+        problems.append(("body.license", "is empty", "Give the model's license, e.g. apache-2.0."))
+    return benchmarks, decodings, problems
+
+
+def _model_name(request: SubmissionCreate, digest: str | None) -> str:
+    source = request.model
+    if source.name:
+        return source.name
+    if isinstance(source, HubModelSource):
+        base = source.repo_id.replace("/", "--")
+        return f"{base[:180]}-{source.revision[:8]}"
+    base = re.sub(r"[^A-Za-z0-9._-]", "-", Path(source.path).name).lstrip("._-") or "model"
+    return f"{base[:180]}-{(digest or '')[:8]}"
+
+
+def _find_or_add_model(session: Session, request: SubmissionCreate, digest: str | None) -> Model:
+    source = request.model
+    if isinstance(source, HubModelSource):
+        query = select(Model).where(
+            Model.source == "hub",
+            Model.repo_id == source.repo_id,
+            Model.revision == source.revision,
+        )
+    else:
+        query = select(Model).where(
+            Model.source == "local",
+            Model.path == str(Path(source.path).resolve()),
+            Model.revision == digest,
+        )
+    existing = session.exec(query).first()
+    if existing is not None:
+        return existing
+    name = _model_name(request, digest)
+    if session.exec(select(Model).where(Model.name == name)).first() is not None:
+        if source.name:
+            raise SubmissionInvalid(
+                [
+                    (
+                        "body.model.name",
+                        f"the name {name!r} belongs to another model",
+                        "Choose another name, or leave it out.",
+                    )
+                ]
+            )
+        name = f"{name[:190]}-{utcnow():%Y%m%d%H%M%S}"
+    if isinstance(source, HubModelSource):
+        return add_model(session, name, repo_id=source.repo_id, revision=source.revision)
+    return add_model(session, name, path=Path(source.path), revision=digest)
+
+
+def create_submission(
+    db: Engine,
+    settings: Settings,
+    user_id: int,
+    request: SubmissionCreate,
+    read_config: ConfigReader = _read_config,
+) -> SubmissionPublic:
+    """Validate a submission completely, then queue its jobs.
+
+    Args:
+        db: The database.
+        settings: Quota, local-model policy, local pool memory and shard size.
+        user_id: The submitting user.
+        request: The submission.
+        read_config: Reads the model's ``config.json`` (tests pass a local reader).
+
+    Raises:
+        QuotaExceeded: the user's daily submissions are used up (429).
+        SubmissionInvalid: a field is wrong; each problem names the field and the fix (422).
+        ModelTooLarge: the model fits no pool (422); the message gives both sizes.
+    """
+    with session_scope(db) as session:
+        _check_quota(session, user_id, settings.submissions_per_day)
+    with Session(db) as session:  # read-only checks; nothing is written yet
+        benchmarks, decodings, problems = _benchmark_problems(session, request)
+    source = request.model
+    digest = None
+    if isinstance(source, LocalModelSource):
+        path = Path(source.path)
+        if not settings.allow_local_models:
+            problems.append(
+                (
+                    "body.model.source",
+                    "this server does not take model folders on its own disk",
+                    "Submit a hub repository at a commit (source: hub).",
+                )
+            )
+        elif not path.is_absolute():
+            problems.append(
+                ("body.model.path", "is not an absolute path", "Give the folder's full path.")
+            )
+        else:
+            try:
+                check_model_directory(path)
+            except SabhaError as exc:
+                problems.append(("body.model.path", exc.message, exc.hint or ""))
+    if problems:
+        raise SubmissionInvalid(problems)
+    try:
+        config = read_config(source)
+    except SabhaError as exc:
+        raise SubmissionInvalid([("body.model", exc.message, exc.hint or "")]) from exc
+    longest = max(b.max_model_len for b in benchmarks)
+    estimate = estimate_memory(config, longest)
+    with Session(db) as session:
+        pools = known_pool_sizes(session, local_pool_memory_bytes(settings))
+    described = source.repo_id if isinstance(source, HubModelSource) else source.path
+    check_fits(estimate, pools, f"Model {described} at {longest} tokens")
+    if isinstance(source, LocalModelSource):
+        digest = directory_digest(Path(source.path).resolve())  # outside any transaction
+    with session_scope(db) as session:
+        _check_quota(session, user_id, settings.submissions_per_day)  # a race since
+        model = _find_or_add_model(session, request, digest)
+        submission = Submission(
+            user_id=user_id,
+            model_id=id_of(model),
+            license=request.license.strip(),
+            benchmarks=[b.name for b in benchmarks],
+            decoding=request.decoding.model_dump(exclude_none=True),
+            estimate_bytes=estimate.total_bytes,
+        )
+        session.add(submission)
+        session.flush()
+        for benchmark in benchmarks:
+            job, _ = create_job(
+                session, model, benchmark, settings.shard_size, decodings[benchmark.name]
+            )
+            if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                job.status = JobStatus.QUEUED  # accepted shards are kept
+                job.error = None
+            # Placement by memory: only pools whose engines hold this are leased its shards.
+            job.memory_bytes = estimate_memory(config, benchmark.max_model_len).total_bytes
+            session.add(SubmissionJob(submission_id=id_of(submission), job_id=id_of(job)))
+        session.flush()
+        _sync(session, submission)
+        return _public(session, submission)
+
+
+def _jobs_of(session: Session, submission: Submission) -> list[tuple[Job, str]]:
+    rows = session.exec(
+        select(Job, Benchmark.name)
+        .join(SubmissionJob, col(SubmissionJob.job_id) == Job.id)
+        .join(Benchmark, col(Benchmark.id) == Job.benchmark_id)
+        .where(SubmissionJob.submission_id == submission.id)
+        .order_by(col(Job.id))
+    ).all()
+    return [(job, name) for job, name in rows]
+
+
+def _sync(session: Session, submission: Submission) -> None:
+    """Bring a submission's stored status in line with its jobs."""
+    if submission.status == SubmissionStatus.CANCELLED:
+        return
+    jobs = [job for job, _ in _jobs_of(session, submission)]
+    statuses = {job.status for job in jobs}
+    if not jobs:
+        return
+    if statuses == {JobStatus.COMPLETED}:
+        status, reason = SubmissionStatus.COMPLETED, None
+    elif JobStatus.FAILED in statuses and not statuses & {JobStatus.QUEUED, JobStatus.RUNNING}:
+        # Failed once every job has stopped: while others still run, the
+        # submission is running (and can still be cancelled).
+        errors = [job.error for job in jobs if job.status == JobStatus.FAILED and job.error]
+        status, reason = SubmissionStatus.FAILED, "; ".join(dict.fromkeys(errors)) or "failed"
+        if not any(_MODEL_FAULT.search(e) for e in errors):
+            submission.counts_against_quota = False
+    elif statuses & {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED}:
+        status, reason = SubmissionStatus.RUNNING, None
+    else:
+        status, reason = SubmissionStatus.QUEUED, None
+    if submission.status != status or submission.reason != reason:
+        submission.status = status
+        submission.reason = reason
+        if status in (SubmissionStatus.COMPLETED, SubmissionStatus.FAILED):
+            submission.finished_at = submission.finished_at or utcnow()
+        session.add(submission)
+        session.flush()
+
+
+def _public(session: Session, submission: Submission) -> SubmissionPublic:
+    model = session.get(Model, submission.model_id)
+    return SubmissionPublic(
+        id=id_of(submission),
+        model=model.name if model else "",
+        status=submission.status,  # type: ignore[arg-type]
+        reason=submission.reason,
+        license=submission.license,
+        benchmarks=list(submission.benchmarks),
+        decoding=dict(submission.decoding),
+        estimate_bytes=submission.estimate_bytes,
+        counts_against_quota=submission.counts_against_quota,
+        created_at=aware(submission.created_at),
+        finished_at=aware(submission.finished_at) if submission.finished_at else None,
+        status_url=f"/api/v1/submissions/{submission.id}",
+        jobs=[
+            SubmissionJobPublic(benchmark=name, job_id=id_of(job), status=job.status)  # type: ignore[arg-type]
+            for job, name in _jobs_of(session, submission)
+        ],
+    )
+
+
+def _owned(session: Session, submission_id: int, user_id: int, is_admin: bool) -> Submission:
+    submission = session.get(Submission, submission_id)
+    if submission is None or (submission.user_id != user_id and not is_admin):
+        # Someone else's submission reads as missing: ids are not secrets, but
+        # its existence is not the caller's business.
+        raise NotFoundError(
+            f"There is no submission {submission_id} of yours.",
+            "List yours with GET /api/v1/submissions.",
+        )
+    return submission
+
+
+def list_submissions(db: Engine, user_id: int, limit: int = 100) -> list[SubmissionPublic]:
+    """The user's submissions, newest first."""
+    with session_scope(db) as session:
+        rows = session.exec(
+            select(Submission)
+            .where(Submission.user_id == user_id)
+            .order_by(col(Submission.id).desc())
+            .limit(limit)
+        ).all()
+        for submission in rows:
+            _sync(session, submission)
+        return [_public(session, s) for s in rows]
+
+
+def get_submission(
+    db: Engine, submission_id: int, user_id: int, is_admin: bool = False
+) -> SubmissionStatusPublic:
+    """A submission with each benchmark's job and shard states (owner or admin).
+
+    Raises:
+        NotFoundError: no such submission of the caller's.
+    """
+    with session_scope(db) as session:
+        submission = _owned(session, submission_id, user_id, is_admin)
+        _sync(session, submission)
+        public = _public(session, submission)
+        states = [job_status(session, job.job_id) for job in public.jobs]
+        return SubmissionStatusPublic(**public.model_dump(), job_states=states)
+
+
+def cancel_submission(
+    db: Engine, submission_id: int, user_id: int, is_admin: bool = False
+) -> SubmissionPublic:
+    """Cancel a submission: its jobs stop unless another live submission shares them.
+
+    Leases on a cancelled job are released (the pools' results will be refused)
+    and its unfinished shards are not leased again. Cancelling a finished or
+    cancelled submission changes nothing.
+
+    Raises:
+        NotFoundError: no such submission of the caller's.
+    """
+    with session_scope(db) as session:
+        submission = _owned(session, submission_id, user_id, is_admin)
+        _sync(session, submission)
+        if submission.status in (
+            SubmissionStatus.COMPLETED,
+            SubmissionStatus.FAILED,
+            SubmissionStatus.CANCELLED,
+        ):
+            return _public(session, submission)
+        now = utcnow()
+        for job, _ in _jobs_of(session, submission):
+            if job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
+                continue
+            if _shared_with_live_submission(session, id_of(job), id_of(submission)):
+                continue
+            job.status = JobStatus.CANCELLED
+            job.finished_at = now
+            job.error = "cancelled by the submitter"
+            session.add(job)
+            for run in session.exec(
+                select(ShardRun).where(
+                    ShardRun.job_id == job.id, ShardRun.status == RunStatus.LEASED
+                )
+            ):
+                run.status = RunStatus.RELEASED
+                run.finished_at = now
+                run.error = "the submission was cancelled"
+                session.add(run)
+            session.exec(
+                update(Shard)
+                .where(col(Shard.job_id) == job.id, col(Shard.status) == ShardStatus.LEASED)
+                .values(status=ShardStatus.QUEUED)
+            )
+        submission.status = SubmissionStatus.CANCELLED
+        submission.reason = "cancelled by the submitter"
+        submission.finished_at = now
+        session.add(submission)
+        session.flush()
+        return _public(session, submission)
+
+
+def _shared_with_live_submission(session: Session, job_id: int, submission_id: int) -> bool:
+    others = session.exec(
+        select(func.count())
+        .select_from(SubmissionJob)
+        .join(Submission, col(Submission.id) == SubmissionJob.submission_id)
+        .where(
+            SubmissionJob.job_id == job_id,
+            SubmissionJob.submission_id != submission_id,
+            col(Submission.status).in_([SubmissionStatus.QUEUED, SubmissionStatus.RUNNING]),
+        )
+    ).one()
+    return int(others) > 0

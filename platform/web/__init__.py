@@ -1,0 +1,39 @@
+"""Accounts in the web UI and web security for the whole app.
+
+``init_app(app)`` sets up security (CSRF, headers, session cookies, rate
+limits; :mod:`.security`), sign-in with local accounts and OpenID Connect
+(:mod:`.auth`), the account page (:mod:`.account`), user administration
+(:mod:`.admin`), model submissions (:mod:`.submissions`) and the annotator's
+way into Label Studio (:mod:`.annotate`).
+
+Other adapters (the JSON API) use :func:`current_user`, :func:`login_required`
+and :func:`role_required` for session-cookie authentication.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .auth import current_user, login_required, role_required
+from .security import set_content_security_policy, uses_cookie_auth
+
+__all__ = [
+    "current_user",
+    "init_app",
+    "login_required",
+    "role_required",
+    "set_content_security_policy",
+    "uses_cookie_auth",
+]
+
+
+def init_app(app: Flask) -> None:
+    """Add security, sign-in, the account, user administration, submissions and annotation."""
+    from . import account, admin, annotate, auth, security, submissions
+
+    security.init_app(app)
+    auth.init_app(app)
+    account.init_app(app)
+    admin.init_app(app)
+    submissions.init_app(app)
+    annotate.init_app(app)

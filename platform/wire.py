@@ -1,0 +1,234 @@
+"""Typed messages that cross a process or network boundary.
+
+Engine actors (Ray), the local pool and, next, the HTTPS lease protocol speak
+these models. This module imports neither SQLModel nor Flask (a test checks
+it), so a volunteer's worker can use it without the platform's database code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CANNOT_RUN_HERE",
+    "ChatTemplatePolicy",
+    "DecodingParams",
+    "EngineInfo",
+    "GenerationRequest",
+    "GenerationResult",
+    "LeaseReceipt",
+    "LeaseRelease",
+    "LeaseRenewed",
+    "LeaseToken",
+    "ModelSource",
+    "PoolCapabilities",
+    "PoolInfo",
+    "PoolRegistration",
+    "ShardLease",
+    "ShardResult",
+    "SubmitReceipt",
+]
+
+ChatTemplatePolicy = Literal["auto", "never", "required"]
+# How a pool's agent begins the reason of a lease it hands back because its
+# hardware cannot run the model; the queue does not lease that shard to the
+# pool again.
+CANNOT_RUN_HERE = "cannot run here:"
+MAX_TEXT_CHARS = 1_000_000
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DecodingParams(_Wire):
+    """How answers are generated: greedy by default, with a fixed seed."""
+
+    max_tokens: int = Field(default=64, ge=1, le=32768)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    # Generate exactly max_tokens (throughput benchmarks); evaluations stop at EOS.
+    ignore_eos: bool = False
+
+
+class GenerationRequest(_Wire):
+    """One item to answer: the user text (template already filled) and the system prompt."""
+
+    item_id: int
+    text: str = Field(max_length=MAX_TEXT_CHARS)
+    system: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+
+
+class GenerationResult(_Wire):
+    """The answer to one request, or the reason it could not be answered.
+
+    ``error`` is a per-item error (prompt longer than the context, tokenizer
+    failure): the item is recorded as failed with its reason and scored by
+    the documented rule, and the rest of the shard goes on.
+    """
+
+    item_id: int
+    prompt: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    text: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    finish_reason: str | None = Field(default=None, max_length=20)
+    num_tokens: int = Field(default=0, ge=0)
+    error: str | None = Field(default=None, max_length=2000)
+
+
+class EngineInfo(BaseModel):
+    """Where and with what an engine runs, kept as the provenance of its outputs."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    host: str = ""
+    python: str = ""
+    vllm: str = ""
+    torch: str = ""
+    device: str = ""
+    dtype: str = ""
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    cuda_graphs: bool = False
+    chat_template: bool = False
+    # GPUs the model was split across; its all-reduces change the numerics.
+    tensor_parallel_size: int = 1
+    ray_node_id: str | None = None
+    ray_node_ip: str | None = None
+    ray_version: str | None = None
+
+
+class ModelSource(_Wire):
+    """What to load: a local folder, or a hub repository at a pinned commit."""
+
+    name: str
+    source: Literal["local", "hub"]
+    path: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def target(self) -> str:
+        """The path or repository id vLLM loads."""
+        return str(self.path) if self.source == "local" else str(self.repo_id)
+
+
+class ShardLease(_Wire):
+    """A shard leased to one pool: what to run, and the token that proves the lease.
+
+    ``memory_bytes`` is the platform's estimate of the memory the model needs
+    (None: not estimated); the agent sizes the engine's tensor parallelism by it.
+    """
+
+    run_id: int
+    token: str
+    job_id: int
+    shard_id: int
+    shard_index: int
+    attempt: int
+    replica: int
+    expires_at: datetime
+    model: ModelSource
+    max_model_len: int
+    chat_template: ChatTemplatePolicy = "auto"
+    decoding: DecodingParams
+    requests: list[GenerationRequest]
+    memory_bytes: int | None = Field(default=None, ge=0)
+
+
+class ShardResult(_Wire):
+    """A pool's answers to one leased shard: exactly one result per leased item.
+
+    ``engine_seconds`` is the shard's share of its engine's busy time (the
+    engine's time split among the shards in it by item count; on a one-GPU
+    engine these are GPU-seconds); None from agents that do not measure it.
+    """
+
+    run_id: int
+    token: str
+    results: list[GenerationResult]
+    executed_on: EngineInfo
+    engine_seconds: float | None = Field(default=None, ge=0.0, le=30 * 86_400)
+
+
+# -- the lease protocol between a volunteer's agent and the platform ---------------------
+
+
+class PoolCapabilities(_Wire):
+    """What a pool has, as its agent detected it when it registered.
+
+    ``memory_bytes`` is the most one engine can hold: on GPUs, the memory vLLM
+    may use on the most GPUs of one node a tensor-parallel engine can span
+    (``memory_bytes_per_gpu`` × the largest of 1, 2, 4, 8 not above
+    ``gpus_per_node`` × the memory fraction); on CPU, the memory the engine
+    may use. Shards of a job whose memory estimate is larger are not leased
+    to the pool. ``gpus_per_node`` is the GPU count of the pool's biggest
+    node (0 on CPU, or from an agent that predates it).
+    """
+
+    device: Literal["cuda", "cpu"] = "cpu"
+    gpus: int = Field(default=0, ge=0, le=4096)
+    gpu_name: str = Field(default="", max_length=200)
+    memory_bytes_per_gpu: int = Field(default=0, ge=0)
+    total_memory_bytes: int = Field(default=0, ge=0)
+    memory_bytes: int = Field(default=0, ge=0)
+    engines: int = Field(default=1, ge=1, le=4096)
+    vllm: str = Field(default="", max_length=50)
+    dtype: str = Field(default="", max_length=20)
+    driver: str = Field(default="", max_length=50)
+    ray_nodes: int = Field(default=1, ge=1)
+    gpus_per_node: int = Field(default=0, ge=0, le=4096)
+
+
+class PoolRegistration(_Wire):
+    """An agent announcing its pool: a name (unique on the platform) and capabilities."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    capabilities: PoolCapabilities
+
+
+class PoolInfo(_Wire):
+    """The platform's view of a registered pool."""
+
+    id: int
+    name: str
+    status: str
+    reputation: float
+    agreements: int
+    disagreements: int
+
+
+class LeaseToken(_Wire):
+    """The proof of a lease, for a heartbeat."""
+
+    token: str = Field(min_length=1, max_length=200)
+
+
+class LeaseRelease(_Wire):
+    """A lease handed back, and why (shown on the job's page)."""
+
+    token: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class LeaseRenewed(_Wire):
+    """A heartbeat's answer: the lease's new deadline."""
+
+    expires_at: datetime
+
+
+class LeaseReceipt(_Wire):
+    """A release's answer."""
+
+    released: bool
+
+
+class SubmitReceipt(_Wire):
+    """What became of a submitted result (``queue.SubmitOutcome``)."""
+
+    status: str
+    duplicate: bool
+    job_complete: bool

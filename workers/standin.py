@@ -1,0 +1,80 @@
+"""A stand-in engine for tests and benchmarks of the agent: no model, a fixed latency per item.
+
+**Not for production.** ``sabha worker run --stand-in-engine SECONDS`` (a
+hidden option) runs the agent with this engine instead of vLLM, so tests can
+kill and restart agents many times, and ``benchmarks/scale_out.py`` can
+measure the platform and the lease protocol, without paying the ~20-40 s a
+vLLM engine takes to start on CPU. Its answers are deterministic functions of
+the prompt, so two runs of a job score the same; its provenance says
+``device="stand-in"`` so its results can never pass for a real engine's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from sabha.platform.wire import (
+    ChatTemplatePolicy,
+    DecodingParams,
+    EngineInfo,
+    GenerationRequest,
+    GenerationResult,
+)
+
+__all__ = ["StandInEngine", "stand_in_answer"]
+
+K = TypeVar("K")
+
+WORDS = ("mvua", "बारिश", "மழை", "مطر", "rain", "shamba", "खेत", "வயல்", "حقل", "field")
+
+
+def stand_in_answer(prompt: str) -> str:
+    """A deterministic answer to a prompt: its last words and a few picked by its hash."""
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    picked = [WORDS[b % len(WORDS)] for b in digest[:4]]
+    return " ".join(prompt.split()[-3:] + picked)
+
+
+class StandInEngine:
+    """Answers every shard after ``seconds_per_item`` times its size (see the module).
+
+    Args:
+        seconds_per_item: Simulated generation time of one item.
+    """
+
+    def __init__(self, seconds_per_item: float = 0.0) -> None:
+        self.seconds_per_item = seconds_per_item
+        self._info = EngineInfo(host=socket.gethostname(), device="stand-in", vllm="none")
+
+    def info(self) -> EngineInfo:
+        """Provenance: ``device="stand-in"``."""
+        return self._info
+
+    def generate_shards(
+        self,
+        work: Iterable[tuple[K, list[GenerationRequest], DecodingParams, ChatTemplatePolicy]],
+        max_in_flight: int = 256,
+    ) -> Iterator[tuple[K, list[GenerationResult]]]:
+        """Answer shards one at a time, each after its simulated latency."""
+        for key, requests, _decoding, _policy in work:
+            time.sleep(self.seconds_per_item * len(requests))
+            yield (
+                key,
+                [
+                    GenerationResult(
+                        item_id=r.item_id,
+                        prompt=r.text,
+                        text=stand_in_answer(r.text),
+                        finish_reason="stop",
+                        num_tokens=7,
+                    )
+                    for r in requests
+                ],
+            )
+
+    def close(self) -> None:
+        """Nothing to free."""
