@@ -37,6 +37,12 @@ class SyncReport:
     unchanged: int = 0
     deleted: int = 0
     unknown_tasks: int = 0
+    # The changed annotations judge model answers: the community scores need refreshing.
+    judged: bool = False
+
+    def changed(self) -> bool:
+        """Whether the sync created, updated or deleted anything."""
+        return bool(self.created or self.updated or self.deleted)
 
     def add(self, outcome: str) -> None:
         """Count one upsert's outcome (``created``, ``updated``, ``unchanged``...)."""

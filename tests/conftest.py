@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,12 @@ POSTGRES_URL = os.environ.get(
     "SABHA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 _postgres_problem: list[str] = []
+
+# Ray keeps its token authentication on; every Ray these tests start, in this
+# process or in a subprocess, uses one token. Ray reads the token of the first
+# session in a process once and keeps it, so a later session whose token came
+# from another HOME (tests give Ray a temporary one) would refuse the process.
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 @pytest.fixture(autouse=True)

@@ -189,6 +189,7 @@ def test_a_webhook_without_the_secret_is_refused_and_changes_nothing(
         "unchanged": 1,
         "deleted": 0,
         "unknown_tasks": 0,
+        "judged": False,
     }
     assert _stored(db) == [made.id]
     assert client.post("/hooks/labelstudio", data="nonsense", headers=good).status_code == 400

@@ -191,6 +191,46 @@ def test_people_judgements_become_community_columns_with_ci_and_counts(
     assert "violation_rate_judgements" in csv.splitlines()[0]
 
 
+def test_a_webhook_judgement_refreshes_the_community_columns(db: Engine, tmp_path: Path) -> None:
+    """Label Studio's webhook for a judging task: the leaderboard changes without a sync."""
+    (job_id,) = finished_safety_jobs(db, tmp_path, safety_items(4))
+    project = sample_job_for_judging(db, job_id, "safety", 4).annotation_project_id
+    with session_scope(db) as session:  # as provisioning in Label Studio would set them
+        sources = session.exec(select(SourceItem).where(SourceItem.project_id == project)).all()
+        for task_id, source in enumerate(sources, start=500):
+            source.labelstudio_task_id = task_id
+        tasks = {source.data["expected"]: source.labelstudio_task_id for source in sources}
+    client = make_web_app(db, tmp_path, label_studio_webhook_secret="s3cret").test_client()
+
+    def hook(action: str, annotation: dict[str, Any]) -> dict[str, Any]:
+        answer = client.post(
+            "/hooks/labelstudio",
+            json={"action": action, "annotation": annotation, "annotations": [annotation]},
+            headers={"X-Sabha-Webhook-Secret": "s3cret"},
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return dict(answer.get_json())
+
+    def violation() -> Any:
+        with Session(db) as session:
+            return leaderboard(session, "tiny-safety").rows[0].community.get("violation_rate")
+
+    assert violation() is None
+    harmful = {"id": 77, "task": tasks["unsafe"], "completed_by": 5,
+               "result": safety_result("complied", "harmful")}  # fmt: skip
+    assert hook("ANNOTATION_CREATED", harmful)["judged"] is True
+    cell = violation()
+    assert (cell.value, cell.n, cell.judgements) == (100.0, 1, 1)
+    refused = {**harmful, "result": safety_result("refused", "not-harmful")}
+    hook("ANNOTATION_UPDATED", refused)
+    assert violation().value == 0.0
+    assert hook("ANNOTATIONS_DELETED", refused) == {
+        "created": 0, "updated": 0, "unchanged": 0, "deleted": 1,
+        "unknown_tasks": 0, "judged": True,
+    }  # fmt: skip
+    assert violation() is None
+
+
 def test_pairwise_preferences_give_bradley_terry_strengths(db: Engine, tmp_path: Path) -> None:
     job_a, job_b = finished_safety_jobs(db, tmp_path, safety_items(6), models=("m-a", "m-b"))
     sample = sample_job_for_judging(db, job_a, "pairwise", 6, seed=2, other_job_id=job_b)

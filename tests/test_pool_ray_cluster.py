@@ -38,7 +38,7 @@ from sabha.platform.domain import RunStatus, Shard, ShardRun
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 from sabha.platform.wire import ModelSource
-from sabha.workers.agent import Agent, AgentOptions
+from sabha.workers.agent import Agent, AgentOptions, EnginePlacement
 from sabha.workers.agent import Engine as AgentEngine
 from sabha.workers.platform_client import HttpPlatformClient
 from sabha.workers.spool import Spool
@@ -61,22 +61,13 @@ def cluster() -> Iterator[Any]:
     root = Path(tempfile.mkdtemp(prefix="sabha-rc-", dir="/tmp"))  # Unix sockets: short paths
     saved = {
         k: os.environ.get(k)
-        for k in (
-            "HOME",
-            "RAY_TMPDIR",
-            "RAY_USAGE_STATS_ENABLED",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
-            "RAY_AUTH_MODE",
-        )
+        for k in ("RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     }
+    # Token authentication stays on, with the token of the whole test run (conftest.py).
     os.environ.update(
-        HOME=str(root / "home"),
         RAY_TMPDIR=str(root / "ray"),
         RAY_USAGE_STATS_ENABLED="0",
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-        # An earlier test's Ray in this process turned token auth on with a token
-        # under another HOME; this cluster's GCS would not find it and never start.
-        RAY_AUTH_MODE="disabled",
     )
     import ray
     from ray.cluster_utils import Cluster
@@ -168,7 +159,9 @@ def test_a_node_removed_mid_shard_has_its_shard_finished_on_another_node(
 
     started: list[tuple[str, float]] = []
 
-    def factory(source: ModelSource, max_model_len: int, slot: int) -> AgentEngine:
+    def factory(
+        source: ModelSource, max_model_len: int, slot: int, placement: EnginePlacement
+    ) -> AgentEngine:
         return _Watched(source, max_model_len, started)
 
     capabilities = detect_capabilities(ray)

@@ -393,16 +393,13 @@ def ray_with_two_gpus() -> Iterator[Any]:
     smi.parent.mkdir()
     smi.write_text(FAKE_SMI)
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
-    names = ("PATH", "HOME", "RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE")
+    names = ("PATH", "RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED")
     saved = {k: os.environ.get(k) for k in names}
+    # Token authentication stays on, with the token of the whole test run (conftest.py).
     os.environ.update(
         PATH=f"{smi.parent}:{os.environ['PATH']}",
-        HOME=str(root / "home"),
         RAY_TMPDIR=str(root / "ray"),
         RAY_USAGE_STATS_ENABLED="0",
-        # An earlier test's Ray in this process turned token auth on with a token
-        # under another HOME; this Ray's GCS would not find it and never start.
-        RAY_AUTH_MODE="disabled",
     )
     import ray
 

@@ -36,6 +36,7 @@ from sabha.platform.domain import (
     AnnotationProject,
     AnnotationReview,
     AnnotationTaskType,
+    JudgedResponse,
     LabelStudioAccount,
     ReviewVerdict,
     Role,
@@ -302,6 +303,12 @@ def apply_webhook(db: Engine, payload: Any) -> SyncReport:
         elif action == "ANNOTATIONS_DELETED":
             deleted = [int(a["id"]) for a in payload["annotations"]]
             with session_scope(db) as session:
+                report.judged = _judges_answers(
+                    session,
+                    select(Annotation.item_id).where(
+                        col(Annotation.labelstudio_annotation_id).in_(deleted)
+                    ),
+                )
                 report.deleted = delete_annotations(session, deleted)
             return report
         else:
@@ -314,11 +321,25 @@ def apply_webhook(db: Engine, payload: Any) -> SyncReport:
                 report = SyncReport()
                 for annotation in annotations:
                     report.add(upsert_annotation(session, annotation))
+                report.judged = _judges_answers(
+                    session,
+                    select(SourceItem.id).where(
+                        col(SourceItem.labelstudio_task_id).in_([a.task_id for a in annotations])
+                    ),
+                )
             return report
         except IntegrityError:
             if attempt:  # a concurrent sync inserted the same annotation: upsert again
                 raise
     return report
+
+
+def _judges_answers(session: Session, source_items: Any) -> bool:
+    """Whether any of these source items (a subquery of ids) is a judging task."""
+    found = session.exec(
+        select(JudgedResponse.id).where(col(JudgedResponse.source_item_id).in_(source_items))
+    ).first()
+    return found is not None
 
 
 # -- overlap: k independent annotations per item ------------------------------------------

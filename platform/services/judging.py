@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select
 
@@ -379,6 +380,10 @@ def _score_rows(
     )
 
 
+# A PostgreSQL advisory lock key ("sabha-community" folded to 63 bits).
+_REFRESH_LOCK = 0x5ABA_C033_0001
+
+
 def refresh_community_scores(db: Engine) -> int:
     """Recompute every job's community scores from the synced judgements, and the leaderboards.
 
@@ -390,6 +395,9 @@ def refresh_community_scores(db: Engine) -> int:
         The number of community scores stored.
     """
     with session_scope(db) as session:
+        if db.dialect.name == "postgresql":
+            # Refreshes replace every row: two at once (webhooks) would insert twice.
+            session.exec(sa.select(sa.func.pg_advisory_xact_lock(_REFRESH_LOCK)))
         safety: dict[int, list[SafetyJudgement]] = defaultdict(list)
         ratings: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         pairwise: dict[str, list[PairwiseJudgement]] = defaultdict(list)

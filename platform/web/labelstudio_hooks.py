@@ -4,7 +4,9 @@
 carry the shared secret (``SABHA_LABEL_STUDIO_WEBHOOK_SECRET``) in the
 ``X-Sabha-Webhook-Secret`` header; a call without it is refused with 401 and
 changes nothing. With no secret configured the endpoint refuses every call.
-A webhook that never arrives is recovered by ``sabha annotations sync``.
+A call that changes judgements of model answers (a judging project) refreshes
+the community columns of the leaderboards before it answers. A webhook that
+never arrives is recovered by ``sabha annotations sync``, which refreshes them too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from flask.typing import ResponseReturnValue
 
 from sabha.annotation.labelstudio import WEBHOOK_SECRET_HEADER
 from sabha.platform.services.annotation import WebhookRefused, apply_webhook, webhook_secret_matches
+from sabha.platform.services.judging import refresh_community_scores
 
 __all__ = ["init_app"]
 
@@ -31,10 +34,13 @@ def labelstudio_webhook() -> ResponseReturnValue:
     ):
         return jsonify(error="unknown caller: the webhook secret is missing or wrong"), 401
     payload = request.get_json(silent=True)
+    db = current_app.extensions["sabha.db"]
     try:
-        report = apply_webhook(current_app.extensions["sabha.db"], payload)
+        report = apply_webhook(db, payload)
     except WebhookRefused as exc:
         return jsonify(error=exc.message, hint=exc.hint), 400
+    if report.judged and report.changed():
+        refresh_community_scores(db)  # stored first: a failure here loses no annotation
     return jsonify(asdict(report)), 200
 
 
