@@ -110,7 +110,7 @@ def _community_cells(session: Session, job_ids: list[int]) -> dict[int, dict[str
         )
     ).all()
     for score in scores:
-        cell = {
+        cell: dict[str, float | int | None] = {
             "value": round(score.value, 4),
             "ci_low": round(score.ci_low, 4),
             "ci_high": round(score.ci_high, 4),

@@ -15,8 +15,9 @@ import hashlib
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -280,7 +281,7 @@ def judge_agreement(
     People's consensus is the strict-majority verdict (nominal; a tie leaves
     the item out) or the mean rating (interval).
     """
-    units: dict[str, dict[str, str | float]] = {}
+    units: dict[Hashable, Mapping[Hashable, Any]] = {}
     for key, verdict in judge.items():
         said = list(people.get(key, ()))
         if not said:

@@ -397,7 +397,7 @@ def refresh_community_scores(db: Engine) -> int:
     with session_scope(db) as session:
         if db.dialect.name == "postgresql":
             # Refreshes replace every row: two at once (webhooks) would insert twice.
-            session.exec(sa.select(sa.func.pg_advisory_xact_lock(_REFRESH_LOCK)))
+            session.connection().execute(sa.select(sa.func.pg_advisory_xact_lock(_REFRESH_LOCK)))
         safety: dict[int, list[SafetyJudgement]] = defaultdict(list)
         ratings: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         pairwise: dict[str, list[PairwiseJudgement]] = defaultdict(list)
@@ -455,8 +455,8 @@ def refresh_community_scores(db: Engine) -> int:
                 scores.append(
                     _score_rows(job_id, "mean_rating", "overall", "all", mean_rating(by_item))
                 )
-        for judged in pairwise.values():
-            for name, estimate in bradley_terry_strengths(judged).items():
+        for compared in pairwise.values():
+            for name, estimate in bradley_terry_strengths(compared).items():
                 scores.append(_score_rows(int(name), "bt_strength", "overall", "all", estimate))
         for by_judge in judge_scores(session, categories, ratings):
             job_of(by_judge.job_id)

@@ -347,12 +347,12 @@ def lease_next_shard(
 # The lease path runs against the tables with statements built once per shape
 # (see ``_claim_statement``): building SQLAlchemy expressions and ORM objects
 # cost several times more than the statements themselves.
-_SHARD: sa.Table = Shard.__table__
-_RUN: sa.Table = ShardRun.__table__
-_JOB: sa.Table = Job.__table__
-_MODEL: sa.Table = Model.__table__
-_POOL: sa.Table = Pool.__table__
-_ITEM: sa.Table = Item.__table__
+_SHARD: sa.Table = Shard.__table__  # type: ignore[attr-defined]
+_RUN: sa.Table = ShardRun.__table__  # type: ignore[attr-defined]
+_JOB: sa.Table = Job.__table__  # type: ignore[attr-defined]
+_MODEL: sa.Table = Model.__table__  # type: ignore[attr-defined]
+_POOL: sa.Table = Pool.__table__  # type: ignore[attr-defined]
+_ITEM: sa.Table = Item.__table__  # type: ignore[attr-defined]
 _RESULT_VALUES = [str(s) for s in RESULT_STATUSES]
 
 
