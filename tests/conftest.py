@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import uuid
@@ -27,6 +28,12 @@ _postgres_problem: list[str] = []
 # session in a process once and keeps it, so a later session whose token came
 # from another HOME (tests give Ray a temporary one) would refuse the process.
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+
+# Tests stop agents and `sabha eval` with Ctrl-C (SIGINT). A shell starts a
+# background job with SIGINT ignored, and an ignored signal stays ignored in
+# every child: the agents would never stop. Handle it, so children get the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
