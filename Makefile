@@ -2,13 +2,14 @@
 #   make demo   set up, evaluate two tiny models on the starter benchmarks, serve the leaderboard
 #               (and, once `make labelstudio` ran, Label Studio with a sample project)
 #   make test   set up, run the whole test suite (what CI runs)
+#   make test-fast  everything but the tests that start real vLLM engines or Label Studio
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sabha-setup-stamp
 
-.PHONY: setup labelstudio demo test lint typecheck clean
+.PHONY: setup labelstudio demo test test-fast coverage lint typecheck clean
 
 setup: $(STAMP)
 
@@ -43,6 +44,15 @@ demo: setup
 # The annotation tests run a real Label Studio server.
 test: setup labelstudio
 	$(BIN)/python -m pytest
+
+# Minutes instead of half an hour: no real vLLM engine, no Label Studio server
+# (PostgreSQL, gunicorn and the stand-in engine stay in).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not vllm and not labelstudio"
+
+# The whole suite with line coverage of the sabha package (in-process code).
+coverage: setup labelstudio
+	$(BIN)/python -m pytest --cov=sabha --cov-report=term:skip-covered
 
 lint: setup typecheck
 	$(BIN)/ruff check .

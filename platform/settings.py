@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # Per pool token, for the lease protocol (lease, heartbeat, result, release).
     rate_limit_worker: str = "1200 per minute"
     rate_limit_prefix: str = "sabha"
+    # How passwords and pool secrets are hashed: Argon2id with RFC 9106's low-memory
+    # profile, or (test suites only; refused in production) Argon2id at its cheapest.
+    password_hashing: Literal["argon2id", "fast-insecure-for-tests"] = "argon2id"
 
     @field_validator(
         "database_url",
@@ -189,6 +192,12 @@ class Settings(BaseSettings):
                 "a random secret of at least 32 characters, since it signs the session cookies.",
                 f"Make one with {MAKE_SECRET_KEY} and set SABHA_SECRET_KEY to it "
                 "(keep it out of version control).",
+            )
+        if self.password_hashing != "argon2id":
+            raise SettingsError(
+                f"SABHA_PASSWORD_HASHING is {self.password_hashing!r}, which only test suites "
+                "may use: its hashes take microseconds to guess.",
+                "Unset SABHA_PASSWORD_HASHING (the default is argon2id).",
             )
         if self.public_url and not self.public_url.startswith("https://"):
             raise SettingsError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +46,12 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data_dir
 
 
+# Argon2id at its cheapest for every test and every process the tests start: the
+# production profile costs a quarter of a second and 64 MiB per hash. One test
+# (test_accounts.py) checks that production uses the strong parameters.
+os.environ["SABHA_PASSWORD_HASHING"] = "fast-insecure-for-tests"
+
+
 def _postgres_reachable() -> str | None:
     """None when PostgreSQL answers, else why not (checked once per session)."""
     if not _postgres_problem:
@@ -59,15 +66,94 @@ def _postgres_reachable() -> str | None:
     return _postgres_problem[0] or None
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new schema in PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
+def _require_postgres() -> None:
     problem = _postgres_reachable()
     if problem:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} ({problem})")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests about the database (marked ``postgresql``) run on SQLite and PostgreSQL;
+    every other database test runs on SQLite only."""
+    if "database_kind" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("postgresql") is not None
+        metafunc.parametrize(
+            "database_kind", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the real Label Studio server carry the ``labelstudio`` marker."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "labelstudio" in fixtures or "labelstudio_template" in fixtures:
+            item.add_marker(pytest.mark.labelstudio)
+
+
+@pytest.fixture
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql`` (see pytest_generate_tests)."""
+    kind = str(request.param)
+    if kind == "postgresql":
+        _require_postgres()
+    return kind
+
+
+def _admin_engine() -> Engine:
+    return sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+
+
+def _postgres_url(database: str) -> str:
+    return (
+        sa.engine.make_url(POSTGRES_URL)
+        .set(database=database)
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest revision, once per test session."""
+    from sabha.platform.db import make_engine, upgrade_database
+
+    path = tmp_path_factory.mktemp("db-template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_database(engine)
+    engine.dispose()  # the last connection folds the write-ahead log into the file
+    return path
+
+
+def _drop_database(admin: Engine, name: str) -> None:
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def _postgres_template() -> Iterator[str]:
+    """A PostgreSQL database migrated once per test session: the template of every test's."""
+    from sabha.platform.db import make_engine, upgrade_database
+
+    _require_postgres()
+    name = f"sabha_template_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        engine = make_engine(_postgres_url(name))
+        upgrade_database(engine)
+        engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template idle
+        yield name
+    finally:
+        _drop_database(admin, name)
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(database_kind: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new schema in PostgreSQL."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
     schema = f"sabha_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_URL)
     with admin.begin() as connection:
@@ -81,23 +167,46 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Engine]:
-    """A migrated database engine (SQLite and PostgreSQL)."""
-    from sabha.platform.db import make_engine, upgrade_database
+def migrated_url(
+    database_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh database at the newest revision, copied from the session's template
+    (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL)."""
+    if database_kind == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("_postgres_template")
+    name = f"sabha_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    with admin.connect() as connection:  # about half the time of migrating
+        connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield _postgres_url(name)
+    finally:
+        _drop_database(admin, name)
+        admin.dispose()
 
-    engine = make_engine(database_url)
-    upgrade_database(engine)
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[Engine]:
+    """A migrated database engine (SQLite; PostgreSQL too for tests marked ``postgresql``)."""
+    from sabha.platform.db import make_engine
+
+    engine = make_engine(migrated_url)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Engine]:
+def sqlite_db(tmp_path: Path, _sqlite_template: Path) -> Iterator[Engine]:
     """A migrated SQLite database, for tests that are not about the database."""
-    from sabha.platform.db import make_engine, upgrade_database
+    from sabha.platform.db import make_engine
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'app.db'}")
-    upgrade_database(engine)
+    path = tmp_path / "app.db"
+    shutil.copyfile(_sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
     yield engine
     engine.dispose()
 

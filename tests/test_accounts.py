@@ -30,6 +30,7 @@ from sabha.platform.errors import (
     NotFoundError,
     PermissionDenied,
     SabhaError,
+    SettingsError,
     ValidationFailed,
 )
 from sabha.platform.services.accounts import (
@@ -57,6 +58,8 @@ from sabha.platform.services.accounts import (
     verify_client_secret,
     verify_worker_token,
 )
+from sabha.platform.services.users import password_hasher
+from sabha.platform.settings import Settings
 
 PASSWORD = "correct horse battery staple"
 
@@ -124,6 +127,22 @@ def test_passwords_are_stored_only_as_argon2id_hashes(db: Engine) -> None:
     assert "asha@example.org" not in repr(user) and "argon2" not in repr(user)
 
 
+def test_production_hashes_with_rfc_9106_parameters_and_refuses_the_test_profile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SABHA_PASSWORD_HASHING")
+    strong = password_hasher()
+    assert (strong.time_cost, strong.memory_cost, strong.parallelism) == (3, 65536, 4)
+    assert "$argon2id$v=19$m=65536,t=3,p=4$" in strong.hash(PASSWORD)
+    monkeypatch.setenv("SABHA_PASSWORD_HASHING", "fast-insecure-for-tests")
+    assert password_hasher().memory_cost == 8  # what the test suite uses
+    key = "k" * 40
+    with pytest.raises(SettingsError, match="SABHA_PASSWORD_HASHING"):
+        Settings(env="production", secret_key=key).check_production()
+    monkeypatch.delenv("SABHA_PASSWORD_HASHING")
+    Settings(env="production", secret_key=key).check_production()
+
+
 def test_wrong_password_and_unknown_user_fail_alike(db: Engine) -> None:
     _user(db, "asha", password=PASSWORD)
     _user(db, "oidc-only")  # no password: signs in through an identity provider
@@ -141,7 +160,10 @@ def test_wrong_password_and_unknown_user_fail_alike(db: Engine) -> None:
     assert len(messages) == 1 and "username or password is not correct" in messages.pop()
 
 
-def test_sign_in_records_the_time_and_rehashes_old_parameters(db: Engine) -> None:
+def test_sign_in_records_the_time_and_rehashes_old_parameters(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SABHA_PASSWORD_HASHING", "argon2id")  # the production profile
     user = _user(db, "asha")
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
     with session_scope(db) as session:
@@ -497,6 +519,7 @@ def test_pool_credentials_stop_when_the_owner_loses_the_volunteer_role(db: Engin
 # -- the database enforces the limits too --------------------------------------------------------
 
 
+@pytest.mark.postgresql
 def test_the_database_refuses_what_the_services_refuse(db: Engine) -> None:
     user = _user(db, "asha")
     with pytest.raises(IntegrityError):  # usernames are unique regardless of case

@@ -108,7 +108,7 @@ def _review_all(db: Engine, reviewer: User) -> None:
 
 
 def test_an_annotated_dataset_is_released_once_with_its_card_and_no_private_item(
-    db: Engine, database_url: str, labelstudio: LabelStudioForTests, tmp_path: Path
+    db: Engine, migrated_url: str, labelstudio: LabelStudioForTests, tmp_path: Path
 ) -> None:
     import datasets
 
@@ -164,7 +164,7 @@ def test_an_annotated_dataset_is_released_once_with_its_card_and_no_private_item
 
     assert secret.encode() not in parquet.read_bytes()
     assert secret not in card_file.read_text("utf-8") and secret not in str(version.card_markdown)
-    client = create_app(Settings(database_url=database_url)).test_client()
+    client = create_app(Settings(database_url=migrated_url)).test_client()
     page = client.get(f"/datasets/{dataset}/card")
     assert page.status_code == 200 and dataset in page.text and secret not in page.text
     for url in ("/api/benchmarks", "/api/v1/benchmarks"):

@@ -131,13 +131,13 @@ def test_a_failing_gate_blocks_the_release_and_says_which_and_by_how_much(
 
 
 def test_the_release_command_prints_the_version_or_each_failed_gate(
-    db: Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Engine, migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from click.testing import CliRunner
 
     from sabha.platform.cli import cli
 
-    monkeypatch.setenv("SABHA_DATABASE_URL", database_url)
+    monkeypatch.setenv("SABHA_DATABASE_URL", migrated_url)
     monkeypatch.setenv("SABHA_DATA_DIR", str(tmp_path / "data"))
     _annotated(db, tmp_path, "sw-Latn", ["safe", "unsafe", "safe"], ["safe", "unsafe", "safe"])
     _annotated(db, tmp_path, "ta-Taml", ["safe", "unsafe", "safe"], ["unsafe", "safe", "safe"])

@@ -57,8 +57,8 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver(database_url: str, db: Engine) -> Iterator[Receiver]:
-    running = Receiver(database_url)
+def receiver(migrated_url: str, db: Engine) -> Iterator[Receiver]:
+    running = Receiver(migrated_url)
     yield running
     running.stop()
 
@@ -156,7 +156,7 @@ def test_an_edit_and_a_deletion_made_in_label_studio_reach_sabha(
 
 
 def test_a_webhook_without_the_secret_is_refused_and_changes_nothing(
-    db: Engine, database_url: str, labelstudio: LabelStudioForTests, tmp_path: Path
+    db: Engine, migrated_url: str, labelstudio: LabelStudioForTests, tmp_path: Path
 ) -> None:
     from sabha.platform.app import create_app
 
@@ -175,7 +175,7 @@ def test_a_webhook_without_the_secret_is_refused_and_changes_nothing(
         },
     }
     client = create_app(
-        Settings(database_url=database_url, label_studio_webhook_secret=SECRET)
+        Settings(database_url=migrated_url, label_studio_webhook_secret=SECRET)
     ).test_client()
     for headers in ({}, {"X-Sabha-Webhook-Secret": "wrong"}, {"X-Sabha-Webhook-Secret": ""}):
         answer = client.post("/hooks/labelstudio", json=payload, headers=headers)
@@ -194,7 +194,7 @@ def test_a_webhook_without_the_secret_is_refused_and_changes_nothing(
     assert _stored(db) == [made.id]
     assert client.post("/hooks/labelstudio", data="nonsense", headers=good).status_code == 400
     # No secret configured: every caller is unknown.
-    closed = create_app(Settings(database_url=database_url)).test_client()
+    closed = create_app(Settings(database_url=migrated_url)).test_client()
     assert closed.post("/hooks/labelstudio", json=payload, headers=good).status_code == 401
 
 

@@ -34,6 +34,8 @@ from sabha.platform.db import session_scope
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 
+pytestmark = pytest.mark.postgresql
+
 CHECKS = [
     not_a_server_error,
     response_schema_conformance,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import generation_items, run_sabha, write_benchmark
 
 
@@ -26,6 +27,7 @@ def test_default_database_is_sqlite_under_the_data_dir(isolated_settings: Path) 
     assert (isolated_settings / "sabha.db").is_file()
 
 
+@pytest.mark.postgresql
 def test_load_and_list_on_sqlite_and_postgresql(database_url: str) -> None:
     env = {"SABHA_DATABASE_URL": database_url}
     _ok("db", "upgrade", env=env)

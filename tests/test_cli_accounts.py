@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from conftest import REPO
 
 from sabha.platform.cli import cli
-from sabha.platform.db import make_engine, session_scope, upgrade_database
+from sabha.platform.db import make_engine, session_scope
 from sabha.platform.errors import AuthenticationFailed
 from sabha.platform.services.accounts import (
     authenticate_password,
@@ -24,12 +24,9 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def sabha(database_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """A CLI runner on a migrated database (SQLite and PostgreSQL)."""
-    monkeypatch.setenv("SABHA_DATABASE_URL", database_url)
-    engine = make_engine(database_url)
-    upgrade_database(engine)
-    engine.dispose()
+def sabha(migrated_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A CLI runner on a migrated database."""
+    monkeypatch.setenv("SABHA_DATABASE_URL", migrated_url)
     return CliRunner()
 
 
@@ -97,7 +94,7 @@ def test_users_roles_and_their_errors(sabha: CliRunner) -> None:
 
 
 def test_tokens_are_printed_once_and_listed_without_the_secret(
-    sabha: CliRunner, database_url: str
+    sabha: CliRunner, migrated_url: str
 ) -> None:
     _ok(sabha, "users", "create", "asha", "--role", "submitter")
     created = _ok(
@@ -105,7 +102,7 @@ def test_tokens_are_printed_once_and_listed_without_the_secret(
     )
     token = next(line for line in created.output.splitlines() if line.startswith("sabha_pat_"))
     assert "will not be shown again" in created.output
-    engine = make_engine(database_url)
+    engine = make_engine(migrated_url)
     with session_scope(engine) as session:
         assert verify_access_token(session, token)[0].username == "asha"
     listing = _ok(sabha, "tokens", "list", "--user", "asha").output
@@ -127,7 +124,7 @@ def test_tokens_are_printed_once_and_listed_without_the_secret(
     engine.dispose()
 
 
-def test_pool_credentials_show_the_secret_once(sabha: CliRunner, database_url: str) -> None:
+def test_pool_credentials_show_the_secret_once(sabha: CliRunner, migrated_url: str) -> None:
     _ok(sabha, "users", "create", "vol", "--role", "submitter")
     assert "volunteer role" in _fails(
         sabha, "credentials", "create", "--user", "vol", "--name", "x"
@@ -136,7 +133,7 @@ def test_pool_credentials_show_the_secret_once(sabha: CliRunner, database_url: s
     created = _ok(sabha, "credentials", "create", "--user", "vol", "--name", "lab").output
     fields = dict(line.split(": ", 1) for line in created.splitlines() if line.startswith("client"))
     client_id, secret = fields["client id"].strip(), fields["client secret"].strip()
-    engine = make_engine(database_url)
+    engine = make_engine(migrated_url)
     with session_scope(engine) as session:
         assert verify_client_secret(session, client_id, secret).name == "lab"
     listing = _ok(sabha, "credentials", "list", "--user", "vol").output

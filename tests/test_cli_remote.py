@@ -169,6 +169,7 @@ def test_submit_field_errors_are_listed(runner: CliRunner, served: dict[str, Any
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
 def test_submitted_tiny_model_runs_through_the_local_pool(
     runner: CliRunner, tiny_model: Path
 ) -> None:

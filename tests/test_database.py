@@ -20,6 +20,8 @@ from sabha.platform.domain import Benchmark, DatasetVersion, Item, Job, Output, 
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 
+pytestmark = pytest.mark.postgresql
+
 
 def _load(db: Engine, tmp_path: Path) -> Benchmark:
     loaded = load_benchmark_file(write_benchmark(tmp_path / "bench", generation_items(6)))

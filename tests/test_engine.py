@@ -104,6 +104,7 @@ def test_chat_template_policies_render_the_prompt(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
 def test_engine_info_records_context_and_dtype(client) -> None:  # type: ignore[no-untyped-def]
     info = client.info()
     assert info.max_model_len == MAX_MODEL_LEN
@@ -115,6 +116,7 @@ def test_engine_info_records_context_and_dtype(client) -> None:  # type: ignore[
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
 def test_shards_stream_as_they_complete_and_every_request_is_answered_once(client) -> None:  # type: ignore[no-untyped-def]
     pulled: list[int] = []
 
@@ -136,6 +138,7 @@ def test_shards_stream_as_they_complete_and_every_request_is_answered_once(clien
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
 def test_over_long_prompt_is_an_item_error_and_the_rest_of_the_shard_is_answered(client) -> None:  # type: ignore[no-untyped-def]
     requests = _requests(0, 4)
     requests[2] = GenerationRequest(item_id=2, text=" ".join(TEXTS))
@@ -150,6 +153,7 @@ def test_over_long_prompt_is_an_item_error_and_the_rest_of_the_shard_is_answered
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
 def test_required_chat_template_without_one_gives_item_errors(client) -> None:  # type: ignore[no-untyped-def]
     work = [
         ("required", _requests(0, 3), GREEDY, "required"),
@@ -162,6 +166,7 @@ def test_required_chat_template_without_one_gives_item_errors(client) -> None:  
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
 def test_greedy_outputs_equal_those_of_the_batch_engine(client, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]
     from sabha.workers.local import RayEngineClient
 
@@ -189,6 +194,7 @@ def test_greedy_outputs_equal_those_of_the_batch_engine(client, tiny_model: Path
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
 def test_model_vllm_cannot_load_is_reported_as_such(tiny_model: Path, tmp_path: Path) -> None:
     from sabha.workers.client import EngineClient
 
@@ -208,6 +214,7 @@ def test_model_vllm_cannot_load_is_reported_as_such(tiny_model: Path, tmp_path: 
 
 @pytest.mark.gpu
 @pytest.mark.slow
+@pytest.mark.vllm
 @pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU")
 def test_engine_runs_on_the_gpu_with_cuda_graphs(client) -> None:  # type: ignore[no-untyped-def]
     info = client.info()
@@ -217,6 +224,7 @@ def test_engine_runs_on_the_gpu_with_cuda_graphs(client) -> None:  # type: ignor
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
 def test_engine_killed_mid_stream_is_reported_as_died_while_generating(client) -> None:  # type: ignore[no-untyped-def]
     """Runs last in the module: the killed actor is closed with the module's client."""
     import ray

@@ -22,6 +22,8 @@ from sabha.platform.domain import Benchmark, DatasetVersion, Item
 from sabha.platform.errors import ValidationFailed
 from sabha.platform.services.benchmarks import register_benchmark
 
+pytestmark = pytest.mark.postgresql
+
 
 def _problems(path: Path, **kwargs: Any) -> str:
     with pytest.raises(ValidationFailed) as caught:

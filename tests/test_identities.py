@@ -19,6 +19,8 @@ from sabha.platform.errors import ValidationFailed
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 
+pytestmark = pytest.mark.postgresql
+
 GENERATION_PINNED = "3340c0f2b077bb96e5fc8437974fda397d6ef84b91dc5fdb0d5af50889f733f6"
 SCORING_PINNED = "500bede2d95328a6f1cf658a655940b45b9ce48e6060f187d1f540f7a18df2b5"
 

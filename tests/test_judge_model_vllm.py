@@ -27,7 +27,7 @@ from sabha.platform.db import session_scope
 from sabha.platform.domain import JudgingProject, Output
 from sabha.platform.services.judging import sample_job_for_judging
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 
 @pytest.fixture

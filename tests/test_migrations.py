@@ -48,6 +48,8 @@ from sabha.platform.domain import (
 from sabha.platform.services.accounts import create_user
 from sabha.platform.services.queue import lease_next_shard, register_pool
 
+pytestmark = pytest.mark.postgresql
+
 FIXTURE = REPO / "tests" / "data" / "demo-0001.sql"
 TABLES_0001 = [
     "dataset",

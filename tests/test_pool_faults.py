@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 
 from sabha.platform.db import make_engine, upgrade_database
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
 
 ITEMS, SHARD_SIZE = 96, 4  # 24 shards
 SECONDS_PER_ITEM = 0.25  # 1 s a shard: a lease is held well beyond an HTTP round trip

@@ -44,7 +44,7 @@ from sabha.workers.platform_client import HttpPlatformClient
 from sabha.workers.spool import Spool
 from sabha.workers.tiny_models import make_tiny_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 QUESTIONS = [
     ("hi-Deva", "गेहूँ की फसल में पहली सिंचाई कब करें?"),

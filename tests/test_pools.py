@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import REPO, write_benchmark
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.postgresql]
 
 QUESTIONS = [
     ("hi-Deva", "गेहूँ की फसल में पहली सिंचाई कब करें?", "बुवाई के लगभग तीन सप्ताह बाद।"),

@@ -45,6 +45,8 @@ from sabha.platform.services.queue import (
 )
 from sabha.platform.wire import EngineInfo, GenerationResult, ShardLease, ShardResult
 
+pytestmark = pytest.mark.postgresql
+
 
 def _job(db: Engine, tmp_path: Path, n_items: int = 6, shard_size: int = 2) -> int:
     loaded = load_benchmark_file(write_benchmark(tmp_path / "bench", generation_items(n_items)))

@@ -498,6 +498,8 @@ def _cuda_gpus() -> int:
 
 @pytest.mark.gpu
 @pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.gpu
 @pytest.mark.skipif(_cuda_gpus() < 2, reason="needs two CUDA GPUs")
 def test_a_tiny_model_runs_with_tensor_parallel_size_two(tmp_path: Path) -> None:
     from sabha.platform.wire import DecodingParams, GenerationRequest

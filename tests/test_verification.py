@@ -54,6 +54,8 @@ from sabha.platform.services.verification import (
 )
 from sabha.platform.wire import EngineInfo, GenerationRequest, GenerationResult, ShardResult
 
+pytestmark = pytest.mark.postgresql
+
 H100 = EngineInfo(host="a", vllm="0.32.0", dtype="bfloat16", device="NVIDIA H100 80GB HBM3")
 L4 = EngineInfo(host="b", vllm="0.32.0", dtype="bfloat16", device="NVIDIA L4")
 ALL_NEW = VerificationPolicy(new_pool_shards=1000, fraction=0.0)

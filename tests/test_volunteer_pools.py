@@ -32,7 +32,7 @@ from sabha.platform.domain import Pool, RunVerdict, Shard, ShardRun
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 
 @pytest.fixture

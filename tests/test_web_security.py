@@ -105,8 +105,9 @@ def test_production_refuses_a_default_or_short_secret_key(
 
 
 def test_production_sends_hsts_and_secure_host_only_cookies(
-    sqlite_db: Engine, tmp_path: Path
+    sqlite_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("SABHA_PASSWORD_HASHING")  # production refuses the tests' cheap hashing
     app = make_web_app(sqlite_db, tmp_path, env="production", secret_key=STRONG_SECRET)
     with session_scope(sqlite_db) as session:
         create_user(session, "asha", password="correct horse battery")

@@ -7,6 +7,7 @@ Every function takes the caller's session and only flushes: the caller's
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import unicodedata
@@ -69,17 +70,33 @@ _SIGN_IN_FAILED = "The username or password is not correct."
 _SIGN_IN_HINT = "Check both and try again; an admin can reset a forgotten password."
 
 
-@cache
 def password_hasher() -> PasswordHasher:
-    """The one Argon2id hasher (argon2-cffi's RFC 9106 low-memory profile)."""
+    """The one Argon2id hasher: argon2-cffi's RFC 9106 low-memory profile.
+
+    ``SABHA_PASSWORD_HASHING=fast-insecure-for-tests`` (a setting that
+    ``Settings.check_production`` refuses) makes it Argon2id at its cheapest,
+    so a test suite that creates hundreds of accounts does not spend minutes
+    hashing.
+    """
+    return _hasher(os.environ.get("SABHA_PASSWORD_HASHING", "argon2id"))
+
+
+@cache
+def _hasher(profile: str) -> PasswordHasher:
+    if profile == "fast-insecure-for-tests":
+        return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     return PasswordHasher()
 
 
-@cache
 def dummy_hash() -> str:
     """An Argon2 hash of nothing anyone knows: verified against when the user or client
     is unknown, so that answer takes as long as a wrong password."""
-    return password_hasher().hash(secrets.token_urlsafe(16))
+    return _dummy_hash(os.environ.get("SABHA_PASSWORD_HASHING", "argon2id"))
+
+
+@cache
+def _dummy_hash(profile: str) -> str:
+    return _hasher(profile).hash(secrets.token_urlsafe(16))
 
 
 def aware(moment: datetime) -> datetime:
