@@ -773,6 +773,13 @@ def worker() -> None:
     help="TESTS ONLY: no Ray or vLLM; answer every item after this many seconds "
     "with a deterministic stand-in text (workers/standin.py).",
 )
+@click.option(
+    "--stand-in-variant",
+    type=click.IntRange(min=0),
+    default=0,
+    hidden=True,  # tests only: another honest setup's drift
+    help="TESTS ONLY: with --stand-in-engine, drift as another honest setup would.",
+)
 @click.pass_context
 def worker_run(
     ctx: click.Context,
@@ -783,6 +790,7 @@ def worker_run(
     spool_dir: Path | None,
     exit_when_idle: bool,
     stand_in_seconds: float | None,
+    stand_in_variant: int,
 ) -> None:
     """Lease shards from the platform and run them on this pool until Ctrl-C.
 
@@ -806,6 +814,8 @@ def worker_run(
         settings.vllm_memory_fraction,
         exit_when_idle,
         stand_in_seconds,
+        report=lambda line: click.echo(line),
+        stand_in_variant=stand_in_variant,
     )
     click.echo(
         f"Leased {summary.leased} shard(s), finished {summary.finished}, posted "

@@ -81,19 +81,21 @@ class Settings(BaseSettings):
     token_max_days: int = Field(default=366, ge=1, le=3660)
     # The most characters any text field of a benchmark item may have.
     max_field_chars: int = Field(default=20_000, ge=1)
-    # Verified results (docs/verification.md): a new volunteer pool's first shards
-    # are all replicated on another owner's pool; afterwards this share of shards.
+    # Verified results (docs/verification.md): a volunteer pool's results all wait for
+    # another owner's replica until this many of them were verified; afterwards this
+    # share of its results is replicated, and one shard of it in every job it works on.
     replication_new_pool_shards: int = Field(default=20, ge=0)
     replication_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
-    # Replicas from different setups (vLLM version, dtype, device) agree when this share
-    # of items have chrF similarity >= replica_item_chrf and their shard chrF against the
-    # references differs by at most replica_score_delta points.
+    # Before a job is scored, one shard of each proven pool in it is verified. Off (like a
+    # fraction of 0) only where every pool is the operator's own: a proven pool's word alone
+    # then publishes a job.
+    replication_audit_jobs: bool = True
+    # Two runs of a shard that are not identical agree when this share of items have
+    # chrF similarity >= replica_item_chrf and their shard chrF against the references
+    # differs by at most replica_score_delta points (docs/verification.md).
     replica_item_chrf: float = Field(default=50.0, ge=0.0, le=100.0)
     replica_item_share: float = Field(default=0.9, ge=0.0, le=1.0)
     replica_score_delta: float = Field(default=5.0, ge=0.0, le=100.0)
-    # A pool whose reputation (agreements + 1) / (agreements + disagreements + 1)
-    # falls below this is quarantined.
-    quarantine_reputation: float = Field(default=0.6, ge=0.0, le=1.0)
     # The largest shard result (request body) a pool may post, in bytes.
     max_result_bytes: int = Field(default=16_000_000, ge=1_000)
     # Memory of the local pool's largest accelerator in GB (10^9 bytes); unset: this
@@ -101,6 +103,9 @@ class Settings(BaseSettings):
     local_pool_memory_gb: float | None = Field(default=None, ge=0)
     # Whether submissions may name a model folder on the server (self-hosted only).
     allow_local_models: bool = False
+    # Whether volunteer pools may be leased jobs whose model is a folder on the
+    # platform's disk: only where they share that disk (one machine, tests).
+    local_models_for_volunteers: bool = False
     # Submissions one user may make in 24 hours (platform faults do not count).
     submissions_per_day: int = Field(default=10, ge=0)
     # Label Studio: an existing server (URL and an API token), else the one

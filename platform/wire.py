@@ -8,13 +8,15 @@ it), so a volunteer's worker can use it without the platform's database code.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "CANNOT_RUN_HERE",
     "ChatTemplatePolicy",
+    "DbId",
+    "MAX_DB_ID",
     "DecodingParams",
     "EngineInfo",
     "GenerationRequest",
@@ -38,6 +40,10 @@ ChatTemplatePolicy = Literal["auto", "never", "required"]
 # pool again.
 CANNOT_RUN_HERE = "cannot run here:"
 MAX_TEXT_CHARS = 1_000_000
+MAX_DB_ID = 2**31 - 1
+"""The largest id a database row can have (PostgreSQL ``integer``)."""
+DbId = Annotated[int, Field(ge=0, le=MAX_DB_ID)]
+"""An id of a database row: out-of-range numbers are refused like any bad field."""
 
 
 class _Wire(BaseModel):
@@ -58,7 +64,7 @@ class DecodingParams(_Wire):
 class GenerationRequest(_Wire):
     """One item to answer: the user text (template already filled) and the system prompt."""
 
-    item_id: int
+    item_id: DbId
     text: str = Field(max_length=MAX_TEXT_CHARS)
     system: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
 
@@ -71,11 +77,12 @@ class GenerationResult(_Wire):
     the documented rule, and the rest of the shard goes on.
     """
 
-    item_id: int
+    item_id: DbId
     prompt: str = Field(default="", max_length=MAX_TEXT_CHARS)
     text: str = Field(default="", max_length=MAX_TEXT_CHARS)
     finish_reason: str | None = Field(default=None, max_length=20)
-    num_tokens: int = Field(default=0, ge=0)
+    # Self-reported; the platform also refuses more than the job's max_tokens.
+    num_tokens: int = Field(default=0, ge=0, le=1_000_000)
     error: str | None = Field(default=None, max_length=2000)
 
 
@@ -147,8 +154,8 @@ class ShardResult(_Wire):
     engine these are GPU-seconds); None from agents that do not measure it.
     """
 
-    run_id: int
-    token: str
+    run_id: DbId
+    token: str = Field(max_length=200)
     results: list[GenerationResult]
     executed_on: EngineInfo
     engine_seconds: float | None = Field(default=None, ge=0.0, le=30 * 86_400)
@@ -191,7 +198,12 @@ class PoolRegistration(_Wire):
 
 
 class PoolInfo(_Wire):
-    """The platform's view of a registered pool."""
+    """The platform's view of a registered pool.
+
+    ``verifications_needed``: how many more of its results must be verified
+    by other owners' pools before its results count without waiting for a
+    replica (0: proven, or an older platform that does not say).
+    """
 
     id: int
     name: str
@@ -199,6 +211,7 @@ class PoolInfo(_Wire):
     reputation: float
     agreements: int
     disagreements: int
+    verifications_needed: int = 0
 
 
 class LeaseToken(_Wire):

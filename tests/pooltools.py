@@ -68,6 +68,7 @@ class Platform:
             # One owner's pool is trusted here: these tests are about faults, not replicas.
             "SABHA_REPLICATION_NEW_POOL_SHARDS": "0",
             "SABHA_REPLICATION_FRACTION": "0",
+            "SABHA_REPLICATION_AUDIT_JOBS": "false",
             # Limits are not what these tests are about; the lease protocol's own
             # budget (SABHA_RATE_LIMIT_WORKER) is tested in test_web_security.py.
             "SABHA_RATE_LIMITS": "false",

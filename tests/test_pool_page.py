@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from test_verification import ALL_NEW, _answer, _benchmark_and_job, forged, honest
+from verifytools import ALL_NEW, _answer, _benchmark_and_job, forged, honest
 from webtools import make_web_app, sign_in
 
 from sabha.platform.db import session_scope
@@ -61,10 +61,11 @@ def test_volunteer_sees_what_their_pools_did(app: Flask, db: Engine, tmp_path: P
     assert _answer(db, gpu, honest, ALL_NEW, engine_seconds=900.0) == RunStatus.SUBMITTED
     assert _answer(db, bob_pool, honest, ALL_NEW) == RunStatus.SUBMITTED
     assert _answer(db, bob_pool, honest, ALL_NEW) == RunStatus.SUBMITTED
-    with session_scope(db) as session:  # each of alice's runs took exactly 90 s
+    with session_scope(db) as session:  # each of alice's runs took 900 s, 450 s of engine time
         for run in session.exec(select(ShardRun).where(ShardRun.pool_id == gpu)).all():
             assert run.finished_at is not None
-            run.leased_at = run.finished_at - timedelta(seconds=90)
+            run.leased_at = run.finished_at - timedelta(seconds=900)
+            run.engine_seconds = 450.0
         outputs = session.exec(
             select(Output).join(ShardRun, col(ShardRun.id) == Output.shard_run_id)
         ).all()
@@ -78,8 +79,8 @@ def test_volunteer_sees_what_their_pools_did(app: Flask, db: Engine, tmp_path: P
     assert busy.accepted_shards == 2 and busy.total_runs == 2
     assert busy.runs == {RunStatus.ACCEPTED: 2}
     assert busy.items == 4 and busy.output_tokens == 2800
-    assert busy.lease_seconds == pytest.approx(180, abs=0.01)
-    assert (busy.engine_seconds, busy.measured_runs) == (pytest.approx(1800.0), 2)
+    assert busy.lease_seconds == pytest.approx(1800, abs=0.01)
+    assert (busy.engine_seconds, busy.measured_runs) == (pytest.approx(900.0), 2)
     assert (busy.agreements, busy.disagreements) == (2, 0)
     assert busy.reputation == pytest.approx(reputation_of(2, 0))
     assert (busy.gpus, busy.gpu_name, busy.device) == (2, "NVIDIA H100", "cuda")
@@ -92,8 +93,8 @@ def test_volunteer_sees_what_their_pools_did(app: Flask, db: Engine, tmp_path: P
     assert "bob-gpu" not in page  # another owner's pool
     assert '2 × <span dir="auto">NVIDIA H100</span>, 80 GB' in page
     assert '<td class="num">2,800</td>' in page  # output tokens, grouped
-    assert '<td class="num">0.05</td>' in page  # 180 s of lease time, in hours
-    assert '<td class="num">0.50</td>' in page  # 1,800 s of engine time, in hours
+    assert '<td class="num">0.50</td>' in page  # 1,800 s of lease time, in hours
+    assert '<td class="num">0.25</td>' in page  # 900 s of engine time, in hours
     assert "not reported" in page  # alice-idle measured nothing
     assert "quarantined" not in page
     assert "Your pools" not in _page(app, "carol")  # no pools, no section

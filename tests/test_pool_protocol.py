@@ -266,7 +266,10 @@ def test_results_are_settled_by_the_apps_replication_policy(db: Engine, tmp_path
     answer = client.post(f"/api/v1/leases/{lease['run_id']}/result", json=result, headers=headers)
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["status"] == RunStatus.ACCEPTED
-    assert _runs(db) == [(lease["run_id"], RunStatus.ACCEPTED)]
+    # The job's only shard is then audited (re-opened for another owner's replica)
+    # before the job is scored: a proven pool never gets a job scored on its word alone.
+    assert answer.get_json()["job_complete"] is False
+    assert _runs(db) == [(lease["run_id"], RunStatus.SUBMITTED)]
 
 
 def test_the_lease_protocol_has_its_own_budget_not_the_people_write_limit(

@@ -146,7 +146,13 @@ def test_a_node_removed_mid_shard_has_its_shard_finished_on_another_node(
     # One pool, so no replicas; no rate limits: the agent polls for a second shard every
     # second while it waits for the model, and the per-token write limit is 60 a minute.
     settings = api_settings(
-        db, tmp_path, replication_new_pool_shards=0, replication_fraction=0.0, rate_limits=False
+        db,
+        tmp_path,
+        replication_new_pool_shards=0,
+        replication_fraction=0.0,
+        replication_audit_jobs=False,
+        local_models_for_volunteers=True,  # the agent runs on this machine
+        rate_limits=False,
     )
     with session_scope(db) as session:
         benchmark, _ = register_benchmark(

@@ -7,16 +7,26 @@ answer for the same prompt.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import generation_items, write_benchmark
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from verifytools import (
+    ALL_NEW,
+    H100,
+    L4,
+    PROVEN,
+    _answer,
+    _benchmark_and_job,
+    _overall,
+    _trusted_scores,
+    _volunteer,
+    _work,
+    forged,
+    honest,
+)
 
-from sabha.platform.benchmarks import load_benchmark_file
-from sabha.platform.catalog import add_model
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     Benchmark,
@@ -29,21 +39,15 @@ from sabha.platform.domain import (
     PoolStatus,
     RunStatus,
     RunVerdict,
-    Score,
     ScoringRun,
     Shard,
     ShardRun,
     ShardStatus,
-    id_of,
 )
-from sabha.platform.services.accounts import create_user
-from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import (
-    create_job,
     finalize_job,
     lease_next_shard,
     register_pool,
-    submit_shard_results,
 )
 from sabha.platform.services.verification import (
     RunOutputs,
@@ -52,129 +56,22 @@ from sabha.platform.services.verification import (
     quarantine_pool,
     reputation_of,
 )
-from sabha.platform.wire import EngineInfo, GenerationRequest, GenerationResult, ShardResult
 
 pytestmark = pytest.mark.postgresql
 
-H100 = EngineInfo(host="a", vllm="0.32.0", dtype="bfloat16", device="NVIDIA H100 80GB HBM3")
-L4 = EngineInfo(host="b", vllm="0.32.0", dtype="bfloat16", device="NVIDIA L4")
-ALL_NEW = VerificationPolicy(new_pool_shards=1000, fraction=0.0)
-PROVEN = VerificationPolicy(new_pool_shards=0, fraction=0.0)
 
-Answer = Callable[[GenerationRequest], str]
-
-
-def honest(request: GenerationRequest) -> str:
-    return f"Jibu la swali: {request.text[-14:]}"
-
-
-def forged(request: GenerationRequest) -> str:
-    return "Maji mengi sana kwa kila shamba."
-
-
-def _benchmark_and_job(db: Engine, tmp_path: Path, model: str = "m", n_items: int = 8) -> int:
-    path = tmp_path / "bench" / "tiny-gen.yaml"
-    if not path.exists():
-        write_benchmark(path.parent, generation_items(n_items))
-    with session_scope(db) as session:
-        benchmark, _ = register_benchmark(session, load_benchmark_file(path), tmp_path / "art")
-        job, _ = create_job(
-            session,
-            add_model(session, model, repo_id=f"org/{model}", revision="a" * 40),
-            benchmark,
-            2,
-        )
-        return id_of(job)
-
-
-def _volunteer(db: Engine, name: str, owner: str | None = None) -> int:
-    with session_scope(db) as session:
-        user = create_user(session, owner or f"{name}-owner")
-        owner_id = id_of(user)
-    return register_pool(db, name, PoolKind.REMOTE, {"memory_bytes": 80 * 10**9}, owner_id)
-
-
-def _answer(
-    db: Engine,
-    pool_id: int,
-    answer: Answer,
-    policy: VerificationPolicy,
-    info: EngineInfo = H100,
-    engine_seconds: float | None = None,
-) -> str | None:
-    """Lease one shard for ``pool_id`` and submit its answers; the run's status, or None."""
-    lease = lease_next_shard(db, pool_id)
-    if lease is None:
-        return None
-    result = ShardResult(
-        run_id=lease.run_id,
-        token=lease.token,
-        results=[
-            GenerationResult(item_id=r.item_id, prompt=r.text, text=answer(r))
-            for r in lease.requests
-        ],
-        executed_on=info,
-        engine_seconds=engine_seconds,
-    )
-    return submit_shard_results(db, result, policy).status
-
-
-def _work(db: Engine, pools: dict[int, Answer], policy: VerificationPolicy) -> None:
-    """Every active pool takes turns until none can lease anything."""
-    busy = True
-    while busy:
-        busy = False
-        for pool_id, answer in pools.items():
-            with Session(db) as session:
-                if session.get(Pool, pool_id).status != PoolStatus.ACTIVE:  # type: ignore[union-attr]
-                    continue
-            busy = _answer(db, pool_id, answer, policy) is not None or busy
-
-
-def _overall(db: Engine, job_id: int) -> dict[str, float]:
-    with Session(db) as session:
-        rows = session.exec(
-            select(Score.metric, Score.value)
-            .join(ScoringRun, col(ScoringRun.id) == Score.scoring_run_id)
-            .where(ScoringRun.job_id == job_id, Score.breakdown == "overall")
-        ).all()
-    return dict(rows)
-
-
-def _trusted_scores(db: Engine, tmp_path: Path) -> dict[str, float]:
-    """The same benchmark answered honestly by the operator's own (trusted) pool."""
-    job_id = _benchmark_and_job(db, tmp_path, model="reference")
-    local = register_pool(db, "local")
-    while _answer(db, local, honest, ALL_NEW, info=H100):
-        pass
-    assert finalize_job(db, job_id)
-    return _overall(db, job_id)
-
-
-def test_identical_greedy_outputs_are_expected_on_the_same_setup() -> None:
-    a = RunOutputs({1: ("Panda mahindi sasa.", None), 2: ("", "prompt too long: 9000")}, {})
-    b = RunOutputs({1: ("Panda mahindi sasa!", None), 2: ("", "prompt too long: 9001")}, {})
+def test_two_machines_of_one_kind_that_differ_slightly_agree() -> None:
+    """Greedy outputs differ between machines of the same kind: no byte-for-byte rule."""
+    a = {1: ("Panda mahindi sasa.", None), 2: ("", "prompt too long: 9000")}
+    b = {1: ("Panda mahindi sasa!", None), 2: ("", "prompt too long: 9001")}
     same = H100.model_dump()
-    identical = compare_runs(RunOutputs(a.answers, same), RunOutputs(a.answers, same), {}, ALL_NEW)
+    identical = compare_runs(RunOutputs(a, same), RunOutputs(a, same), {}, ALL_NEW)
     assert identical.exact and identical.agree
-    one_char = compare_runs(RunOutputs(a.answers, same), RunOutputs(b.answers, same), {}, ALL_NEW)
-    assert one_char.exact and not one_char.agree
-    across = compare_runs(RunOutputs(a.answers, same), RunOutputs(b.answers, {}), {}, ALL_NEW)
-    assert across.agree and not across.exact  # an unknown setup gets the tolerance
-
-
-def test_a_tensor_parallel_run_is_another_setup_with_the_drift_tolerance() -> None:
-    one = {1: ("Panda mahindi sasa.", None), 2: ("मानसून से पहले बोएं।", None)}
-    drift = {1: ("Panda mahindi sasa!", None), 2: ("मानसून से पहले बोएं।", None)}
-    single = H100.model_dump(exclude={"tensor_parallel_size"})  # an older agent: one GPU
+    one_char = compare_runs(RunOutputs(a, same), RunOutputs(b, same), {}, ALL_NEW)
+    assert one_char.agree and not one_char.exact
     split = H100.model_copy(update={"tensor_parallel_size": 2}).model_dump()
-    assert "tensor_parallel_size" not in single
-    across = compare_runs(RunOutputs(one, single), RunOutputs(drift, split), {}, ALL_NEW)
+    across = compare_runs(RunOutputs(a, same), RunOutputs(b, split), {}, ALL_NEW)
     assert across.agree and not across.exact
-    both = compare_runs(RunOutputs(one, split), RunOutputs(drift, split), {}, ALL_NEW)
-    assert both.exact and not both.agree
-    explicit = {**single, "tensor_parallel_size": 1}
-    assert compare_runs(RunOutputs(one, single), RunOutputs(one, explicit), {}, ALL_NEW).exact
 
 
 def test_small_drift_across_hardware_agrees_and_forgery_does_not() -> None:
@@ -232,12 +129,14 @@ def test_disagreement_asks_a_third_replica_and_the_majority_wins(
 ) -> None:
     job_id = _benchmark_and_job(db, tmp_path, n_items=2)
     mallory, alice, bob = (_volunteer(db, n) for n in ("mallory", "alice", "bob"))
-    policy = VerificationPolicy(new_pool_shards=1000, quarantine_reputation=0.0)  # no quarantine
+    policy = VerificationPolicy(new_pool_shards=1000)
     assert _answer(db, mallory, forged, policy) == RunStatus.SUBMITTED
     assert _answer(db, alice, honest, policy) == RunStatus.SUBMITTED
-    with Session(db) as session:  # two owners disagree: nobody is accepted yet
+    with Session(db) as session:  # two owners disagree: no verdict, nobody accepted yet
         shard = session.exec(select(Shard).where(Shard.job_id == job_id)).one()
         assert shard.accepted_run_id is None and shard.status == ShardStatus.QUEUED
+        pools = session.exec(select(Pool).where(Pool.kind == "remote")).all()
+        assert {(p.status, p.disagreements) for p in pools} == {(PoolStatus.ACTIVE, 0)}
     assert _answer(db, bob, honest, policy) == RunStatus.SUBMITTED
     with Session(db) as session:
         shard = session.exec(select(Shard).where(Shard.job_id == job_id)).one()
@@ -251,6 +150,14 @@ def test_disagreement_asks_a_third_replica_and_the_majority_wins(
         }
         assert counts == {"mallory": (0, 1), "alice": (1, 0), "bob": (1, 0)}
         assert session.get(Pool, mallory).reputation == reputation_of(0, 1) == 0.5  # type: ignore[union-attr]
+        statuses = {
+            p.name: p.status for p in session.exec(select(Pool).where(Pool.kind == "remote"))
+        }
+        assert statuses == {
+            "mallory": PoolStatus.QUARANTINED,  # outvoted by two other owners: at once
+            "alice": PoolStatus.ACTIVE,
+            "bob": PoolStatus.ACTIVE,
+        }
 
 
 def test_forged_pool_is_quarantined_and_absent_from_the_scores(db: Engine, tmp_path: Path) -> None:
@@ -264,7 +171,7 @@ def test_forged_pool_is_quarantined_and_absent_from_the_scores(db: Engine, tmp_p
     with Session(db) as session:
         pool = session.get(Pool, mallory)
         assert pool is not None and pool.status == PoolStatus.QUARANTINED
-        assert pool.status_reason and "reputation 0.50" in pool.status_reason
+        assert pool.status_reason and "disagreed with the accepted results" in pool.status_reason
         counted = session.exec(
             select(Output.text)
             .join(Shard, col(Shard.accepted_run_id) == Output.shard_run_id)
@@ -284,8 +191,9 @@ def test_quarantine_withdraws_unverified_results_and_their_scores(
     expected = _trusted_scores(db, tmp_path)
     job_id = _benchmark_and_job(db, tmp_path)
     mallory = _volunteer(db, "mallory")
-    _work(db, {mallory: forged}, PROVEN)  # a proven pool: nothing is replicated
-    assert finalize_job(db, job_id) and _overall(db, job_id) != expected
+    unaudited = VerificationPolicy(new_pool_shards=0, fraction=0.0, audit_jobs=False)
+    _work(db, {mallory: forged}, unaudited)  # a proven pool, nothing replicated or audited
+    assert finalize_job(db, job_id, unaudited) and _overall(db, job_id) != expected
     with session_scope(db) as session:
         pool = session.get(Pool, mallory)
         assert pool is not None
@@ -304,8 +212,10 @@ def test_quarantine_withdraws_unverified_results_and_their_scores(
         assert {(r.status, r.verdict) for r in runs} == {
             (RunStatus.SUBMITTED, RunVerdict.WITHDRAWN)
         }
-    alice = _volunteer(db, "alice")
-    _work(db, {mallory: forged, alice: honest}, PROVEN)  # recomputed elsewhere
+    alice, bob = _volunteer(db, "alice"), _volunteer(db, "bob")
+    _work(db, {mallory: forged, alice: honest, bob: honest}, PROVEN)  # recomputed elsewhere
+    assert not finalize_job(db, job_id)  # first one shard of each pool is audited
+    _work(db, {alice: honest, bob: honest}, PROVEN)
     assert finalize_job(db, job_id)
     assert _overall(db, job_id) == expected
     with Session(db) as session:
@@ -323,7 +233,7 @@ def test_quarantine_withdraws_unverified_results_and_their_scores(
 def test_trusted_result_settles_waiting_replicas(db: Engine, tmp_path: Path) -> None:
     job_id = _benchmark_and_job(db, tmp_path, n_items=4)
     alice, mallory = _volunteer(db, "alice"), _volunteer(db, "mallory")
-    policy = VerificationPolicy(new_pool_shards=1000, quarantine_reputation=0.0)
+    policy = VerificationPolicy(new_pool_shards=1000)
     assert _answer(db, alice, honest, policy) == RunStatus.SUBMITTED  # shard 0
     assert _answer(db, mallory, forged, policy) == RunStatus.SUBMITTED  # shard 1
     local = register_pool(db, "local")

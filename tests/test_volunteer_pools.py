@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 @pytest.fixture
 def platform(db: Engine, tmp_path: Path, setup: tuple[Path, Path]) -> Iterator[str]:  # noqa: F811
     bench, model = setup
-    settings = api_settings(db, tmp_path)
+    settings = api_settings(db, tmp_path, local_models_for_volunteers=True)  # one machine
     with session_scope(db) as session:
         benchmark, _ = register_benchmark(
             session, load_benchmark_file(bench), settings.resolved_artifacts_dir

@@ -18,7 +18,13 @@
 - a heartbeat thread keeps the leases in flight alive;
 - every finished shard is written to the spool first, then posted by the
   poster thread, which retries until the platform answers, so an outage or a
-  restart of the platform (or of the agent) loses nothing;
+  restart of the platform (or of the agent) loses nothing; results waiting
+  in the spool are posted before any new lease is taken, so after an outage
+  the platform hears of finished shards before it hands out their leases'
+  successors;
+- ``report`` (the CLI prints it) says what the agent does as it does it:
+  registered, leased, posted and whether a result counts now or waits for
+  another volunteer's pool to verify it.
 - an engine that fails hands its leases back with the reason; Ctrl-C (or
   ``stop``) hands back every lease not yet finished and stops cleanly.
 
@@ -159,6 +165,18 @@ def _model_key(lease: ShardLease) -> tuple[str, str | None, int]:
     return (lease.model.target, lease.model.revision, lease.max_model_len)
 
 
+def _posted_line(run_id: int, status: str, duplicate: bool) -> str:
+    """What a posted result's receipt means, for the volunteer."""
+    meaning = {
+        "accepted": "it counts now",
+        "submitted": "it waits for another volunteer's pool to run the same shard; "
+        "it counts once they agree",
+        "late": "the shard was finished by another pool meanwhile; kept, not counted",
+    }.get(status, status)
+    again = " (posted before)" if duplicate else ""
+    return f"Posted run {run_id}{again}: {meaning}."
+
+
 class _Slot:
     """One engine and the thread that feeds it."""
 
@@ -276,6 +294,8 @@ class Agent:
         capabilities: What the pool registers with.
         gpus_for: GPUs (tensor-parallel size) an engine for a lease's model
             needs; default 1. ``volunteer.plan_gpus`` is the real one.
+        report: Called with one line for the volunteer at each step (default:
+            the ``sabha.worker`` log at INFO).
     """
 
     def __init__(
@@ -286,7 +306,9 @@ class Agent:
         options: AgentOptions,
         capabilities: PoolCapabilities | None = None,
         gpus_for: GpusFor | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> None:
+        self.report: Callable[[str], None] = report or log.info
         self.client = client
         self.engine_factory = engine_factory
         self.gpus_for: GpusFor = gpus_for or (lambda _lease: 1)
@@ -307,6 +329,7 @@ class Agent:
         self.waiting_for_gpus = 0
         self.slots = [_Slot(self, i) for i in range(max(1, sum(self.node_gpus)))]
         self._post_now = threading.Event()
+        self._post_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._beat_seconds = options.heartbeat_seconds
 
@@ -322,6 +345,7 @@ class Agent:
             self.pool = self.client.register(
                 PoolRegistration(name=self.options.pool_name, capabilities=self.capabilities)
             )
+            self._say_registered(self.pool)
             self._start_threads()
             self._loop()
         except KeyboardInterrupt:
@@ -430,12 +454,27 @@ class Agent:
                 best = chosen
         return best
 
+    def _say_registered(self, pool: PoolInfo) -> None:
+        self.report(
+            f"Registered pool {pool.name!r} ({pool.status}; {pool.agreements} result(s) "
+            "verified by other volunteers so far)."
+        )
+        if pool.verifications_needed:
+            self.report(
+                f"A new pool's results count once another volunteer's pool has run the same "
+                f"shards and agreed: the next {pool.verifications_needed} verified result(s) "
+                "make this pool proven, and then most of its results count at once."
+            )
+
     def _loop(self) -> None:
         idle_since: float | None = None
         while not self.stopping.is_set():
             if not self._capacity():
                 with self.changed:
                     self.changed.wait(timeout=1.0)
+                continue
+            if len(self.spool) and not self._spool_posted():
+                self.stopping.wait(self.options.poll_seconds)  # the platform is away
                 continue
             try:
                 lease = self.client.lease()
@@ -457,6 +496,12 @@ class Agent:
                 continue
             idle_since = None
             self.summary.leased += 1
+            self.report(
+                f"Leased shard {lease.shard_index} of job {lease.job_id} "
+                f"({len(lease.requests)} items, {lease.model.name})"
+                + (", a replica verifying another pool's run" if lease.replica else "")
+                + "."
+            )
             self._dispatch(lease)
 
     def _idle(self) -> bool:
@@ -575,24 +620,30 @@ class Agent:
             self._post_now.clear()
             self.post_spooled()
 
+    def _spool_posted(self) -> bool:
+        """Post what waits in the spool before leasing more; False while the platform is away."""
+        self.post_spooled()
+        return not len(self.spool)
+
     def post_spooled(self) -> int:
         """Post every spooled result the platform takes; returns how many were posted."""
         posted = 0
-        for result in self.spool.pending():
-            try:
-                receipt = self.client.submit(result)
-            except PlatformUnavailable as exc:
-                log.warning("%s", exc)
-                return posted  # kept; tried again later
-            except PlatformRefused as exc:  # refused for good: keeping it cannot help
-                log.warning("the platform refused run %d: %s", result.run_id, exc)
-                self.summary.refused += 1
+        with self._post_lock:  # the poster thread and the loop never post one result twice
+            for result in self.spool.pending():
+                try:
+                    receipt = self.client.submit(result)
+                except PlatformUnavailable as exc:
+                    log.warning("%s", exc)
+                    return posted  # kept; tried again later
+                except PlatformRefused as exc:  # refused for good: keeping it cannot help
+                    log.warning("the platform refused run %d: %s", result.run_id, exc)
+                    self.summary.refused += 1
+                    self.spool.remove(result.run_id)
+                    continue
                 self.spool.remove(result.run_id)
-                continue
-            self.spool.remove(result.run_id)
-            self.summary.posted += 1
-            posted += 1
-            log.info("run %d posted: %s", result.run_id, receipt.status)
+                self.summary.posted += 1
+                posted += 1
+                self.report(_posted_line(result.run_id, receipt.status, receipt.duplicate))
         return posted
 
     def _shutdown(self, reason: str) -> None:

@@ -32,10 +32,18 @@ K = TypeVar("K")
 WORDS = ("mvua", "बारिश", "மழை", "مطر", "rain", "shamba", "खेत", "வயல்", "حقل", "field")
 
 
-def stand_in_answer(prompt: str) -> str:
-    """A deterministic answer to a prompt: its last words and a few picked by its hash."""
+def stand_in_answer(prompt: str, variant: int = 0) -> str:
+    """A deterministic answer to a prompt: its last words and a few picked by its hash.
+
+    ``variant`` > 0 drifts as another honest setup (dtype, threads, batch) would:
+    about one answer in four ends in another word.
+    """
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
     picked = [WORDS[b % len(WORDS)] for b in digest[:4]]
+    if variant:
+        drift = hashlib.sha256(f"{variant}:{prompt}".encode()).digest()
+        if drift[0] % 4 == 0:
+            picked[-1] = WORDS[(WORDS.index(picked[-1]) + 1 + drift[1] % 9) % len(WORDS)]
     return " ".join(prompt.split()[-3:] + picked)
 
 
@@ -44,10 +52,12 @@ class StandInEngine:
 
     Args:
         seconds_per_item: Simulated generation time of one item.
+        variant: Another honest setup's drift (``stand_in_answer``).
     """
 
-    def __init__(self, seconds_per_item: float = 0.0) -> None:
+    def __init__(self, seconds_per_item: float = 0.0, variant: int = 0) -> None:
         self.seconds_per_item = seconds_per_item
+        self.variant = variant
         self._info = EngineInfo(host=socket.gethostname(), device="stand-in", vllm="none")
 
     def info(self) -> EngineInfo:
@@ -68,7 +78,7 @@ class StandInEngine:
                     GenerationResult(
                         item_id=r.item_id,
                         prompt=r.text,
-                        text=stand_in_answer(r.text),
+                        text=stand_in_answer(r.text, self.variant),
                         finish_reason="stop",
                         num_tokens=7,
                     )

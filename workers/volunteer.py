@@ -288,12 +288,16 @@ def run_volunteer(
     memory_fraction: float | None = None,
     exit_when_idle: bool = False,
     stand_in_seconds: float | None = None,
+    report: Callable[[str], None] | None = None,
+    stand_in_variant: int = 0,
 ) -> AgentSummary:
     """Run the agent until Ctrl-C (or, with ``exit_when_idle``, until there is no work).
 
     ``stand_in_seconds`` (tests and benchmarks only, never production) runs
     the agent without Ray or vLLM: one ``StandInEngine`` answering after that
-    many seconds per item (``workers/standin.py``).
+    many seconds per item (``workers/standin.py``); ``stand_in_variant``
+    makes its answers drift as another honest setup's would. ``report`` is
+    told each step (the CLI prints it).
     """
     engine_factory: EngineFactory
     nodes: list[Any] = []
@@ -305,7 +309,7 @@ def run_volunteer(
         def engine_factory(
             model: ModelSource, max_model_len: int, slot: int, placement: EnginePlacement
         ) -> Engine:
-            return StandInEngine(stand_in_seconds)
+            return StandInEngine(stand_in_seconds, variant=stand_in_variant)
 
     else:
         from .client import EngineClient
@@ -340,5 +344,6 @@ def run_volunteer(
         ),
         capabilities,
         plan_gpus(capabilities, memory_fraction),
+        report,
     )
     return agent.run()

@@ -26,6 +26,7 @@ from sabha.platform.services.pools import (
 )
 from sabha.platform.services.verification import VerificationPolicy
 from sabha.platform.wire import (
+    DbId,
     LeaseReceipt,
     LeaseRelease,
     LeaseRenewed,
@@ -49,7 +50,7 @@ POOL_PROBLEMS: ResponseDict = problem_responses(401, 403, 409)
 class LeasePath(BaseModel):
     """A lease, by its shard run id."""
 
-    run_id: int
+    run_id: DbId
 
 
 def _db() -> Engine:
@@ -76,7 +77,12 @@ def _lease_seconds() -> int:
 @require_scope(WORKER_SCOPE)
 def post_pool(body: PoolRegistration) -> Response:
     """Register this credential's pool, or update its name and capabilities."""
-    return json_response(register_credential_pool(_db(), _credential_id(), body))
+    settings = current_app.extensions["sabha.settings"]
+    return json_response(
+        register_credential_pool(
+            _db(), _credential_id(), body, settings.replication_new_pool_shards
+        )
+    )
 
 
 @api.post(
@@ -88,7 +94,14 @@ def post_pool(body: PoolRegistration) -> Response:
 @require_scope(WORKER_SCOPE)
 def post_lease() -> Response:
     """Lease the next shard this pool may run; 204 when there is none."""
-    lease = lease_for_credential(_db(), _credential_id(), _lease_seconds())
+    settings = current_app.extensions["sabha.settings"]
+    lease = lease_for_credential(
+        _db(),
+        _credential_id(),
+        _lease_seconds(),
+        VerificationPolicy.from_settings(settings),
+        settings.local_models_for_volunteers,
+    )
     return Response(status=204) if lease is None else json_response(lease)
 
 

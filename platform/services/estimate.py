@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from sabha.platform.domain import Pool, PoolStatus
+from sabha.platform.domain import Pool, PoolKind, PoolStatus
 from sabha.platform.errors import SabhaError
 
 __all__ = [
@@ -50,6 +50,10 @@ __all__ = [
     "read_hub_config",
     "read_local_config",
 ]
+
+# The most memory one engine of a pool is believed to have: eight GPUs of 288 GB
+# (the largest one node held in 2026), whatever a pool reports.
+MAX_ENGINE_BYTES = 8 * 288 * 10**9
 
 KV_SEQUENCES = 4
 OVERHEAD_BYTES = 1_000_000_000
@@ -244,21 +248,32 @@ def detect_local_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def known_pool_sizes(session: Session, local_memory_bytes: int | None) -> list[PoolSize]:
-    """The memory of every active pool that reported it, and of the local pool.
+def known_pool_sizes(
+    session: Session, local_memory_bytes: int | None, proven_after: int = 20
+) -> list[PoolSize]:
+    """The memory of every pool whose word on it counts, and of the local pool.
+
+    A pool reports its own memory, so a volunteer's pool counts only once it
+    is proven (``proven_after`` verified agreements, as for its results) and
+    active; what it reports is capped at ``MAX_ENGINE_BYTES``. The operator's
+    own pools always count.
 
     Args:
         session: A database session.
         local_memory_bytes: The local pool's memory (``SABHA_LOCAL_POOL_MEMORY_GB``);
             None or 0: no local pool is counted.
+        proven_after: Verified agreements a volunteer's pool needs to count
+            (``SABHA_REPLICATION_NEW_POOL_SHARDS``).
     """
     sizes = []
     if local_memory_bytes:
         sizes.append(PoolSize("local", local_memory_bytes))
     for pool in session.exec(select(Pool).where(Pool.status == PoolStatus.ACTIVE)):
+        if pool.kind != PoolKind.LOCAL and pool.agreements < proven_after:
+            continue
         memory = (pool.capabilities or {}).get("memory_bytes")
         if isinstance(memory, int | float) and not isinstance(memory, bool) and memory > 0:
-            sizes.append(PoolSize(pool.name, int(memory)))
+            sizes.append(PoolSize(pool.name, int(min(memory, MAX_ENGINE_BYTES))))
     return sizes
 
 

@@ -8,6 +8,7 @@ can never heartbeat, submit or release another pool's lease.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from sabha.platform.domain import (
     PoolCredential,
     PoolKind,
     RunStatus,
+    RunVerdict,
     ShardRun,
     id_of,
     utcnow,
@@ -65,8 +67,8 @@ class PoolNameTaken(SabhaError):
         return [("body.name", self.message, self.hint or "")]
 
 
-def pool_info(pool: Pool) -> PoolInfo:
-    """The wire view of a pool."""
+def pool_info(pool: Pool, proven_after: int = 0) -> PoolInfo:
+    """The wire view of a pool; ``proven_after``: verified agreements that prove a pool."""
     return PoolInfo(
         id=id_of(pool),
         name=pool.name,
@@ -74,13 +76,18 @@ def pool_info(pool: Pool) -> PoolInfo:
         reputation=pool.reputation,
         agreements=pool.agreements,
         disagreements=pool.disagreements,
+        verifications_needed=max(0, proven_after - pool.agreements),
     )
 
 
 def register_credential_pool(
-    db: Engine, credential_id: int, registration: PoolRegistration
+    db: Engine, credential_id: int, registration: PoolRegistration, proven_after: int = 0
 ) -> PoolInfo:
     """Create or update the pool of a pool credential (name and capabilities).
+
+    ``proven_after`` (``SABHA_REPLICATION_NEW_POOL_SHARDS``) lets the answer say
+    how many verified results the pool still needs before its results count
+    without waiting for replicas.
 
     Raises:
         PoolNameTaken: another pool has the name; nothing changed.
@@ -111,7 +118,7 @@ def register_credential_pool(
             pool.capabilities = capabilities
         pool.last_seen_at = utcnow()
         session.flush()
-        return pool_info(pool)
+        return pool_info(pool, proven_after)
 
 
 def _pool_of(session: Session, credential_id: int) -> Pool:
@@ -125,12 +132,22 @@ def _pool_of(session: Session, credential_id: int) -> Pool:
 
 
 def lease_for_credential(
-    db: Engine, credential_id: int, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    db: Engine,
+    credential_id: int,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    policy: VerificationPolicy | None = None,
+    local_models_for_volunteers: bool = False,
 ) -> ShardLease | None:
     """Lease the next shard for the credential's pool (None: no work it may run)."""
     with Session(db) as session:
         pool_id = id_of(_pool_of(session, credential_id))
-    return lease_next_shard(db, pool_id, lease_seconds=lease_seconds)
+    return lease_next_shard(
+        db,
+        pool_id,
+        lease_seconds=lease_seconds,
+        policy=policy,
+        local_models_for_volunteers=local_models_for_volunteers,
+    )
 
 
 def _check_own(db: Engine, credential_id: int, run_id: int) -> int:
@@ -176,8 +193,8 @@ def submit_own_result(
     """
     job_id = _check_own(db, credential_id, result.run_id)
     outcome = submit_shard_results(db, result, policy)
-    if outcome.job_complete:  # safe to repeat: scored once
-        finalize_job(db, job_id)
+    if outcome.job_complete:  # safe to repeat: scored once; an audit may re-open a shard
+        outcome = replace(outcome, job_complete=finalize_job(db, job_id, policy))
     return outcome
 
 
@@ -189,22 +206,32 @@ def release_own_lease(
     release_lease(db, run_id, token, reason)
 
 
-# Runs whose results came back: their lease time is time spent computing.
-_RESULT_STATUSES = (RunStatus.ACCEPTED, RunStatus.SUBMITTED, RunStatus.LATE)
+def _credited() -> sa.ColumnElement[bool]:
+    """Runs that earn credit: results that count (accepted) or that verified another's.
+
+    Never results that wait, disagreed or were withdrawn: credit follows
+    verification, not volume.
+    """
+    return sa.or_(
+        col(ShardRun.status) == RunStatus.ACCEPTED, col(ShardRun.verdict) == RunVerdict.AGREED
+    )
 
 
 class PoolActivityPublic(BaseModel):
     """What one of a volunteer's pools did, for their account page.
 
     ``runs`` counts the pool's shard runs by status (``accepted`` ones count
-    on leaderboards). ``items`` and ``output_tokens`` cover outputs without
-    an error of runs that returned results. ``engine_seconds`` sums what the
-    pool reported its engines worked on those runs (each run's share of its
-    engine's busy time: GPU-seconds on one-GPU engines) over the
-    ``measured_runs`` that reported it (older agents did not).
-    ``lease_seconds`` is the wall time from lease to results
-    (``finished_at - leased_at``) summed over runs that returned results;
-    it includes waiting in the engine behind other shards.
+    on leaderboards). The credit figures cover **credited** runs only: runs
+    whose results count (accepted) or agreed with another owner's, never
+    runs still waiting, outvoted or withdrawn. ``items`` and
+    ``output_tokens`` cover their outputs without an error (tokens as the
+    pool reported them, at most the job's ``max_tokens`` each).
+    ``engine_seconds`` sums what the pool reported its engines worked on
+    them (each run's share of its engine's busy time: GPU-seconds on one-GPU
+    engines; never more than the lease lasted) over the ``measured_runs``
+    that reported it. ``lease_seconds`` is the wall time from lease to
+    results (``finished_at - leased_at``), as the platform saw it; it
+    includes waiting in the engine behind other shards.
     """
 
     id: int
@@ -261,7 +288,7 @@ def pool_activity(session: Session, owner_id: int) -> list[PoolActivityPublic]:
             .join(ShardRun, col(ShardRun.id) == Output.shard_run_id)
             .where(
                 col(ShardRun.pool_id).in_(pool_ids),
-                col(ShardRun.status).in_(_RESULT_STATUSES),
+                _credited(),
                 col(Output.error).is_(None),
             )
             .group_by(col(ShardRun.pool_id))
@@ -280,7 +307,7 @@ def pool_activity(session: Session, owner_id: int) -> list[PoolActivityPublic]:
             )
             .where(
                 col(ShardRun.pool_id).in_(pool_ids),
-                col(ShardRun.status).in_(_RESULT_STATUSES),
+                _credited(),
                 col(ShardRun.finished_at).is_not(None),
             )
             .group_by(col(ShardRun.pool_id))

@@ -15,14 +15,17 @@ token; a shard counts the outputs of exactly one run (``accepted_run_id``).
   finds no queued shard, so a lapsed lease's shard is leased again at the
   latest then. A lease past its deadline is dead even before the sweep sees
   it: heartbeats are refused and its results count as late.
-- ``submit_shard_results`` is idempotent and checks the token, the deadline
-  and the exact item set. A result that arrives after its lease expired is
-  stored as an extra (``late``) attempt; it is accepted only if no other run
-  has taken the shard since, so nothing is ever counted twice.
+- ``submit_shard_results`` is idempotent and checks the pool, the token and
+  the exact item set. A result that arrives after its lease expired counts
+  like any other while its shard is still open (it may meet the replica of
+  the pool that leased the shard since); once the shard has an accepted run,
+  it is kept as an extra (``late``) attempt, so nothing is counted twice.
 - Whether a result is accepted at once or waits for replicas from other
   owners' pools is ``verification.settle_shard``'s decision; a pool is never
   leased a shard it or its owner already returned results for, nor a job
-  whose memory estimate exceeds what its engines hold.
+  whose memory estimate exceeds what its engines hold, nor (a volunteer's
+  pool) a job whose model is a folder on the platform's disk, unless
+  ``SABHA_LOCAL_MODELS_FOR_VOLUNTEERS`` says the pools share that disk.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ from sabha.platform.wire import (
     ShardResult,
 )
 
-from .verification import VerificationPolicy, settle_shard
+from .verification import VerificationPolicy, audit_job, settle_shard, waiting_results
 
 _log = logging.getLogger(__name__)
 
@@ -270,7 +273,7 @@ def _expire_leases(session: Session, now: datetime) -> int:
     return len(lapsed)
 
 
-def finish_complete_jobs(db: Engine) -> list[int]:
+def finish_complete_jobs(db: Engine, policy: VerificationPolicy | None = None) -> list[int]:
     """Score every unfinished job whose shards all have accepted runs.
 
     Part of the periodic sweep: the pool that submits a job's last shard
@@ -292,7 +295,7 @@ def finish_complete_jobs(db: Engine) -> list[int]:
     for job_id in candidates:
         assert job_id is not None
         try:
-            if finalize_job(db, job_id):
+            if finalize_job(db, job_id, policy):
                 finished.append(job_id)
         except Exception:  # the sweep runs inside a pool's lease request
             _log.exception("Scoring job %s in the sweep failed; the next sweep tries again", job_id)
@@ -313,6 +316,8 @@ def lease_next_shard(
     pool_id: int,
     job_ids: Sequence[int] | None = None,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    policy: VerificationPolicy | None = None,
+    local_models_for_volunteers: bool = False,
 ) -> ShardLease | None:
     """Lease the next queued shard to a pool.
 
@@ -326,6 +331,11 @@ def lease_next_shard(
         pool_id: The leasing pool (``register_pool``).
         job_ids: Only lease shards of these jobs (None: any leasable job).
         lease_seconds: How long the lease holds without a heartbeat.
+        policy: The verification policy (default: the settings'); a new
+            volunteer pool with ``new_pool_shards`` results waiting for
+            replicas gets nothing more until some are verified.
+        local_models_for_volunteers: Whether volunteer pools may run jobs of
+            models that are folders on the platform's disk (they share it).
 
     Returns:
         The lease with its plaintext token (shown once), or None when no shard
@@ -335,12 +345,14 @@ def lease_next_shard(
         NotFoundError: the pool is unknown.
         PoolNotActive: the pool is quarantined.
     """
+    policy = policy or VerificationPolicy.from_settings()
     if _note_sweep(db, LEASE_SWEEP_SECONDS):
         expire_leases(db)
-        finish_complete_jobs(db)
-    lease = _lease(db, pool_id, job_ids, lease_seconds)
+        finish_complete_jobs(db, policy)
+    options = (lease_seconds, policy, local_models_for_volunteers)
+    lease = _lease(db, pool_id, job_ids, *options)
     if lease is None and expire_leases(db):
-        lease = _lease(db, pool_id, job_ids, lease_seconds)
+        lease = _lease(db, pool_id, job_ids, *options)
     return lease
 
 
@@ -357,7 +369,12 @@ _RESULT_VALUES = [str(s) for s in RESULT_STATUSES]
 
 
 def _lease(
-    db: Engine, pool_id: int, job_ids: Sequence[int] | None, lease_seconds: int
+    db: Engine,
+    pool_id: int,
+    job_ids: Sequence[int] | None,
+    lease_seconds: int,
+    policy: VerificationPolicy,
+    local_models_for_volunteers: bool,
 ) -> ShardLease | None:
     """One lease transaction: the pool's check, the claim, the run and the prompts."""
     with session_scope(db) as session:
@@ -371,6 +388,7 @@ def _lease(
                 _POOL.c.capabilities,
                 _POOL.c.last_seen_at,
                 _POOL.c.kind,
+                _POOL.c.agreements,
             ).where(_POOL.c.id == sa.bindparam("pool_id")),
             {"pool_id": pool_id},
         ).first()
@@ -383,6 +401,11 @@ def _lease(
                 "Ask a Sabha operator to review the pool's results and reinstate it; "
                 "until then it gets no shards. Stop its agent meanwhile.",
             )
+        local = pool.kind == PoolKind.LOCAL
+        if not local and pool.agreements < policy.new_pool_shards:
+            # A new pool's results all wait for replicas: it may have only so many waiting.
+            if waiting_results(session, pool_id) >= max(1, policy.new_pool_shards):
+                return None
         memory = (pool.capabilities or {}).get("memory_bytes")
         if not isinstance(memory, int | float) or isinstance(memory, bool):
             memory = None
@@ -391,7 +414,8 @@ def _lease(
             pool.owner_id is not None,
             memory is not None,
             job_ids is not None,
-            pool.kind == PoolKind.LOCAL,
+            local,
+            local or local_models_for_volunteers,
         )
         claimed = connection.execute(
             claim,
@@ -414,7 +438,7 @@ def _lease(
 
 @functools.cache
 def _claim_statement(
-    postgresql: bool, owned: bool, memory: bool, jobs: bool, local: bool
+    postgresql: bool, owned: bool, memory: bool, jobs: bool, local: bool, local_models: bool
 ) -> sa.Update:
     """Pick and claim the first queued shard a pool may run, in one statement.
 
@@ -423,7 +447,9 @@ def _claim_statement(
     pool's engines have, nor one the pool handed back because its hardware
     cannot run the model (a reason beginning ``CANNOT_RUN_HERE``). A
     server-only shard (a private held-out split) goes to the operator's local
-    pools only (``local``): a volunteer's pool never sees its items.
+    pools only (``local``): a volunteer's pool never sees its items. A job
+    whose model is a folder on the platform's disk goes to pools that can
+    read that disk only (``local_models``).
     ``UPDATE shard ... WHERE id = (SELECT ... LIMIT 1) RETURNING``: on
     PostgreSQL the pick skips rows other transactions have locked, so
     concurrent pools claim different shards without waiting. Parameters:
@@ -469,6 +495,9 @@ def _claim_statement(
         pick = pick.where(candidate.c.job_id.in_(sa.bindparam("job_ids", expanding=True)))
     if not local:
         pick = pick.where(candidate.c.server_only.is_(False))
+    if not local_models:
+        on_disk = sa.select(_MODEL.c.id).where(_MODEL.c.source == "local")
+        pick = pick.where(_JOB.c.model_id.not_in(on_disk))
     if postgresql:
         pick = pick.with_for_update(skip_locked=True, of=candidate)
     return (
@@ -628,6 +657,7 @@ def heartbeat_lease(
     """
     with session_scope(db) as session:
         run = _run_for_token(session, run_id, token)
+        _check_active(session, run.pool_id)
         now = utcnow()
         if run.status != RunStatus.LEASED or _aware(run.expires_at) < now:
             raise LeaseLost(
@@ -672,10 +702,13 @@ def submit_shard_results(
 
     Raises:
         LeaseLost: unknown run or wrong token.
-        ResultRejected: the item set differs from the shard's; nothing is stored.
+        PoolNotActive: the pool is quarantined; nothing is stored.
+        ResultRejected: the item set differs from the shard's, or an answer
+            claims more tokens than the job allows; nothing is stored.
     """
     with session_scope(db) as session:
         run = _run_for_token(session, result.run_id, result.token)
+        _check_active(session, run.pool_id)
         shard = session.get(Shard, run.shard_id)
         assert shard is not None
         job_id = run.job_id
@@ -688,6 +721,19 @@ def submit_shard_results(
     # would call the job complete (PostgreSQL, READ COMMITTED).
     with session_scope(db) as session:
         return SubmitOutcome(status, duplicate, _job_complete(session, job_id))
+
+
+def _check_active(session: Session, pool_id: int) -> None:
+    """Refuse anything from a quarantined pool (it is checked before anything is stored)."""
+    pool = session.get(Pool, pool_id)
+    assert pool is not None
+    if pool.status != PoolStatus.ACTIVE:
+        reason = f" ({pool.status_reason})" if pool.status_reason else ""
+        raise PoolNotActive(
+            f"Pool {pool.name!r} is {pool.status}{reason}: its results are not accepted.",
+            "Ask a Sabha operator to review the pool's results and reinstate it; "
+            "stop its agent meanwhile.",
+        )
 
 
 def _store_results(
@@ -709,18 +755,31 @@ def _store_results(
             f"repeated {repeated[:5]}).",
             "Send one result per leased item, no more and no fewer.",
         )
+    job = session.get(Job, run.job_id)
+    assert job is not None
+    max_tokens = int(job.decoding.get("max_tokens", DecodingParams().max_tokens))
+    inflated = [r.item_id for r in result.results if r.num_tokens > max_tokens]
+    if inflated:
+        raise ResultRejected(
+            f"The results for shard run {run.id} claim more than the job's {max_tokens} "
+            f"new tokens for items {inflated[:5]}.",
+            "Report num_tokens as the engine counted them (at most max_tokens).",
+        )
     now = utcnow()
     on_time = run.status == RunStatus.LEASED and _aware(run.expires_at) >= now
     open_shard = shard.accepted_run_id is None
-    if open_shard and (on_time or not _taken_by_other(session, run)):
+    if open_shard:
+        # A late result counts like any other while the shard is open: after an
+        # outage the shard may be leased to another owner's pool meanwhile, and
+        # the two runs then verify each other.
         run.status = RunStatus.SUBMITTED  # settled below
-    elif open_shard:
-        run.status = RunStatus.LATE
     else:
         run.status = RunStatus.SUBMITTED if on_time else RunStatus.LATE
     run.finished_at = now
     run.executed_on = result.executed_on.model_dump(mode="json")
-    run.engine_seconds = result.engine_seconds
+    if result.engine_seconds is not None:  # never more than the lease lasted
+        wall = max(0.0, (now - _aware(run.leased_at)).total_seconds())
+        run.engine_seconds = min(result.engine_seconds, wall)
     session.add_all(
         Output(
             shard_run_id=id_of(run),
@@ -744,27 +803,9 @@ def _store_results(
         if accepted is not None:
             from .scoring import stats_for_new_outputs
 
-            job = session.get(Job, run.job_id)
-            assert job is not None
             outputs = session.exec(select(Output).where(Output.shard_run_id == accepted.id)).all()
             stats_for_new_outputs(session, job, list(outputs))
     return RunStatus(run.status)
-
-
-def _taken_by_other(session: Session, run: ShardRun) -> bool:
-    """Whether another run holds or finished the shard since this one's lease lapsed."""
-    return (
-        session.exec(
-            select(func.count())
-            .select_from(ShardRun)
-            .where(
-                ShardRun.shard_id == run.shard_id,
-                col(ShardRun.id) != run.id,
-                col(ShardRun.status).in_([RunStatus.LEASED, RunStatus.ACCEPTED]),
-            )
-        ).one()
-        > 0
-    )
 
 
 def _job_complete(session: Session, job_id: int) -> bool:
@@ -903,14 +944,16 @@ def _new_job(
     return job
 
 
-def finalize_job(db: Engine, job_id: int) -> bool:
+def finalize_job(db: Engine, job_id: int, policy: VerificationPolicy | None = None) -> bool:
     """Complete a job whose every shard has an accepted run, and score it.
 
     It is scored under the scoring identity of every current benchmark
     definition that shares its generation identity; each benchmark's
     leaderboard is rebuilt. Nothing is scored while any shard lacks an
-    accepted run, so partial scores are never published. Safe to call twice
-    and from several pools at once.
+    accepted run, so partial scores are never published, nor while a
+    proven volunteer pool has no verified shard in the job
+    (``verification.audit_job`` re-opens one for a replica). Safe to call
+    twice and from several pools at once.
 
     Returns:
         Whether the job is complete.
@@ -922,6 +965,8 @@ def finalize_job(db: Engine, job_id: int) -> bool:
         if job is None:
             raise NotFoundError(f"There is no job {job_id}.", "Check the job id.")
         if not _job_complete(session, job_id):
+            return False
+        if audit_job(session, job_id, policy or VerificationPolicy.from_settings()):
             return False
         score_job_for_current_benchmarks(session, job)
         if job.status != JobStatus.COMPLETED:

@@ -363,6 +363,15 @@ def stats_for_new_outputs(session: Session, job: Job, outputs: Sequence[Output])
             for m in b.metrics
         }
     )
+    if outputs:  # a re-accepted run (an audit, a late majority) has its statistics already
+        known = set(
+            session.exec(
+                select(OutputStat.output_id).where(
+                    col(OutputStat.output_id).in_([id_of(o) for o in outputs])
+                )
+            ).all()
+        )
+        outputs = [o for o in outputs if id_of(o) not in known]
     if not metrics or not outputs:
         return
     references = dict(

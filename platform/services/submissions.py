@@ -354,7 +354,9 @@ def create_submission(
     longest = max(b.max_model_len for b in benchmarks)
     estimate = estimate_memory(config, longest)
     with Session(db) as session:
-        pools = known_pool_sizes(session, local_pool_memory_bytes(settings))
+        pools = known_pool_sizes(
+            session, local_pool_memory_bytes(settings), settings.replication_new_pool_shards
+        )
     described = source.repo_id if isinstance(source, HubModelSource) else source.path
     check_fits(estimate, pools, f"Model {described} at {longest} tokens")
     if isinstance(source, LocalModelSource):

@@ -1,29 +1,33 @@
-"""Verified results: replicas on pools of different owners, reputation, quarantine.
+"""Verified results: replicas on pools of different owners, earned trust, quarantine.
 
-Volunteer pools are not trusted. A shard can need ``Shard.replicas`` runs from
-pools of different owners that agree before one of them is accepted:
+Volunteer pools are not trusted; what they post counts only when it is
+verified, and trust is earned only by verification (docs/verification.md):
 
-- A **trusted** pool (``local``: the operator's own ``sabha eval``) is never
-  replicated; its result is accepted at once and settles any replicas waiting.
-- A remote pool's first ``replication_new_pool_shards`` results are all
-  replicated (two agreeing runs); afterwards a ``replication_fraction`` of its
-  shards, picked by a keyed hash the pool cannot predict.
-- Two runs **agree** when (same vLLM version, dtype, device and
-  tensor-parallel size) every item's
-  output and error are identical, as greedy decoding on one setup gives; or
-  (different setups, where outputs do drift) when at least
-  ``replica_item_share`` of items have chrF similarity ≥ ``replica_item_chrf``
-  and the two runs' shard chrF against the references differ by at most
-  ``replica_score_delta`` points.
-- When runs disagree the shard goes back to the queue for another replica
-  (never to a pool or owner that already ran it); the first run that enough
-  other owners agree with is accepted. Runs in that majority get an
-  agreement, the others a disagreement.
-- ``reputation = (agreements + 1) / (agreements + disagreements + 1)``; a pool
-  that falls below ``quarantine_reputation`` is quarantined: it leases
-  nothing, its leases and pending results are withdrawn, and its accepted
-  results no other owner verified are un-accepted, their shards re-queued and
-  any scores built on them withdrawn, so they never reach a leaderboard.
+- The operator's own pools (``local``: ``sabha eval``) are trusted: their
+  results are accepted at once and settle any replicas waiting.
+- A volunteer pool is **new** until ``new_pool_shards`` of its results were
+  verified by agreeing runs of other owners' pools (agreements, never the
+  number of results it posted). Every result of a new pool waits for such a
+  replica before it counts, and a new pool holds at most ``new_pool_shards``
+  results waiting at once (more leases wait), so rushing buys nothing.
+- A **proven** pool's results count at once, except a ``fraction`` of them,
+  picked after each result arrives by a keyed hash of its run (the pool
+  cannot tell which), which wait for a replica; and before a job is scored,
+  every proven pool whose results it uses must have at least one of its
+  shards in that job verified (``audit_job``), so a pool that turns to
+  forging cannot get a job published on its word alone.
+- Two runs **agree** when their outputs are identical, or within the
+  measured tolerance for honest setups that differ: at least ``item_share``
+  of the items have a chrF similarity of at least ``item_chrf``, and the two
+  runs' shard chrF against the references differ by at most ``score_delta``.
+- When runs disagree, no verdict is given: the shard goes back to the queue
+  for another replica (never to a pool or owner that already ran it). The
+  oldest run that two owners' runs agree with is accepted. A pool whose run
+  is outvoted that way (or disagrees with a trusted pool's) is **quarantined
+  at once**: it leases nothing and its results are refused, its waiting
+  results are withdrawn, and its accepted results that no other owner
+  verified are un-accepted, their shards re-queued and the scores built on
+  them withdrawn until they are recomputed elsewhere.
 """
 
 from __future__ import annotations
@@ -62,33 +66,50 @@ __all__ = [
     "Comparison",
     "RunOutputs",
     "VerificationPolicy",
+    "audit_job",
     "compare_runs",
+    "is_proven",
+    "is_trusted",
     "needs_replica",
+    "owner_key",
     "quarantine_pool",
     "reinstate_pool",
     "reputation_of",
     "settle_shard",
+    "waiting_results",
 ]
-
-SETUP_KEYS = ("vllm", "dtype", "device")
-"""EngineInfo fields that make a setup: on the same ones greedy outputs are identical."""
 
 
 @dataclass(frozen=True)
 class VerificationPolicy:
-    """How much replication is asked for and how replicas are compared (see the module)."""
+    """How much replication is asked for and how replicas are compared (see the module).
+
+    Attributes:
+        new_pool_shards: Verified agreements a volunteer pool needs before its
+            results count without a replica; also the most results a new pool
+            may have waiting for replicas at once.
+        fraction: Share of a proven pool's results replicated all the same.
+        item_chrf: chrF similarity at which two answers to an item agree.
+        item_share: Share of a shard's items whose answers must agree.
+        score_delta: Largest difference of the two runs' shard chrF against the
+            references.
+        audit_jobs: Before a job is scored, verify at least one shard of every
+            proven pool whose results it uses (off only where every pool is the
+            operator's own).
+        key: Keys the hash that picks replicated results (the secret key).
+    """
 
     new_pool_shards: int = 20
     fraction: float = 0.1
     item_chrf: float = 50.0
     item_share: float = 0.9
     score_delta: float = 5.0
-    quarantine_reputation: float = 0.6
+    audit_jobs: bool = True
     key: str = field(default="", repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> VerificationPolicy:
-        """The policy the ``SABHA_REPLICA*``/``SABHA_QUARANTINE_*`` settings describe."""
+        """The policy the ``SABHA_REPLICA*``/``SABHA_REPLICATION_*`` settings describe."""
         s = settings or Settings()
         return cls(
             new_pool_shards=s.replication_new_pool_shards,
@@ -96,7 +117,7 @@ class VerificationPolicy:
             item_chrf=s.replica_item_chrf,
             item_share=s.replica_item_share,
             score_delta=s.replica_score_delta,
-            quarantine_reputation=s.quarantine_reputation,
+            audit_jobs=s.replication_audit_jobs,
             key=s.secret_key,
         )
 
@@ -117,12 +138,6 @@ class Comparison:
     exact: bool
     item_share: float
     score_delta: float
-
-
-def _same_setup(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    # Tensor parallelism sums partial results in another order: another setup.
-    same_split = (a.get("tensor_parallel_size") or 1) == (b.get("tensor_parallel_size") or 1)
-    return same_split and all(a.get(key) and a.get(key) == b.get(key) for key in SETUP_KEYS)
 
 
 def _error_kind(error: str) -> str:
@@ -159,6 +174,10 @@ def compare_runs(
 ) -> Comparison:
     """Compare two runs of one shard with the documented tolerance.
 
+    Identical outputs agree. Otherwise the tolerance decides, whatever the two
+    setups: greedy outputs of one model already differ between two machines
+    of the same kind (docs/verification.md has the measurements).
+
     Args:
         a: One run's answers and setup.
         b: The other's (the same items).
@@ -167,9 +186,8 @@ def compare_runs(
         policy: The thresholds.
     """
     items = sorted(set(a.answers) | set(b.answers))
-    if _same_setup(a.setup, b.setup):
-        identical = all(a.answers.get(i) == b.answers.get(i) for i in items)
-        return Comparison(identical, True, 1.0 if identical else 0.0, 0.0)
+    if all(a.answers.get(i) == b.answers.get(i) for i in items):
+        return Comparison(True, True, 1.0, 0.0)
     missing = ("", "missing")
     similar = [
         _item_similarity(a.answers.get(i, missing), b.answers.get(i, missing)) >= policy.item_chrf
@@ -192,35 +210,54 @@ def is_trusted(pool: Pool) -> bool:
     return pool.kind == PoolKind.LOCAL
 
 
+def is_proven(pool: Pool, policy: VerificationPolicy) -> bool:
+    """A volunteer pool with ``new_pool_shards`` verified agreements, still active."""
+    return (
+        not is_trusted(pool)
+        and pool.status == PoolStatus.ACTIVE
+        and pool.agreements >= policy.new_pool_shards
+    )
+
+
 def owner_key(pool: Pool) -> str:
     """Who stands behind a pool: its owner, or the pool itself when it has none."""
     return f"user:{pool.owner_id}" if pool.owner_id is not None else f"pool:{pool.id}"
 
 
-def _results_of(session: Session, pool: Pool) -> int:
+def waiting_results(session: Session, pool_id: int) -> int:
+    """The pool's results waiting for a replica: runs with results, no verdict, shard open."""
     return int(
         session.exec(
             select(func.count())
             .select_from(ShardRun)
+            .join(Shard, col(Shard.id) == ShardRun.shard_id)
             .where(
-                ShardRun.pool_id == pool.id,
-                col(ShardRun.status).in_([RunStatus.ACCEPTED, RunStatus.SUBMITTED]),
+                ShardRun.pool_id == pool_id,
+                ShardRun.status == RunStatus.SUBMITTED,
+                col(ShardRun.verdict).is_(None),
+                col(Shard.accepted_run_id).is_(None),
             )
         ).one()
     )
 
 
-def needs_replica(session: Session, pool: Pool, shard: Shard, policy: VerificationPolicy) -> bool:
-    """Whether the first result of ``shard``, from ``pool``, must be verified by another owner.
+def _picked(policy: VerificationPolicy, what: str, share: float) -> bool:
+    """A keyed, unpredictable draw: True for about ``share`` of the values of ``what``."""
+    digest = hmac.new(policy.key.encode(), what.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
-    Call after the run's status is set, so the count includes it.
+
+def needs_replica(pool: Pool, run: ShardRun, policy: VerificationPolicy) -> bool:
+    """Whether ``run``'s result, from ``pool``, must be verified by another owner first.
+
+    Every result of a new volunteer pool; a ``fraction`` of a proven pool's,
+    drawn per run after the result arrived; never a trusted pool's.
     """
     if is_trusted(pool):
         return False
-    if _results_of(session, pool) <= policy.new_pool_shards:
+    if not is_proven(pool, policy):
         return True
-    digest = hmac.new(policy.key.encode(), f"shard:{shard.id}".encode(), hashlib.sha256)
-    return int.from_bytes(digest.digest()[:8], "big") / 2**64 < policy.fraction
+    return _picked(policy, f"run:{run.id}", policy.fraction)
 
 
 def _outputs_of(session: Session, run_ids: Iterable[int]) -> dict[int, dict[int, Any]]:
@@ -275,10 +312,10 @@ def settle_shard(
             if compare_runs(outputs[id_of(run)], outputs[id_of(r)], references, policy).agree
         ]
         _accept(session, shard, run)
-        _judge(session, agreeing, [r for r in others if r not in agreeing], policy)
+        _judge(session, shard, agreeing, [r for r in others if r not in agreeing])
         return run
     if shard.replicas <= 1 and len(pending) == 1:
-        if not needs_replica(session, pool, shard, policy):
+        if not needs_replica(pool, run, policy):
             _accept(session, shard, run)
             return run
         shard.replicas = 2
@@ -287,7 +324,7 @@ def settle_shard(
         _requeue(session, shard)
         return None
     _accept(session, shard, winner)
-    _judge(session, agreeing, [r for r in pending if r not in agreeing], policy)
+    _judge(session, shard, agreeing, [r for r in pending if r not in agreeing])
     return winner
 
 
@@ -342,23 +379,32 @@ def _majority(
 
 def _judge(
     session: Session,
+    shard: Shard,
     agreeing: list[ShardRun],
     disagreeing: list[ShardRun],
-    policy: VerificationPolicy,
 ) -> None:
-    """Record the verdicts of a settled shard's replicas and their pools' reputations."""
+    """Record the verdicts of a settled shard's runs; quarantine the pools outvoted."""
     for run in agreeing:
         run.verdict = RunVerdict.AGREED
     for run in disagreeing:
         run.verdict = RunVerdict.DISAGREED
     session.flush()
     for run in agreeing:
-        _count(session, run.pool_id, agreed=True, policy=policy)
+        _count(session, run.pool_id, agreed=True)
+    owners = len({r.pool_id for r in agreeing})
     for run in disagreeing:
-        _count(session, run.pool_id, agreed=False, policy=policy)
+        pool = _count(session, run.pool_id, agreed=False)
+        if pool.status == PoolStatus.ACTIVE and not is_trusted(pool):
+            quarantine_pool(
+                session,
+                pool,
+                f"its results for shard {shard.index} of job {shard.job_id} disagreed with "
+                f"the accepted results ({owners} agreeing run(s) of other owners' pools, "
+                "or the operator's own)",
+            )
 
 
-def _count(session: Session, pool_id: int, agreed: bool, policy: VerificationPolicy) -> None:
+def _count(session: Session, pool_id: int, agreed: bool) -> Pool:
     pool = session.get(Pool, pool_id)
     assert pool is not None
     if agreed:
@@ -366,13 +412,56 @@ def _count(session: Session, pool_id: int, agreed: bool, policy: VerificationPol
     else:
         pool.disagreements += 1
     pool.reputation = reputation_of(pool.agreements, pool.disagreements)
-    if pool.reputation < policy.quarantine_reputation and pool.status == PoolStatus.ACTIVE:
-        quarantine_pool(
-            session,
-            pool,
-            f"reputation {pool.reputation:.2f} after {pool.disagreements} disagreement(s) "
-            f"with other owners' pools is below {policy.quarantine_reputation:.2f}",
+    return pool
+
+
+def audit_job(session: Session, job_id: int, policy: VerificationPolicy) -> list[int]:
+    """Before a complete job is scored, make sure no pool's results in it are all unverified.
+
+    For every proven volunteer pool whose accepted results in the job were
+    never compared with another owner's, one of its shards (picked by a keyed
+    hash, after the results are in) is re-opened for a replica; its run stays
+    and is judged when the replica arrives. A job is scored only when this
+    re-opens nothing.
+
+    Returns:
+        The ids of the shards re-opened (empty: the job may be scored).
+    """
+    if not policy.audit_jobs:
+        return []
+    verified = set(
+        session.exec(
+            select(ShardRun.pool_id).where(
+                ShardRun.job_id == job_id, ShardRun.verdict == RunVerdict.AGREED
+            )
+        ).all()
+    )
+    unverified: dict[int, list[tuple[Shard, ShardRun]]] = {}
+    for shard, run, pool in session.exec(
+        select(Shard, ShardRun, Pool)
+        .join(ShardRun, col(ShardRun.id) == Shard.accepted_run_id)
+        .join(Pool, col(Pool.id) == ShardRun.pool_id)
+        .where(Shard.job_id == job_id)
+    ).all():
+        if not is_trusted(pool) and run.verdict is None and pool.id not in verified:
+            unverified.setdefault(id_of(pool), []).append((shard, run))
+    reopened = []
+    for pool_id in sorted(unverified):
+        shard, run = max(
+            unverified[pool_id],
+            key=lambda pair: hmac.new(
+                policy.key.encode(), f"audit:{job_id}:{pair[1].id}".encode(), hashlib.sha256
+            ).digest(),
         )
+        run.status = RunStatus.SUBMITTED
+        shard.accepted_run_id = None
+        shard.finished_at = None
+        shard.replicas = max(shard.replicas, 2)
+        session.flush()
+        _requeue(session, shard)
+        reopened.append(id_of(shard))
+    session.flush()
+    return reopened
 
 
 def quarantine_pool(session: Session, pool: Pool, reason: str) -> list[int]:
