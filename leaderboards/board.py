@@ -28,6 +28,7 @@ from sabha.platform.domain import (
     Model,
     Output,
     Pool,
+    RunVerdict,
     Score,
     ScoringRun,
     Shard,
@@ -490,6 +491,11 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPubl
     ).all()
     attempts = Counter(run.shard_id for run, _ in runs)
     accepted = {id_of(run): (run, pool) for run, pool in runs}
+    counted = {shard.accepted_run_id for shard in shards}
+    agreed: dict[int, list[str]] = {}  # the replicas that agreed with each accepted run
+    for run, pool in runs:
+        if run.verdict == RunVerdict.AGREED and id_of(run) not in counted:
+            agreed.setdefault(run.shard_id, []).append(pool.name)
     shard_rows = []
     for shard in shards:
         run, pool = accepted.get(shard.accepted_run_id or -1, (None, None))
@@ -500,6 +506,7 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPubl
                 status=shard.status,
                 attempts=attempts.get(id_of(shard), 0),
                 pool=pool.name if pool else None,
+                verified_by=sorted(agreed.get(id_of(shard), [])) if run else [],
                 finished_at=_utc(shard.finished_at),
                 executed_on=(run.executed_on or {}) if run else {},
             )

@@ -183,13 +183,19 @@ class ScorePublic(_Public):
 
 
 class ShardPublic(_Public):
-    """A shard: its accepted run and where that ran."""
+    """A shard: its accepted run, where that ran, and the pools whose replicas agreed with it.
+
+    ``verified_by`` is empty for a result accepted on its pool's word (the
+    operator's own pool, or a proven volunteer pool's result not drawn for a
+    check).
+    """
 
     shard: int
     items: int
     status: str
     attempts: int
     pool: str | None
+    verified_by: list[str] = Field(default_factory=list)
     finished_at: datetime | None
     executed_on: dict[str, Any]
 

@@ -37,6 +37,7 @@ __all__ = [
     "AnnotationReview",
     "AnnotationTaskType",
     "Benchmark",
+    "CheckReason",
     "CommunityScore",
     "Dataset",
     "DatasetVersion",
@@ -163,6 +164,19 @@ class RunVerdict(StrEnum):
     AGREED = "agreed"
     DISAGREED = "disagreed"
     WITHDRAWN = "withdrawn"
+
+
+class CheckReason(StrEnum):
+    """Values of ``ShardRun.check_reason``: why a result waited for another owner's replica.
+
+    ``new_pool``: its pool had not yet earned trust. ``sample``: drawn for a
+    check after it arrived. ``audit``: the job's audit picked it before
+    scoring. None: accepted at once (or the operator's own pool).
+    """
+
+    NEW_POOL = "new_pool"
+    SAMPLE = "sample"
+    AUDIT = "audit"
 
 
 class PoolKind(StrEnum):
@@ -450,6 +464,7 @@ class ShardRun(SQLModel, table=True):
     __table_args__ = (
         _status_check("status", RunStatus, "ck_shard_run_status"),
         _status_check("verdict", RunVerdict, "ck_shard_run_verdict"),
+        _status_check("check_reason", CheckReason, "ck_shard_run_check_reason"),
         sa.Index("ix_shard_run_status_expires", "status", "expires_at"),
     )
 
@@ -469,6 +484,7 @@ class ShardRun(SQLModel, table=True):
     # The run's share of its engine's busy time, as the pool reported it.
     engine_seconds: float | None = Field(default=None, sa_type=sa.Float, nullable=True)
     verdict: str | None = Field(default=None, max_length=20)
+    check_reason: str | None = Field(default=None, max_length=20)
     error: str | None = _text(nullable=True)
 
 

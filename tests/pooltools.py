@@ -53,7 +53,7 @@ def prepare_job(db: Engine, root: Path, items: int, shard_size: int) -> None:
 class Platform:
     """The platform under gunicorn on a fixed loopback port; ``start`` again after ``kill``."""
 
-    def __init__(self, db: Engine, root: Path, lease_seconds: int) -> None:
+    def __init__(self, db: Engine, root: Path, lease_seconds: int, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -72,6 +72,7 @@ class Platform:
             # Limits are not what these tests are about; the lease protocol's own
             # budget (SABHA_RATE_LIMIT_WORKER) is tested in test_web_security.py.
             "SABHA_RATE_LIMITS": "false",
+            **env,
         }
         self.log = root / "gunicorn.log"
         self.process: subprocess.Popen[bytes] | None = None

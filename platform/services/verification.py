@@ -42,6 +42,7 @@ from sqlmodel import Session, col, delete, func, select
 
 from sabha.platform.domain import (
     Benchmark,
+    CheckReason,
     Item,
     Job,
     JobStatus,
@@ -241,23 +242,29 @@ def waiting_results(session: Session, pool_id: int) -> int:
     )
 
 
-def _picked(policy: VerificationPolicy, what: str, share: float) -> bool:
-    """A keyed, unpredictable draw: True for about ``share`` of the values of ``what``."""
+def _draw(policy: VerificationPolicy, what: str) -> float:
+    """A keyed draw in [0, 1): the same for the same ``what``, unpredictable without the key."""
     digest = hmac.new(policy.key.encode(), what.encode(), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def needs_replica(pool: Pool, run: ShardRun, policy: VerificationPolicy) -> bool:
-    """Whether ``run``'s result, from ``pool``, must be verified by another owner first.
+def _picked(policy: VerificationPolicy, what: str, share: float) -> bool:
+    """True for about ``share`` of the values of ``what``."""
+    return _draw(policy, what) < share
 
-    Every result of a new volunteer pool; a ``fraction`` of a proven pool's,
-    drawn per run after the result arrived; never a trusted pool's.
+
+def needs_replica(pool: Pool, run: ShardRun, policy: VerificationPolicy) -> CheckReason | None:
+    """Why ``run``'s result, from ``pool``, must be verified by another owner first, if it must.
+
+    Every result of a new volunteer pool (``new_pool``); a ``fraction`` of a
+    proven pool's, drawn per run after the result arrived (``sample``); never
+    a trusted pool's (None).
     """
     if is_trusted(pool):
-        return False
+        return None
     if not is_proven(pool, policy):
-        return True
-    return _picked(policy, f"run:{run.id}", policy.fraction)
+        return CheckReason.NEW_POOL
+    return CheckReason.SAMPLE if _picked(policy, f"run:{run.id}", policy.fraction) else None
 
 
 def _outputs_of(session: Session, run_ids: Iterable[int]) -> dict[int, dict[int, Any]]:
@@ -315,9 +322,11 @@ def settle_shard(
         _judge(session, shard, agreeing, [r for r in others if r not in agreeing])
         return run
     if shard.replicas <= 1 and len(pending) == 1:
-        if not needs_replica(pool, run, policy):
+        reason = needs_replica(pool, run, policy)
+        if reason is None:
             _accept(session, shard, run)
             return run
+        run.check_reason = reason
         shard.replicas = 2
     winner, agreeing = _majority(session, shard, pending, policy)
     if winner is None:
@@ -416,44 +425,46 @@ def _count(session: Session, pool_id: int, agreed: bool) -> Pool:
 
 
 def audit_job(session: Session, job_id: int, policy: VerificationPolicy) -> list[int]:
-    """Before a complete job is scored, make sure no pool's results in it are all unverified.
+    """Before a complete job is scored, make sure no pool's word alone stands in it.
 
-    For every proven volunteer pool whose accepted results in the job were
-    never compared with another owner's, one of its shards (picked by a keyed
-    hash, after the results are in) is re-opened for a replica; its run stays
-    and is judged when the replica arrives. A job is scored only when this
-    re-opens nothing.
+    For every volunteer pool with results in the job that were accepted at
+    once (a proven pool's, never compared with another run), one of its
+    results there must have been checked by another owner: drawn as a
+    sample, or picked here. If none was,
+    one is picked by a keyed hash (after the results are in, so the pool
+    cannot know which) and its shard re-opened for a replica; its run stays
+    and is judged when the replica arrives. Results checked because the pool
+    was new do not count: a pool that turns to forging once trusted is
+    checked on the shards it ran as a trusted pool. A job is scored only
+    when this re-opens nothing.
 
     Returns:
         The ids of the shards re-opened (empty: the job may be scored).
     """
     if not policy.audit_jobs:
         return []
-    verified = set(
+    checked = set(
         session.exec(
             select(ShardRun.pool_id).where(
-                ShardRun.job_id == job_id, ShardRun.verdict == RunVerdict.AGREED
+                ShardRun.job_id == job_id,
+                col(ShardRun.check_reason).in_([CheckReason.SAMPLE, CheckReason.AUDIT]),
             )
         ).all()
     )
-    unverified: dict[int, list[tuple[Shard, ShardRun]]] = {}
+    unchecked: dict[int, list[tuple[Shard, ShardRun]]] = {}
     for shard, run, pool in session.exec(
         select(Shard, ShardRun, Pool)
         .join(ShardRun, col(ShardRun.id) == Shard.accepted_run_id)
         .join(Pool, col(Pool.id) == ShardRun.pool_id)
-        .where(Shard.job_id == job_id)
+        .where(Shard.job_id == job_id, col(ShardRun.verdict).is_(None))
     ).all():
-        if not is_trusted(pool) and run.verdict is None and pool.id not in verified:
-            unverified.setdefault(id_of(pool), []).append((shard, run))
+        if not is_trusted(pool) and pool.id not in checked:
+            unchecked.setdefault(id_of(pool), []).append((shard, run))
     reopened = []
-    for pool_id in sorted(unverified):
-        shard, run = max(
-            unverified[pool_id],
-            key=lambda pair: hmac.new(
-                policy.key.encode(), f"audit:{job_id}:{pair[1].id}".encode(), hashlib.sha256
-            ).digest(),
-        )
+    for pool_id in sorted(unchecked):
+        shard, run = max(unchecked[pool_id], key=lambda pair: _draw(policy, f"audit:{pair[1].id}"))
         run.status = RunStatus.SUBMITTED
+        run.check_reason = CheckReason.AUDIT
         shard.accepted_run_id = None
         shard.finished_at = None
         shard.replicas = max(shard.replicas, 2)
