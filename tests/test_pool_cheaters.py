@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sabha.platform.benchmarks import load_benchmark_file
 from sabha.platform.catalog import add_model
 from sabha.platform.db import session_scope
+from sabha.platform.domain import Benchmark, id_of
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 from sabha.platform.settings import Settings
@@ -46,7 +47,8 @@ from sabha.workers.standin import WORDS, stand_in_answer
 
 pytestmark = pytest.mark.slow
 
-MODELS, ITEMS, SHARD_SIZE = 6, 16, 4  # 6 jobs of 4 shards
+ITEMS, SHARD_SIZE = 16, 4  # jobs of 4 shards
+MODELS = 9  # three jobs at the start, three for the sleeper to earn trust, three to forge
 SECONDS_PER_ITEM = 0.05
 TEMPLATE = "Question: {question}\nAnswer:"
 HONEST = {"alice-pool", "bob-pool"}
@@ -131,21 +133,43 @@ class Watcher(threading.Thread):
         self.reads += 1
 
 
+class Site:
+    """The platform under gunicorn, and new jobs (new models submitted) on demand."""
+
+    def __init__(self, db: Engine, root: Path) -> None:
+        self.db = db
+        settings = Settings(data_dir=root / "data")
+        loaded = load_benchmark_file(write_benchmark(root / "bench", _items()))
+        with session_scope(db) as session:
+            self.benchmark_id = id_of(
+                register_benchmark(session, loaded, settings.resolved_artifacts_dir)[0]
+            )
+        self.models = 0
+        self.platform = Platform(db, root, lease_seconds=30, **SETTINGS)
+
+    @property
+    def url(self) -> str:
+        return self.platform.url
+
+    def add_jobs(self, count: int) -> None:
+        with session_scope(self.db) as session:
+            benchmark = session.get_one(Benchmark, self.benchmark_id)
+            for _ in range(count):
+                name = f"m{self.models}"
+                self.models += 1
+                model = add_model(session, name, repo_id=f"org/{name}", revision="a" * 40)
+                create_job(session, model, benchmark, SHARD_SIZE)
+
+
 @pytest.fixture
-def site(db: Engine, tmp_path: Path) -> Iterator[Platform]:
-    settings = Settings(data_dir=tmp_path / "data")
-    loaded = load_benchmark_file(write_benchmark(tmp_path / "bench", _items()))
-    with session_scope(db) as session:
-        benchmark, _ = register_benchmark(session, loaded, settings.resolved_artifacts_dir)
-        for m in range(MODELS):
-            model = add_model(session, f"m{m}", repo_id=f"org/m{m}", revision="a" * 40)
-            create_job(session, model, benchmark, SHARD_SIZE)
-    platform = Platform(db, tmp_path, lease_seconds=30, **SETTINGS)
-    platform.start()
+def site(db: Engine, tmp_path: Path) -> Iterator[Site]:
+    served = Site(db, tmp_path)
+    served.add_jobs(3)
+    served.platform.start()
     try:
-        yield platform
+        yield served
     finally:
-        platform.stop()
+        served.platform.stop()
 
 
 class Cheater:
@@ -203,7 +227,8 @@ def _quarantined(db: Engine, name: str) -> bool:
 
 def _all_jobs_scored(db: Engine) -> bool:
     done = rows(db, "SELECT count(DISTINCT job_id) FROM scoring_run")[0][0]
-    return int(done) == MODELS
+    jobs = rows(db, "SELECT count(*) FROM job")[0][0]
+    return int(done) == int(jobs)
 
 
 def _garbage(prompt: str, item: int) -> str:
@@ -216,7 +241,7 @@ def _other_model(prompt: str, item: int) -> str:
 
 
 def test_no_cheater_gets_a_forged_score_published_and_honest_pools_stay_trusted(
-    site: Platform, db: Engine, tmp_path: Path
+    site: Site, db: Engine, tmp_path: Path
 ) -> None:
     references = dict(rows(db, "SELECT id, reference FROM item"))
     watcher = Watcher(site.url)
@@ -248,7 +273,9 @@ def test_no_cheater_gets_a_forged_score_published_and_honest_pools_stay_trusted(
         for name in ("copier", "other-model"):
             wait_for(f"{name} was outvoted", lambda n=name: _quarantined(db, n), 120, *honest)
 
-        # 4. A sleeper: honest until it is trusted, then it forges everything.
+        # 4. A sleeper: honest until it is trusted, then it forges everything. New models
+        # are submitted as it starts, and again once it is trusted, so it finds work.
+        site.add_jobs(3)
         sleeper = Cheater(site.url, db, "sleeper", lambda p, _i: stand_in_answer(p))
         deadline = time.monotonic() + 180
         while not sleeper.proven():
@@ -259,6 +286,8 @@ def test_no_cheater_gets_a_forged_score_published_and_honest_pools_stay_trusted(
             else:
                 time.sleep(0.2)
         sleeper.answer = _garbage
+        first_new_job = int(rows(db, "SELECT max(id) FROM job")[0][0]) + 1
+        site.add_jobs(3)
         deadline = time.monotonic() + 180
         kept = None  # 5. a lease it holds and posts only after it is quarantined
         forged_statuses = []
@@ -270,13 +299,19 @@ def test_no_cheater_gets_a_forged_score_published_and_honest_pools_stay_trusted(
                 break  # quarantined between the check and the lease
             if lease is None:
                 time.sleep(0.2)
+            elif lease.job_id < first_new_job:  # forging where it was honest is a gamble
+                sleeper.client.release(lease.run_id, lease.token)
             elif kept is None:
                 kept = lease
             else:
                 forged_statuses.append(sleeper.post(lease))
         # Trusted, its forgeries count at once unless drawn for a check; either a draw or the
         # job's audit before scoring catches it, before any of them reaches a leaderboard.
-        assert set(forged_statuses) <= {"accepted", "submitted"}
+        # (A pool that forges only some of its shards in a job escapes one job's audit with
+        # the share of its shards it left honest: docs/verification.md.)
+        # (It is caught as soon as a forgery meets an honest run: a draw, the audit, or a
+        # shard it took that was waiting for a replica.)
+        assert forged_statuses and set(forged_statuses) <= {"accepted", "submitted"}
         wait_for("the sleeper was caught", lambda: _quarantined(db, "sleeper"), 120, *honest)
 
         # 5. A quarantined pool that keeps posting and leasing is refused, and nothing changes.
