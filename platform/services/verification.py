@@ -427,16 +427,16 @@ def _count(session: Session, pool_id: int, agreed: bool) -> Pool:
 def audit_job(session: Session, job_id: int, policy: VerificationPolicy) -> list[int]:
     """Before a complete job is scored, make sure no pool's word alone stands in it.
 
-    For every volunteer pool with results in the job that were accepted at
-    once (a proven pool's, never compared with another run), one of its
-    results there must have been checked by another owner: drawn as a
-    sample, or picked here. If none was,
-    one is picked by a keyed hash (after the results are in, so the pool
-    cannot know which) and its shard re-opened for a replica; its run stays
-    and is judged when the replica arrives. Results checked because the pool
-    was new do not count: a pool that turns to forging once trusted is
-    checked on the shards it ran as a trusted pool. A job is scored only
-    when this re-opens nothing.
+    For every volunteer pool with results in the job that were accepted on
+    its word (a proven pool's, never compared with another run), one of
+    those results is picked by a keyed hash, after they are all in, and its
+    shard re-opened for a replica; its run stays and is judged when the
+    replica arrives. Once a pool has had such an audit in the job, it passes.
+    Results checked for other reasons do not count: checks made while the
+    pool was new say nothing of what it did once trusted, and a drawn sample
+    is announced to the pool (its result waits), so a cheater could be honest
+    until one is drawn and forge the rest. A job is scored only when this
+    re-opens nothing.
 
     Returns:
         The ids of the shards re-opened (empty: the job may be scored).
@@ -447,7 +447,7 @@ def audit_job(session: Session, job_id: int, policy: VerificationPolicy) -> list
         session.exec(
             select(ShardRun.pool_id).where(
                 ShardRun.job_id == job_id,
-                col(ShardRun.check_reason).in_([CheckReason.SAMPLE, CheckReason.AUDIT]),
+                ShardRun.check_reason == CheckReason.AUDIT,
             )
         ).all()
     )
