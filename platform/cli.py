@@ -376,6 +376,14 @@ def _make_tiny(
     "SABHA_EVAL_BATCH_SIZE).",
 )
 @click.option("--verbose", is_flag=True, help="Show Ray's and vLLM's own logs.")
+@click.option(
+    "--stand-in-engine",
+    "stand_in_seconds",
+    type=click.FloatRange(min=0),
+    hidden=True,  # tests only: answers are not a model's
+    help="TESTS ONLY: no Ray or vLLM; answer every item after this many seconds "
+    "with a deterministic stand-in text (workers/standin.py).",
+)
 @click.pass_context
 def eval_command(
     ctx: click.Context,
@@ -383,6 +391,7 @@ def eval_command(
     benchmark_names: Sequence[str],
     batch_size: int | None,
     verbose: bool,
+    stand_in_seconds: float | None,
 ) -> None:
     """Evaluate models on benchmarks with vLLM in a local Ray actor.
 
@@ -392,7 +401,9 @@ def eval_command(
     """
     settings = _settings(ctx)
     engine = _database(ctx)
-    evaluate(engine, settings, model_names, benchmark_names, batch_size, verbose)
+    evaluate(
+        engine, settings, model_names, benchmark_names, batch_size, verbose, stand_in_seconds
+    )
 
 
 def evaluate(
@@ -402,8 +413,12 @@ def evaluate(
     benchmark_names: Sequence[str],
     batch_size: int | None = None,
     verbose: bool = False,
+    stand_in_seconds: float | None = None,
 ) -> None:
-    """Evaluate each model on each benchmark through the local pool (used by eval and demo)."""
+    """Evaluate each model on each benchmark through the local pool (used by eval and demo).
+
+    ``stand_in_seconds`` (tests only) answers with the stand-in engine instead of vLLM.
+    """
     from .services.evaluate import pending_items, plan_evaluation, primary_summary, run_local_pool
 
     plans = plan_evaluation(engine, model_names, benchmark_names, settings.shard_size)
@@ -413,14 +428,16 @@ def evaluate(
     work = [plan for plan in plans if plan.jobs]
     if not work:
         return
-    from sabha.workers.local import ensure_ray
+    if stand_in_seconds is None:
+        from sabha.workers.local import ensure_ray
 
-    ensure_ray(settings.ray_address, quiet=not verbose)
+        ensure_ray(settings.ray_address, quiet=not verbose)
     for plan in work:
         job_ids = [job_id for _, job_id in plan.jobs]
         pending, total = pending_items(engine, job_ids)
         names = ", ".join(name for name, _ in plan.jobs)
-        click.echo(f"Starting vLLM for {plan.model} (this takes about half a minute on CPU)...")
+        if stand_in_seconds is None:
+            click.echo(f"Starting vLLM for {plan.model} (about half a minute on CPU)...")
         with click.progressbar(
             length=total, label=f"{plan.model} on {names}", show_pos=True
         ) as bar:
@@ -428,7 +445,7 @@ def evaluate(
             run_local_pool(
                 engine,
                 job_ids,
-                _engine_factory(settings),
+                _engine_factory(settings, stand_in_seconds),
                 lease_seconds=settings.lease_seconds,
                 max_in_flight=batch_size or settings.eval_batch_size,
                 progress=bar.update,
@@ -440,8 +457,12 @@ def evaluate(
                 click.echo(f"  {summary}")
 
 
-def _engine_factory(settings: Settings) -> Any:
+def _engine_factory(settings: Settings, stand_in_seconds: float | None = None) -> Any:
     def start(model: Any, max_model_len: int) -> Any:
+        if stand_in_seconds is not None:
+            from sabha.workers.standin import StandInEngine
+
+            return StandInEngine(stand_in_seconds)
         from sabha.workers.client import EngineClient
 
         return EngineClient(

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # chrF similarity >= replica_item_chrf and their shard chrF against the references
     # differs by at most replica_score_delta points (docs/verification.md).
     replica_item_chrf: float = Field(default=50.0, ge=0.0, le=100.0)
-    replica_item_share: float = Field(default=0.9, ge=0.0, le=1.0)
+    replica_item_share: float = Field(default=0.6, ge=0.0, le=1.0)
     replica_score_delta: float = Field(default=5.0, ge=0.0, le=100.0)
     # The largest shard result (request body) a pool may post, in bytes.
     max_result_bytes: int = Field(default=16_000_000, ge=1_000)

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 from apitools import api_settings, pool_credential
-from conftest import REPO
+from conftest import REPO, write_benchmark
+from evaltools import eval_items, read_scores, remove_ray_dirs, sabha_ok, user_env  # noqa: F401
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from test_pools import _env, _scores, setup, single_pool_scores  # noqa: F401  (fixtures)
 from werkzeug.serving import make_server
 
 from sabha.platform.app import create_app
@@ -32,11 +32,41 @@ from sabha.platform.domain import Pool, RunVerdict, Shard, ShardRun
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 
-pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.usefixtures("remove_ray_dirs")]
+ITEMS = 480
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """The benchmark file and a tiny model folder, made once."""
+    root = tmp_path_factory.mktemp("pools")
+    bench = write_benchmark(root / "bench", eval_items(ITEMS), decoding={"max_tokens": 48})
+    env = user_env(root / "maker", "maker", f"sqlite:///{root / 'maker.db'}")
+    sabha_ok(env, "db", "upgrade")
+    sabha_ok(env, "models", "make-tiny", "tiny", "--seed", "5")
+    yield bench, root / "maker" / "data" / "models" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def single_pool_scores(
+    setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str, str], float]:
+    """The scores of one `sabha eval` pool (real vLLM) on the same model and items."""
+    bench, model = setup
+    root = tmp_path_factory.mktemp("single")
+    url = f"sqlite:///{root / 'single.db'}"
+    env = user_env(root, "single", url)
+    sabha_ok(env, "db", "upgrade")
+    sabha_ok(env, "benchmarks", "load", str(bench))
+    sabha_ok(env, "models", "add", "tiny", "--path", str(model))
+    sabha_ok(env, "eval", "--model", "tiny", "--benchmark", "tiny-gen", "--batch-size", "16")
+    scores = read_scores(url)
+    assert scores
+    return scores
 
 
 @pytest.fixture
-def platform(db: Engine, tmp_path: Path, setup: tuple[Path, Path]) -> Iterator[str]:  # noqa: F811
+def platform(db: Engine, tmp_path: Path, setup: tuple[Path, Path]) -> Iterator[str]:
     bench, model = setup
     settings = api_settings(db, tmp_path, local_models_for_volunteers=True)  # one machine
     with session_scope(db) as session:
@@ -82,12 +112,12 @@ def _agent(url: str, env: dict[str, str], owner: str, db: Engine) -> subprocess.
 def test_two_volunteer_agents_finish_a_job_and_score_like_one_pool(
     platform: str,
     db: Engine,
-    database_url: str,
-    single_pool_scores: dict[Any, float],  # noqa: F811
+    migrated_url: str,
+    single_pool_scores: dict[Any, float],
     tmp_path: Path,
 ) -> None:
     agents = [
-        _agent(platform, _env(tmp_path / owner, owner, database_url), owner, db)
+        _agent(platform, user_env(tmp_path / owner, owner, migrated_url), owner, db)
         for owner in ("asha", "bahati")
     ]
     outputs = [agent.communicate(timeout=1500)[0] for agent in agents]
@@ -99,4 +129,4 @@ def test_two_volunteer_agents_finish_a_job_and_score_like_one_pool(
         assert set(verdicts) == {RunVerdict.AGREED}
         pools = session.exec(select(Pool).where(Pool.kind == "remote")).all()
         assert {p.status for p in pools} == {"active"} and all(p.agreements for p in pools)
-    assert _scores(database_url) == single_pool_scores
+    assert read_scores(migrated_url) == single_pool_scores

@@ -103,7 +103,7 @@ class VerificationPolicy:
     new_pool_shards: int = 20
     fraction: float = 0.1
     item_chrf: float = 50.0
-    item_share: float = 0.9
+    item_share: float = 0.6
     score_delta: float = 5.0
     audit_jobs: bool = True
     key: str = field(default="", repr=False)
