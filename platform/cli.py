@@ -401,9 +401,7 @@ def eval_command(
     """
     settings = _settings(ctx)
     engine = _database(ctx)
-    evaluate(
-        engine, settings, model_names, benchmark_names, batch_size, verbose, stand_in_seconds
-    )
+    evaluate(engine, settings, model_names, benchmark_names, batch_size, verbose, stand_in_seconds)
 
 
 def evaluate(

@@ -14,6 +14,8 @@ import yaml
 from sabha.platform.cli import cli
 from sabha.platform.settings import Settings
 
+REPO = Path(__file__).resolve().parents[1]
+
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 YAML_FILES = sorted(INFRA.rglob("*.yaml"))
 DOCKERFILES = sorted(INFRA.rglob("Dockerfile"))
@@ -138,3 +140,36 @@ def test_kuberay_matches_the_project_ray_version() -> None:
     assert cluster["spec"]["rayVersion"] == ray_version.group(1)
     group = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert group["resources"]["limits"]["nvidia.com/gpu"] >= 1
+
+
+def _locked(path: Path) -> set[str]:
+    return {
+        line.strip()
+        for line in path.read_text("utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+
+
+def test_the_environment_holds_exactly_the_locked_versions() -> None:
+    """`make setup` installs requirements/cpu.lock; nothing more, nothing else."""
+    import subprocess
+    import sys
+
+    frozen = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    locked = _locked(REPO / "requirements" / "cpu.lock")
+    assert set(frozen) == locked, (
+        f"installed but not locked: {sorted(set(frozen) - locked)}; "
+        f"locked but not installed: {sorted(locked - set(frozen))}. "
+        "Run `make setup` (or `make lock` after changing pyproject.toml)."
+    )
+
+
+def test_every_locked_requirement_is_pinned_exactly() -> None:
+    for lock in ("cpu.lock", "labelstudio.lock"):
+        for line in _locked(REPO / "requirements" / lock):
+            assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+", line), (lock, line)
