@@ -240,8 +240,14 @@ class LeaseReceipt(_Wire):
 
 
 class SubmitReceipt(_Wire):
-    """What became of a submitted result (``queue.SubmitOutcome``)."""
+    """What became of a submitted result (``queue.SubmitOutcome``).
+
+    ``verdict``: ``agreed`` once another owner's run and this one agree,
+    ``disagreed`` or ``withdrawn`` when they did not count; None while the
+    result is not compared (accepted on the pool's word, or waiting).
+    """
 
     status: str
     duplicate: bool
     job_complete: bool
+    verdict: str | None = None

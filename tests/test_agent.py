@@ -93,7 +93,10 @@ class QueueClient:
             raise PlatformUnavailable("the platform is down", "")
         outcome = submit_shard_results(self.db, result)
         return SubmitReceipt(
-            status=outcome.status, duplicate=outcome.duplicate, job_complete=outcome.job_complete
+            status=outcome.status,
+            duplicate=outcome.duplicate,
+            job_complete=outcome.job_complete,
+            verdict=outcome.verdict,
         )
 
     def release(self, run_id: int, token: str, reason: str | None = None) -> None:

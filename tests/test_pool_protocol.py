@@ -178,8 +178,10 @@ def test_malformed_or_oversized_results_are_refused_naming_the_field(
 
 
 def test_two_agents_finish_a_job_over_http(served: dict[str, Any], tmp_path: Path) -> None:
+    """Two new pools verify each other's shards; each agent says what is happening."""
     url, db = served["url"], served["db"]
     summaries = []
+    said: dict[str, list[str]] = {"asha": [], "bahati": []}
 
     def agent(owner: str) -> None:
         client_id, secret = pool_credential(db, owner)
@@ -188,7 +190,13 @@ def test_two_agents_finish_a_job_over_http(served: dict[str, Any], tmp_path: Pat
             pool_name=f"{owner}-pool", poll_seconds=0.1, exit_when_idle=True, idle_seconds=2
         )
         summaries.append(
-            Agent(client, lambda *_: ScriptedEngine(), Spool(tmp_path / owner), options).run()
+            Agent(
+                client,
+                lambda *_: ScriptedEngine(),
+                Spool(tmp_path / owner),
+                options,
+                report=said[owner].append,
+            ).run()
         )
 
     threads = [threading.Thread(target=agent, args=(o,)) for o in ("asha", "bahati")]
@@ -202,6 +210,11 @@ def test_two_agents_finish_a_job_over_http(served: dict[str, Any], tmp_path: Pat
         assert {s.status for s in shards} == {ShardStatus.COMPLETED}
         scoring = session.exec(select(ScoringRun)).one()  # the platform scored the job
         assert set(scoring.pools) <= {"asha-pool", "bahati-pool"} and scoring.pools
+    lines = said["asha"] + said["bahati"]
+    assert "the next 20 verified result(s) make this pool proven" in said["asha"][1]
+    assert any("waits for another volunteer's pool" in line for line in lines)
+    assert any("agreed with another volunteer's run of the same shard" in line for line in lines)
+    assert any(line.startswith("Leased shard") for line in said["asha"])
 
 
 def test_a_revoked_credential_stops_the_agent_with_a_clear_error(

@@ -57,6 +57,7 @@ from sabha.platform.wire import (
     PoolRegistration,
     ShardLease,
     ShardResult,
+    SubmitReceipt,
 )
 
 from .busy import BusyClock
@@ -165,15 +166,22 @@ def _model_key(lease: ShardLease) -> tuple[str, str | None, int]:
     return (lease.model.target, lease.model.revision, lease.max_model_len)
 
 
-def _posted_line(run_id: int, status: str, duplicate: bool) -> str:
+def _posted_line(run_id: int, receipt: SubmitReceipt) -> str:
     """What a posted result's receipt means, for the volunteer."""
-    meaning = {
-        "accepted": "it counts now",
-        "submitted": "it waits for another volunteer's pool to run the same shard; "
-        "it counts once they agree",
-        "late": "the shard was finished by another pool meanwhile; kept, not counted",
-    }.get(status, status)
-    again = " (posted before)" if duplicate else ""
+    if receipt.verdict == "agreed":
+        meaning = "it agreed with another volunteer's run of the same shard: verified" + (
+            ", and it counts" if receipt.status == "accepted" else ""
+        )
+    elif receipt.verdict in ("disagreed", "withdrawn"):
+        meaning = f"{receipt.verdict}: it does not count"
+    else:
+        meaning = {
+            "accepted": "it counts now",
+            "submitted": "it waits for another volunteer's pool to run the same shard; "
+            "it counts once they agree",
+            "late": "the shard was finished by another pool meanwhile; kept, not counted",
+        }.get(receipt.status, receipt.status)
+    again = " (posted before)" if receipt.duplicate else ""
     return f"Posted run {run_id}{again}: {meaning}."
 
 
@@ -643,7 +651,7 @@ class Agent:
                 self.spool.remove(result.run_id)
                 self.summary.posted += 1
                 posted += 1
-                self.report(_posted_line(result.run_id, receipt.status, receipt.duplicate))
+                self.report(_posted_line(result.run_id, receipt))
         return posted
 
     def _shutdown(self, reason: str) -> None:

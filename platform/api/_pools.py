@@ -172,7 +172,10 @@ def post_result(path: LeasePath, body: ShardResult) -> Response:
     outcome = submit_own_result(_db(), _credential_id(), body, policy)
     return json_response(
         SubmitReceipt(
-            status=outcome.status, duplicate=outcome.duplicate, job_complete=outcome.job_complete
+            status=outcome.status,
+            duplicate=outcome.duplicate,
+            job_complete=outcome.job_complete,
+            verdict=outcome.verdict,
         )
     )
 

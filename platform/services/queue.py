@@ -151,11 +151,15 @@ class SubmitOutcome:
             ``submitted``: waiting for replicas, or another run was accepted).
         duplicate: The same result had been submitted before; nothing changed.
         job_complete: Every shard of the job now has an accepted run.
+        verdict: What replication made of it so far (``agreed``: it verified
+            or was verified by another owner's run; ``disagreed``,
+            ``withdrawn``), None while it is not compared.
     """
 
     status: str
     duplicate: bool
     job_complete: bool
+    verdict: str | None = None
 
 
 def _hash_token(token: str) -> str:
@@ -716,11 +720,12 @@ def submit_shard_results(
             status, duplicate = RunStatus(run.status), True
         else:
             status, duplicate = _store_results(session, run, shard, result, policy), False
+        verdict = run.verdict
     # Read after the commit: two pools submitting a job's last two shards at once
     # each see the other's shard open inside their own transactions, so neither
     # would call the job complete (PostgreSQL, READ COMMITTED).
     with session_scope(db) as session:
-        return SubmitOutcome(status, duplicate, _job_complete(session, job_id))
+        return SubmitOutcome(status, duplicate, _job_complete(session, job_id), verdict)
 
 
 def _check_active(session: Session, pool_id: int) -> None:
