@@ -140,6 +140,7 @@ def _default_corrections(data_set: DatasetContent, input_fields: Sequence[str]) 
             "`source` and its reference as `draft`"
         )
         what = "correct the reference answer (or leave a correct one as it is)"
+        takes = "the edit a reviewer accepted"
     elif set(data_set.labels) == {"safe", "unsafe"} and "hazard" in data_set.attributes:
         project = (
             f"a labelling project for the language (`sabha annotations create {project_name} "
@@ -147,12 +148,14 @@ def _default_corrections(data_set: DatasetContent, input_fields: Sequence[str]) 
             "rows carry the item's `id` and its text as `text`"
         )
         what = "label the item afresh, without seeing its current label"
+        takes = "the label chosen by a strict majority of the annotations no reviewer rejected"
     else:
         project = (
             f"a project for the language (`sabha annotations create {project_name} "
             "--language TAG --task TYPE`, the task type that fits the items)"
         )
         what = "answer or label each item afresh"
+        takes = "what the annotations agreed on"
     return (
         "Released items never change: a correction becomes a new dataset version with its "
         "own content hash, and the benchmarks that use it move to that version with a new "
@@ -160,9 +163,9 @@ def _default_corrections(data_set: DatasetContent, input_fields: Sequence[str]) 
         f"{project}, then `sabha annotations upload` and `sabha annotations provision` to "
         "open it in Label Studio. A speaker with the annotator role signs in to Sabha, "
         "opens `/annotate`, saves the languages they speak, and Join takes them to the "
-        f"project in Label Studio, where they {what}. Each item needs annotations from "
-        "different people and a reviewer's acceptance before `sabha annotations release` "
-        "takes it; the maintainers carry the accepted corrections into the dataset file, "
+        f"project in Label Studio, where they {what}. Each item is annotated by several "
+        f"people, and `sabha annotations release` takes {takes}, once the release gates "
+        "pass; the maintainers carry the accepted corrections into the dataset file, "
         "and the new version's card says what changed. Where no project is open for your "
         "language, ask the maintainers of the Sabha server to open one."
     )
