@@ -9,10 +9,10 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from sabha.platform.benchmarks import DatasetContent, LoadedBenchmark
+from sabha.platform.benchmarks import DatasetContent, ItemSpec, LoadedBenchmark
 from sabha.platform.domain import PUBLIC_SPLITS
 from sabha.platform.errors import ValidationFailed
-from sabha.platform.languages import autonym, describe_language, primary_subtag
+from sabha.platform.languages import autonym, describe_language, describe_region, primary_subtag
 
 __all__ = [
     "REQUIRED_SECTIONS",
@@ -30,6 +30,7 @@ REQUIRED_SECTIONS = (
     "Collection process",
     "Intended use",
     "Limitations",
+    "How to propose a correction",
     "License",
 )
 _LICENSE_IDS = {"CC-BY-4.0": "cc-by-4.0", "CC-BY-SA-4.0": "cc-by-sa-4.0", "CC0-1.0": "cc0-1.0"}
@@ -97,6 +98,79 @@ Items left out: {"; ".join(left) if left else "none"}.
 """
 
 
+def _regions_and_dialects(items: Sequence[ItemSpec]) -> str:
+    """What the items' region and dialect tags are, counted: the card states what the data holds."""
+    regions = Counter(item.region for item in items if item.region)
+    untagged = len(items) - sum(regions.values())
+    if regions:
+        listed = "; ".join(
+            f"`{code}` {describe_region(code)}"
+            + ("" if "-" in code else " (the whole country)")
+            + f": {n}"
+            for code, n in sorted(regions.items())
+        )
+        region_text = (
+            "Region tags are ISO 3166-2 subdivisions (`IN-UP`) or ISO 3166-1 countries (`KE`), "
+            f"with the number of items: {listed}. {untagged} of {len(items)} items have no "
+            "region tag."
+        )
+    else:
+        region_text = "No item has a region tag."
+    dialects = Counter((item.language, item.dialect) for item in items if item.dialect)
+    if dialects:
+        dialect_text = (
+            "Dialect tags: "
+            + "; ".join(f"{d} (`{lang}`): {n}" for (lang, d), n in sorted(dialects.items()))
+            + f". {len(items) - sum(dialects.values())} items have no dialect tag."
+        )
+    else:
+        dialect_text = "No item has a dialect tag."
+    return f"{region_text}\n\n{dialect_text}"
+
+
+def _default_corrections(data_set: DatasetContent, input_fields: Sequence[str]) -> str:
+    """How a speaker proposes a correction, through Sabha's own annotation flow."""
+    project_name = f"{data_set.name}-corrections"
+    if data_set.task == "generation":
+        source = f"`{input_fields[0]}`" if len(input_fields) == 1 else "input"
+        project = (
+            f"a post-editing project for the language (`sabha annotations create {project_name} "
+            "--language TAG --task post_edit`, with `--instructions` saying that the draft is "
+            f"the current reference answer), whose rows carry the item's `id`, its {source} as "
+            "`source` and its reference as `draft`"
+        )
+        what = "correct the reference answer (or leave a correct one as it is)"
+        takes = "the edit a reviewer accepted"
+    elif set(data_set.labels) == {"safe", "unsafe"} and "hazard" in data_set.attributes:
+        project = (
+            f"a labelling project for the language (`sabha annotations create {project_name} "
+            "--language TAG --task label`, with each hazard category as `--hazard`), whose "
+            "rows carry the item's `id` and its text as `text`"
+        )
+        what = "label the item afresh, without seeing its current label"
+        takes = "the label chosen by a strict majority of the annotations no reviewer rejected"
+    else:
+        project = (
+            f"a project for the language (`sabha annotations create {project_name} "
+            "--language TAG --task TYPE`, the task type that fits the items)"
+        )
+        what = "answer or label each item afresh"
+        takes = "what the annotations agreed on"
+    return (
+        "Released items never change: a correction becomes a new dataset version with its "
+        "own content hash, and the benchmarks that use it move to that version with a new "
+        "`version:`. Corrections go through Sabha's annotation flow. The maintainers open "
+        f"{project}, then `sabha annotations upload` and `sabha annotations provision` to "
+        "open it in Label Studio. A speaker with the annotator role signs in to Sabha, "
+        "opens `/annotate`, saves the languages they speak, and Join takes them to the "
+        f"project in Label Studio, where they {what}. Each item is annotated by several "
+        f"people, and `sabha annotations release` takes {takes}, once the release gates "
+        "pass; the maintainers carry the accepted corrections into the dataset file, "
+        "and the new version's card says what changed. Where no project is open for your "
+        "language, ask the maintainers of the Sabha server to open one."
+    )
+
+
 def card_path(data_cards_dir: Path, dataset_name: str) -> Path:
     """Where a dataset's card lives: ``data_cards/<name>/README.md`` (the Hub's layout)."""
     return data_cards_dir / dataset_name / "README.md"
@@ -134,9 +208,13 @@ def build_data_card(
         task_categories=[
             "text-generation" if data_set.task == "generation" else "text-classification"
         ],
-        annotations_creators=["crowdsourced" if annotation else "expert-generated"],
-        language_creators=["expert-generated"],
-        source_datasets=["original"],
+        # Only what the dataset declares (or what Sabha's own annotation flow did):
+        # a card never claims expert work, or an origin, that nobody declared.
+        annotations_creators=(
+            ["crowdsourced"] if annotation else list(data_set.card.annotations_creators) or None
+        ),
+        language_creators=list(data_set.card.language_creators) or None,
+        source_datasets=list(data_set.card.source_datasets) or None,
         tags=["sabha", f"sabha-benchmark-{benchmark.name}" if benchmark else "sabha-dataset"],
     )
     splits = sorted({item.split for item in items})
@@ -149,7 +227,7 @@ def build_data_card(
     fields = [
         "`id`",
         "`language` (BCP-47 with script)",
-        "`region` (ISO 3166-2, optional)",
+        "`region` (ISO 3166-2 subdivision or ISO 3166-1 country, optional)",
         "`dialect` (optional)",
         "`split`",
     ]
@@ -175,6 +253,7 @@ def build_data_card(
         else ""
     )
     annotation_text = f"\n{_annotation_section(annotation)}" if annotation else ""
+    corrections = data_set.card.corrections or _default_corrections(data_set, list(inputs))
     content = f"""---
 {data.to_yaml()}
 ---
@@ -195,6 +274,8 @@ def build_data_card(
 |---|---|---|{"---|" * len(splits)}---|
 {language_rows}
 
+{_regions_and_dialects(items)}
+
 ## Dataset structure
 
 {len(items)} items, one row each, with the fields: {", ".join(fields)}.
@@ -212,6 +293,10 @@ Dataset version `{data_set.content_hash}` (SHA-256 of the items' canonical JSON)
 ## Limitations
 
 {data_set.card.limitations}
+
+## How to propose a correction
+
+{corrections}
 
 ## License
 

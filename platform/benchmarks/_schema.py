@@ -227,13 +227,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The Hugging Face dataset-card vocabulary for how a dataset's text and
+# annotations came about (https://huggingface.co/docs/hub/datasets-cards).
+AnnotationsCreator = Literal[
+    "found", "crowdsourced", "expert-generated", "machine-generated", "no-annotation", "other"
+]
+LanguageCreator = Literal["found", "crowdsourced", "expert-generated", "machine-generated", "other"]
+
+
+def _check_source_dataset(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/|-]{0,199}", value):
+        raise ValueError(
+            f"{value[:40]!r} is not a source dataset; write 'original' for data made for this "
+            "dataset, or 'extended|NAME' for one built on the dataset NAME (e.g. extended|flores)"
+        )
+    return value
+
+
+SourceDataset = Annotated[str, AfterValidator(_check_source_dataset)]
+
+
 class CardText(_Strict):
-    """The prose sections of a dataset's data card."""
+    """The prose sections of a dataset's data card, and how its data was made.
+
+    ``annotations_creators``, ``language_creators`` and ``source_datasets`` are
+    the Hugging Face card metadata of those names. A card states only what is
+    declared here (none of them when left out), so it never claims, say, expert
+    work that nobody declared. ``corrections`` replaces the card's default
+    paragraph on how a speaker proposes a correction.
+    """
 
     summary: NonEmpty
     collection_process: NonEmpty
     intended_use: NonEmpty
     limitations: NonEmpty
+    corrections: NonEmpty | None = None
+    annotations_creators: list[AnnotationsCreator] = Field(default_factory=list)
+    language_creators: list[LanguageCreator] = Field(default_factory=list)
+    source_datasets: list[SourceDataset] = Field(
+        default_factory=list, description="'original', or 'extended|<dataset>' and the like"
+    )
 
 
 class DatasetSpec(_Strict):
