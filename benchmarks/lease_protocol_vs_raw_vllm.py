@@ -53,7 +53,10 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from settings_changed import NO_RATE_LIMITS, NO_VERIFICATION, announce  # noqa: E402
 from throughput_vs_raw_vllm import prepare  # noqa: E402  (the same model and prompts)
+
+CHANGED = {**NO_VERIFICATION, **NO_RATE_LIMITS}
 
 
 def _free_port() -> int:
@@ -173,9 +176,7 @@ class LeaseSide:
             "SABHA_BIND": f"127.0.0.1:{port}",
             "SABHA_WORKERS": "2",
             "SABHA_THREADS": "8",
-            "SABHA_REPLICATION_NEW_POOL_SHARDS": "0",
-            "SABHA_REPLICATION_FRACTION": "0",
-            "SABHA_RATE_LIMITS": "false",
+            **CHANGED,
         }
         self.server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(REPO / "infra" / "gunicorn.conf.py")],
@@ -354,6 +355,7 @@ def main() -> None:
         "--keep-logs", action="store_true", help="Keep the platform's and agent's logs."
     )
     args = parser.parse_args()
+    announce(CHANGED, "throughput counts each shard once; one agent outruns the per-token limit")
     if args.quick:
         args.rounds, args.repeat = 1, 1
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

@@ -349,7 +349,6 @@ def lease_next_shard(
         NotFoundError: the pool is unknown.
         PoolNotActive: the pool is quarantined.
     """
-    policy = policy or VerificationPolicy.from_settings()
     if _note_sweep(db, LEASE_SWEEP_SECONDS):
         expire_leases(db)
         finish_complete_jobs(db, policy)
@@ -377,7 +376,7 @@ def _lease(
     pool_id: int,
     job_ids: Sequence[int] | None,
     lease_seconds: int,
-    policy: VerificationPolicy,
+    policy: VerificationPolicy | None,
     local_models_for_volunteers: bool,
 ) -> ShardLease | None:
     """One lease transaction: the pool's check, the claim, the run and the prompts."""
@@ -406,7 +405,9 @@ def _lease(
                 "until then it gets no shards. Stop its agent meanwhile.",
             )
         local = pool.kind == PoolKind.LOCAL
-        if not local and pool.agreements < policy.new_pool_shards:
+        if not local:  # read the settings only for volunteers' pools: the local lease is hot
+            policy = policy or VerificationPolicy.from_settings()
+        if not local and policy is not None and pool.agreements < policy.new_pool_shards:
             # A new pool's results all wait for replicas: it may have only so many waiting.
             if waiting_results(session, pool_id) >= max(1, policy.new_pool_shards):
                 return None

@@ -1,0 +1,32 @@
+"""The settings a benchmark changes from the shipped defaults, said out loud.
+
+Every benchmark script runs against the shipped defaults, or sets what it
+must and prints it with ``announce`` so a figure is never read without the
+settings it was measured under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["NO_VERIFICATION", "NO_RATE_LIMITS", "announce"]
+
+NO_RATE_LIMITS = {"SABHA_RATE_LIMITS": "false"}
+"""Rate limits off: the shipped per-address limit (600 a minute) stops a load test."""
+
+NO_VERIFICATION = {
+    "SABHA_REPLICATION_NEW_POOL_SHARDS": "0",
+    "SABHA_REPLICATION_FRACTION": "0",
+    "SABHA_REPLICATION_AUDIT_JOBS": "false",
+}
+"""Every pool trusted: throughput figures count each shard once (docs/verification.md
+has what verification costs)."""
+
+
+def announce(changed: Mapping[str, str], why: str) -> None:
+    """Print the settings changed from the shipped defaults, and why."""
+    if not changed:
+        print("settings: the shipped defaults")
+        return
+    pairs = ", ".join(f"{key}={value}" for key, value in sorted(changed.items()))
+    print(f"settings changed from the shipped defaults: {pairs} ({why})")
