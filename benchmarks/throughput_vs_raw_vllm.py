@@ -34,6 +34,8 @@ from typing import Any
 from sabha.platform.wire import DecodingParams, GenerationRequest
 
 Shard = tuple[int, list[GenerationRequest], DecodingParams, str]
+# The answer each side gave to each rendered prompt (its last round): they must be equal.
+ANSWERS: dict[str, dict[str, str]] = {}
 # A way to generate: takes the shards, returns (elapsed seconds, generated tokens).
 Side = Callable[[list[Shard]], tuple[float, int]]
 
@@ -91,6 +93,7 @@ def raw_vllm_side(
         start = time.perf_counter()
         outputs = llm.generate(prompts, params, use_tqdm=False)
         elapsed = time.perf_counter() - start
+        ANSWERS["raw"] = {p: o.outputs[0].text for p, o in zip(prompts, outputs, strict=True)}
         return elapsed, sum(len(o.outputs[0].token_ids) for o in outputs)
 
     return run
@@ -101,10 +104,14 @@ def engine_client_side(client: Any, max_in_flight: int) -> Side:
 
     def run(shards: Iterable[Shard]) -> tuple[float, int]:
         tokens = 0
+        answers = {}
         start = time.perf_counter()
         for _, results in client.generate_shards(shards, max_in_flight=max_in_flight):
             tokens += sum(r.num_tokens for r in results)
-        return time.perf_counter() - start, tokens
+            answers.update((r.prompt, r.text) for r in results)
+        elapsed = time.perf_counter() - start
+        ANSWERS["engine"] = answers
+        return elapsed, tokens
 
     return run
 
@@ -177,6 +184,9 @@ def queue_side(client: Any, max_in_flight: int, work: Path, repeat: int, shard_s
         elapsed = time.perf_counter() - start
         with db.connect() as connection:
             tokens = connection.exec_driver_sql("SELECT sum(num_tokens) FROM output").scalar()
+            ANSWERS["sabha eval"] = dict(
+                connection.exec_driver_sql("SELECT prompt, text FROM output").all()
+            )
         db.dispose()
         return elapsed, int(tokens or 0)
 
@@ -194,6 +204,16 @@ def measure(sides: dict[str, Side], shards: list[Shard], rounds: int) -> dict[st
             seconds, tokens = sides[name](shards)
             rates[name].append(tokens / seconds)
     return rates
+
+
+def report_outputs() -> None:
+    """Whether every side answered every prompt exactly as raw vLLM did (greedy)."""
+    raw = ANSWERS.get("raw", {})
+    for name, answers in ANSWERS.items():
+        if name == "raw":
+            continue
+        same = sum(answers.get(prompt) == text for prompt, text in raw.items())
+        print(f"{name} outputs identical to raw vLLM's: {same}/{len(raw)} prompts")
 
 
 def report(rates: dict[str, list[float]]) -> None:
@@ -255,6 +275,7 @@ def main() -> None:
         f"max_in_flight {max_in_flight}, {args.rounds} rounds after one warm-up pass"
     )
     report(rates)
+    report_outputs()
 
 
 if __name__ == "__main__":

@@ -167,34 +167,6 @@ def test_required_chat_template_without_one_gives_item_errors(client) -> None:  
 
 @pytest.mark.slow
 @pytest.mark.vllm
-def test_greedy_outputs_equal_those_of_the_batch_engine(client, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]
-    from sabha.workers.local import RayEngineClient
-
-    requests = _requests(0, 12)
-    streamed = {
-        r.item_id: r
-        for _, shard in client.generate_shards(
-            (i, requests[i : i + 4], GREEDY, "auto") for i in range(0, 12, 4)
-        )
-        for r in shard
-    }
-    batch = RayEngineClient(str(tiny_model), memory_fraction=MEMORY_FRACTION)
-    try:
-        old = batch.generate([r.model_dump() for r in requests], {"max_tokens": GREEDY.max_tokens})
-    finally:
-        batch.close()
-    for expected in old:
-        got = streamed[expected["item_id"]]
-        assert (got.prompt, got.text, got.num_tokens, got.finish_reason) == (
-            expected["prompt"],
-            expected["text"],
-            expected["num_tokens"],
-            expected["finish_reason"],
-        )
-
-
-@pytest.mark.slow
-@pytest.mark.vllm
 def test_model_vllm_cannot_load_is_reported_as_such(tiny_model: Path, tmp_path: Path) -> None:
     from sabha.workers.client import EngineClient
 

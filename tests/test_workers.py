@@ -49,3 +49,13 @@ def test_tiny_model_never_overwrites(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         make_tiny_model(tmp_path / "taken", TEXTS)
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
+def test_a_missing_extra_is_a_prerequisite_error_naming_the_extra_to_install() -> None:
+    from sabha.platform.errors import PrerequisiteError
+    from sabha.workers.engine import require_extra
+
+    with pytest.raises(PrerequisiteError) as missing:
+        require_extra("sabha_no_such_engine")
+    assert "'sabha_no_such_engine', which is not installed" in missing.value.message
+    assert "pip install -e '.[cpu]'" in (missing.value.hint or "")

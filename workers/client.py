@@ -22,7 +22,7 @@ from sabha.platform.wire import (
 )
 
 from .engine import engine_actor_request, place_engine_actor
-from .local import _root_cause, ensure_ray
+from .local import ensure_ray, root_cause
 from .streaming import StreamingEngine
 
 __all__ = ["EngineClient", "ShardWork"]
@@ -191,7 +191,7 @@ class EngineClient:
         except ray.exceptions.RayActorError as exc:
             if self._info is None:
                 raise EngineError(
-                    f"vLLM could not load the model at {target}: {_root_cause(exc)}",
+                    f"vLLM could not load the model at {target}: {root_cause(exc)}",
                     "Check that the folder is a complete Hugging Face model that vLLM "
                     "supports (config.json, weights, tokenizer); run with --verbose for "
                     "vLLM's own log.",
@@ -209,7 +209,7 @@ class EngineClient:
                     "Run with --verbose for vLLM's own log; run again to resume.",
                 ) from exc
             raise EngineError(
-                f"vLLM failed while generating with {target}: {_root_cause(exc)}",
+                f"vLLM failed while generating with {target}: {root_cause(exc)}",
                 "Run with --verbose for vLLM's own log.",
             ) from exc
 

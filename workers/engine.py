@@ -1,7 +1,9 @@
-"""A vLLM engine as a long-lived Ray actor: one per GPU, or per ``k`` GPUs of one node.
+"""What every vLLM engine actor shares: its options, its placement, its provenance.
 
-Model loading dominates the cost of a shard, so the engine stays alive across
-batches and benchmarks; the caller's loop, not Ray, decides retries.
+The engine itself is ``streaming.StreamingEngine`` (an async Ray actor, one per
+GPU, or per ``k`` GPUs of one node), driven by ``client.EngineClient``. Model
+loading dominates the cost of a shard, so an engine stays alive across
+shards; the caller's loop, not Ray, decides retries.
 
 A model too large for one GPU runs with vLLM's tensor parallelism
 (``tensor_parallel_size=k``, ``distributed_executor_backend="ray"``): the
@@ -20,16 +22,17 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from sabha.platform.errors import PrerequisiteError
+
 __all__ = [
     "PLACEMENT_TIMEOUT_SECONDS",
     "EngineActorRequest",
-    "VLLMEngine",
+    "clean_text",
     "describe_host",
     "engine_actor_request",
     "engine_options",
-    "gpus_per_engine",
     "place_engine_actor",
-    "start_engine_actor",
+    "require_extra",
 ]
 
 # The CPU build of vLLM reserves this fraction of memory for its KV cache; its
@@ -39,16 +42,21 @@ CPU_MEMORY_FRACTION = 0.15
 PLACEMENT_TIMEOUT_SECONDS = 600.0
 
 
-def _require(module: str) -> Any:
+def require_extra(module: str) -> Any:
+    """Import ``module`` of an optional extra (ray, vllm), or say which extra to install.
+
+    Raises:
+        PrerequisiteError: it is not installed (one line and the fix, no traceback).
+    """
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(
-            f"Sabha's inference needs {module!r}, which is not installed. "
+        raise PrerequisiteError(
+            f"Sabha's inference needs {module!r}, which is not installed here.",
             "Install the CPU extra (`pip install -e '.[cpu]'`, which `make setup` does) "
-            "or, on a CUDA machine, the GPU extra (`pip install -e '.[gpu]'`)."
+            "or, on a CUDA machine, the GPU extra (`pip install -e '.[gpu]'`).",
         ) from exc
 
 
@@ -154,7 +162,7 @@ def place_engine_actor(
     Raises:
         TimeoutError: the GPUs did not become free on one node within ``timeout``.
     """
-    ray = _require("ray")
+    ray = require_extra("ray")
     if not request.bundles:
         return dict(request.actor_options), None
     from ray.util.placement_group import placement_group, remove_placement_group
@@ -200,115 +208,6 @@ def describe_host() -> dict[str, Any]:
     return info
 
 
-def gpus_per_engine() -> int:
-    """1 when the current Ray cluster has GPUs, else 0.
-
-    An actor that asks for no GPU gets an empty ``CUDA_VISIBLE_DEVICES``, so
-    on a GPU cluster the engine must ask for one to see it.
-    """
-    ray = _require("ray")
-    return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-
-
-def _clean(text: str) -> str:
-    # PostgreSQL text cannot hold NUL; random-weight models do emit it.
+def clean_text(text: str) -> str:
+    """``text`` without NUL characters (random-weight models emit them; PostgreSQL refuses them)."""
     return text.replace("\x00", "\ufffd")
-
-
-class VLLMEngine:
-    """A loaded vLLM model that renders prompts and generates greedily.
-
-    Args:
-        model_path: Hugging Face model directory, or hub repository id.
-        seed: Engine seed.
-        max_model_len: Longest prompt plus answer, in tokens.
-        revision: Pinned commit, for a hub repository.
-        memory_fraction: See ``engine_options``.
-    """
-
-    def __init__(
-        self,
-        model_path: str,
-        seed: int = 0,
-        max_model_len: int = 2048,
-        revision: str | None = None,
-        memory_fraction: float | None = None,
-    ) -> None:
-        vllm = _require("vllm")
-        self.model_path = model_path
-        self.llm = vllm.LLM(
-            **engine_options(model_path, seed, max_model_len, revision, memory_fraction)
-        )
-        self.tokenizer = self.llm.get_tokenizer()
-        self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
-
-    def info(self) -> dict[str, Any]:
-        """Where and with what this engine runs, for provenance."""
-        return {**describe_host(), "chat_template": self.has_chat_template}
-
-    def render_prompt(self, user_text: str, system: str | None = None) -> str:
-        """The exact text fed to the model: the chat template when the model has one."""
-        if not self.has_chat_template:
-            return f"{system}\n\n{user_text}" if system else user_text
-        messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": user_text})
-        rendered = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-        return str(rendered)
-
-    def generate(
-        self, requests: list[dict[str, Any]], decoding: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """Generate one answer per request, greedily with a fixed seed.
-
-        Args:
-            requests: Each has ``item_id``, ``text`` and optionally ``system``.
-            decoding: ``max_tokens``, ``temperature`` and ``seed``.
-
-        Returns:
-            One dict per request, in order: ``item_id``, ``prompt`` (as rendered),
-            ``text``, ``finish_reason`` and ``num_tokens``.
-        """
-        vllm = _require("vllm")
-        params = vllm.SamplingParams(
-            temperature=float(decoding.get("temperature", 0.0)),
-            top_p=float(decoding.get("top_p", 1.0)),
-            max_tokens=int(decoding.get("max_tokens", 64)),
-            seed=int(decoding.get("seed", 0)),
-        )
-        prompts = [self.render_prompt(r["text"], r.get("system")) for r in requests]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        results = []
-        for request, prompt, output in zip(requests, prompts, outputs, strict=True):
-            completion = output.outputs[0]
-            results.append(
-                {
-                    "item_id": request["item_id"],
-                    "prompt": _clean(prompt),
-                    "text": _clean(completion.text),
-                    "finish_reason": completion.finish_reason,
-                    "num_tokens": len(completion.token_ids),
-                }
-            )
-        return results
-
-
-def start_engine_actor(
-    model_path: str,
-    seed: int = 0,
-    max_model_len: int = 2048,
-    revision: str | None = None,
-    memory_fraction: float | None = None,
-) -> Any:
-    """Start a ``VLLMEngine`` as a Ray actor on the current Ray cluster.
-
-    The actor restarts if its process dies, but never retries a call by
-    itself: the caller records every attempt.
-    """
-    ray = _require("ray")
-
-    actor_class = ray.remote(
-        num_cpus=1, num_gpus=gpus_per_engine(), max_restarts=-1, max_task_retries=0
-    )(VLLMEngine)
-    return actor_class.remote(model_path, seed, max_model_len, revision, memory_fraction)

@@ -22,7 +22,7 @@ from sabha.platform.wire import (
     GenerationResult,
 )
 
-from .engine import _clean, _require, describe_host, engine_options
+from .engine import clean_text, describe_host, engine_options, require_extra
 
 __all__ = ["ItemError", "StreamingEngine", "render_prompt"]
 
@@ -82,7 +82,7 @@ class StreamingEngine:
         memory_fraction: float | None = None,
         tensor_parallel_size: int = 1,
     ) -> None:
-        _require("vllm")
+        require_extra("vllm")
         if tensor_parallel_size > 1:
             import os
 
@@ -195,17 +195,17 @@ class StreamingEngine:
         except Exception as exc:  # vLLM rejected or failed this one request
             cause = exc.__cause__ or exc
             return GenerationResult(
-                item_id=request.item_id, prompt=_clean(prompt), error=f"vLLM: {one_line(cause)}"
+                item_id=request.item_id, prompt=clean_text(prompt), error=f"vLLM: {one_line(cause)}"
             )
         if final is None or not final.outputs:
             return GenerationResult(
-                item_id=request.item_id, prompt=_clean(prompt), error="vLLM returned no output"
+                item_id=request.item_id, prompt=clean_text(prompt), error="vLLM returned no output"
             )
         completion = final.outputs[0]
         return GenerationResult(
             item_id=request.item_id,
-            prompt=_clean(prompt),
-            text=_clean(completion.text),
+            prompt=clean_text(prompt),
+            text=clean_text(completion.text),
             finish_reason=completion.finish_reason,
             num_tokens=len(completion.token_ids),
         )
