@@ -240,7 +240,10 @@ class ScriptedEngine:
     def generate_shards(self, work: Any, max_in_flight: int = 256) -> Any:
         from sabha.platform.wire import GenerationResult
 
-        for key, requests, _decoding, _policy in work:
+        for shard in work:
+            if shard is None:  # the caller has nothing yet
+                continue
+            key, requests, _decoding, _policy = shard
             if self.fail_after_shards is not None and len(self.shards) >= self.fail_after_shards:
                 raise RuntimeError("simulated engine crash")
             self.shards.append([r.item_id for r in requests])

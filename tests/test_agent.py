@@ -312,7 +312,11 @@ def test_each_shard_reports_its_share_of_the_engines_busy_time(db: Engine, tmp_p
         """Takes the shards it is given into one batch, works 0.4 s, then answers them."""
 
         def generate_shards(self, work: Any, max_in_flight: int = 256) -> Any:
-            taken = list(work)
+            taken = []
+            for shard in work:  # what is there now; None: nothing more for the moment
+                if shard is None:
+                    break
+                taken.append(shard)
             batches.append(len(taken))
             time.sleep(0.4)
             yield from super().generate_shards(taken, max_in_flight)

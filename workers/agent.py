@@ -80,12 +80,17 @@ Work = tuple[ShardLease, list[GenerationRequest], DecodingParams, ChatTemplatePo
 
 
 class Engine(Protocol):
-    """An engine the agent feeds (``workers.client.EngineClient`` is the real one)."""
+    """An engine the agent feeds (``workers.client.EngineClient`` is the real one).
+
+    ``generate_shards`` pulls work lazily and yields each shard's results when
+    it is done. The agent's work may yield None, meaning "no lease right now,
+    more may come": the engine goes on with what it has and asks again.
+    """
 
     def info(self) -> EngineInfo: ...
 
     def generate_shards(
-        self, work: Iterable[Work], max_in_flight: int = 256
+        self, work: Iterable[Work | None], max_in_flight: int = 256
     ) -> Iterator[tuple[ShardLease, list[GenerationResult]]]: ...
 
     def close(self) -> None: ...
@@ -121,7 +126,11 @@ class AgentOptions:
             tests use more): one unit each, on one node.
         gpus_per_node: ``(Ray node address, GPUs)`` of each node of a GPU pool;
             one slot per GPU, and a ``k``-GPU engine takes ``k`` of one node.
-        shards_per_engine: Leases each slot holds at once.
+        shards_per_engine: Leases each slot holds at least (one runs while the
+            next waits).
+        items_per_engine: Items a slot keeps in hand once its engine is loaded
+            (default: twice the engine's batch, ``max_num_seqs``), taking more
+            leases than ``shards_per_engine`` to get there.
         poll_seconds: Wait between lease requests when there is no work.
         heartbeat_seconds: Most time between heartbeats of the leases in flight
             (shorter when the platform's leases are short: a third of a lease).
@@ -136,6 +145,7 @@ class AgentOptions:
     engines: int = 1
     gpus_per_node: tuple[tuple[str | None, int], ...] = ()
     shards_per_engine: int = 2
+    items_per_engine: int | None = None
     poll_seconds: float = 10.0
     heartbeat_seconds: float = 60.0
     exit_when_idle: bool = False
@@ -153,13 +163,6 @@ class AgentSummary:
     released: int = 0
     engine_failures: list[str] = field(default_factory=list)
     cannot_run: list[str] = field(default_factory=list)
-
-
-def _timed(leases: list[ShardLease], clock: BusyClock) -> Iterator[Work]:
-    """The shards as engine work; each starts on ``clock`` when the engine takes it."""
-    for lease in leases:
-        clock.start(lease.run_id, len(lease.requests))
-        yield (lease, lease.requests, lease.decoding, lease.chat_template)
 
 
 def _model_key(lease: ShardLease) -> tuple[str, str | None, int]:
@@ -193,6 +196,9 @@ class _Slot:
         self.index = index
         self.queue: deque[ShardLease] = deque()
         self.busy = 0  # leases assigned and not finished
+        self.items = 0  # their items
+        self.pulled: set[int] = set()  # leases its engine took and has not finished
+        self.batch: int | None = None  # the loaded engine's batch (max_num_seqs)
         self.engine: Engine | None = None
         self.model: tuple[str, str | None, int] | None = None
         self.held: tuple[int, int] | None = None  # (node index, GPUs) while an engine is loaded
@@ -200,6 +206,25 @@ class _Slot:
         self.expected: tuple[str, str | None, int] | None = None  # model of the last lease queued
         self.last_used = 0.0
         self.thread = threading.Thread(target=self._run, name=f"sabha-engine-{index}", daemon=True)
+
+    def unassign(self, lease: ShardLease) -> None:
+        """Forget a lease that finished or was handed back (under the agent's lock)."""
+        self.busy -= 1
+        self.items -= len(lease.requests)
+        self.pulled.discard(lease.run_id)
+
+    def has_room(self) -> bool:
+        """Whether it may take another lease (under the agent's lock).
+
+        Always ``shards_per_engine`` leases; once its engine is loaded, as many
+        more as keep ``items_per_engine`` items (default: twice the engine's
+        batch) in hand, so vLLM's batch stays full while shards come and go.
+        """
+        options = self.agent.options
+        if self.busy < options.shards_per_engine:
+            return True
+        target = options.items_per_engine or (2 * self.batch if self.batch else 0)
+        return self.items < target
 
     def _run(self) -> None:
         agent = self.agent
@@ -210,24 +235,69 @@ class _Slot:
                 if agent.stopping.is_set():
                     return
                 first = self.queue.popleft()
-                key = _model_key(first)
-                batch = [first] + [lease for lease in self.queue if _model_key(lease) == key]
-                for lease in batch[1:]:
-                    self.queue.remove(lease)
                 self.working = True
             try:
-                self._generate(batch)
+                self._generate(first)
             finally:
                 with agent.lock:
                     self.working = False
                     agent.changed.notify_all()
 
-    def _generate(self, batch: list[ShardLease]) -> None:
+    def _take(self, key: tuple[str, str | None, int]) -> ShardLease | None:
+        """The next queued lease of the model ``key``, removed from the queue (under the lock)."""
+        for lease in self.queue:
+            if _model_key(lease) == key:
+                self.queue.remove(lease)
+                return lease
+        return None
+
+    def _feed(self, first: ShardLease, clock: BusyClock) -> Iterator[Work | None]:
+        """The engine's work: ``first``, then each lease of its model queued on this slot.
+
+        It stays open while the engine has shards of the model, handing the
+        engine new leases as they arrive (None while there is none yet), and
+        ends when the engine has nothing left and no lease of the model waits,
+        when a lease of another model waits, or when the agent stops.
+        """
         agent = self.agent
-        key = _model_key(batch[0])
-        unfinished = {lease.run_id: lease for lease in batch}
+        key = _model_key(first)
+        lease: ShardLease | None = first
+        while True:
+            if lease is not None:
+                with agent.lock:
+                    self.pulled.add(lease.run_id)
+                clock.start(lease.run_id, len(lease.requests))
+                yield (lease, lease.requests, lease.decoding, lease.chat_template)
+            with agent.changed:
+                lease = self._take(key)
+                if lease is None:
+                    other = any(_model_key(queued) != key for queued in self.queue)
+                    if agent.stopping.is_set() or not self.pulled or other:
+                        return
+                    agent.changed.wait(timeout=0.02)
+                    lease = self._take(key)
+            if lease is None:
+                yield None
+
+    def _give_back_model(self, first: ShardLease, reason: str) -> None:
+        """Hand back ``first``, what the engine took, and every queued lease of its model."""
+        agent = self.agent
+        key = _model_key(first)
+        with agent.lock:
+            queued = [lease for lease in self.queue if _model_key(lease) == key]
+            for lease in queued:
+                self.queue.remove(lease)
+            pulled = [agent.in_flight[r] for r in self.pulled if r in agent.in_flight]
+            self.pulled.clear()
+        leases = {lease.run_id: lease for lease in [first, *pulled, *queued]}
+        for lease in leases.values():
+            agent._give_back(self, lease, reason)
+
+    def _generate(self, first: ShardLease) -> None:
+        agent = self.agent
+        key = _model_key(first)
         try:
-            gpus = agent.gpus_for(batch[0])
+            gpus = agent.gpus_for(first)
             if gpus > max(agent.node_gpus):
                 raise ValueError(
                     f"an engine of {gpus} GPUs does not fit a node of this pool "
@@ -237,8 +307,7 @@ class _Slot:
             reason = f"{CANNOT_RUN_HERE} {' '.join(str(exc).split())[:400]}"
             log.warning("engine %d: %s", self.index, reason)
             agent.summary.cannot_run.append(reason)
-            for lease in unfinished.values():
-                agent._give_back(self, lease, reason)
+            self._give_back_model(first, reason)
             return
         try:
             engine = self.engine
@@ -247,7 +316,7 @@ class _Slot:
                 node = agent._acquire(self, gpus)
                 placement = EnginePlacement(gpus, agent.node_names[node])
                 engine = agent.engine_factory(
-                    batch[0].model, batch[0].max_model_len, self.index, placement
+                    first.model, first.max_model_len, self.index, placement
                 )
                 with agent.lock:  # shutdown closes what it finds here, so check under the lock
                     stopping = agent.stopping.is_set()
@@ -256,12 +325,16 @@ class _Slot:
                 if stopping:
                     engine.close()
                     raise RuntimeError("the agent is stopping")
+            info = engine.info()
+            with agent.lock:
+                self.batch = info.max_num_seqs
+                agent.changed.notify_all()  # it may take more leases now
+            in_flight = agent.options.items_per_engine or 2 * (info.max_num_seqs or 128)
             self.last_used = time.monotonic()
             clock = BusyClock()
-            for lease, results in engine.generate_shards(_timed(batch, clock)):
+            for lease, results in engine.generate_shards(self._feed(first, clock), in_flight):
                 seconds = clock.finish(lease.run_id)
-                agent._finished(self, lease, results, engine.info(), seconds)
-                unfinished.pop(lease.run_id, None)
+                agent._finished(self, lease, results, info, seconds)
                 self.last_used = time.monotonic()
         except Exception as exc:  # the engine failed: hand the shards back with the reason
             reason = f"engine failed: {' '.join(str(exc).split())[:400]}"
@@ -269,8 +342,7 @@ class _Slot:
                 log.warning("engine %d: %s", self.index, reason)
                 agent.summary.engine_failures.append(reason)
             self._close()
-            for lease in unfinished.values():
-                agent._give_back(self, lease, reason)
+            self._give_back_model(first, reason)
 
     def _close(self) -> None:
         with self.agent.lock:
@@ -383,14 +455,13 @@ class Agent:
         with self.lock:
             if self.waiting_for_gpus:  # leases in hand wait for GPUs; take no more
                 return False
-            limit = self.options.shards_per_engine
-            if any(s.held is not None and s.busy < limit for s in self.slots):
+            if any(s.held is not None and s.has_room() for s in self.slots):
                 return True  # a loaded engine has room
             # A slot without an engine has room only while GPUs are free or idle.
             room = max(self.free_gpus) > 0 or any(
                 s.held is not None and s.busy == 0 and not s.working for s in self.slots
             )
-            return room and any(s.held is None and s.busy < limit for s in self.slots)
+            return room and any(s.held is None and s.has_room() for s in self.slots)
 
     def _acquire(self, slot: _Slot, gpus: int) -> int:
         """Reserve ``gpus`` GPUs of one node for ``slot``; returns the node's index.
@@ -544,19 +615,20 @@ class Agent:
             self._beat_seconds = min(self._beat_seconds, max(1.0, span / 3))
             self.in_flight[lease.run_id] = lease
             mine = [s for s in self.slots if s.model == key or (s.busy and s.expected == key)]
-            same = [s for s in mine if s.busy < limit]
+            same = [s for s in mine if s.has_room()]
             if mine and not same and size > 1:
                 loading = any(s.held is None for s in mine)
                 if loading or not self._room_for(size):
                     same = [s for s in mine if s.busy < 2 * limit]
             idle = sorted((s for s in self.slots if s.busy == 0), key=lambda s: s.last_used)
-            free = [s for s in self.slots if s.busy < limit]
+            free = [s for s in self.slots if s.has_room()] or list(self.slots)
             slot = (
                 min(same, key=lambda s: s.busy)
                 if same
                 else next((s for s in idle if s.model is None), idle[0] if idle else free[0])
             )
             slot.busy += 1
+            slot.items += len(lease.requests)
             slot.expected = key
             slot.queue.append(lease)
             self.changed.notify_all()
@@ -580,7 +652,7 @@ class Agent:
         self.summary.finished += 1
         with self.lock:
             self.in_flight.pop(lease.run_id, None)
-            slot.busy -= 1
+            slot.unassign(lease)
             self.changed.notify_all()
         self._post_now.set()
 
@@ -601,7 +673,7 @@ class Agent:
                 self.in_flight.pop(lease.run_id, None)
                 self._releasing.discard(lease.run_id)
             if slot is not None:
-                slot.busy -= 1
+                slot.unassign(lease)
             self.changed.notify_all()
 
     # -- background threads ----------------------------------------------------------

@@ -104,7 +104,7 @@ class EngineClient:
 
     def generate_shards(
         self,
-        work: Iterable[ShardWork[K]],
+        work: Iterable[ShardWork[K] | None],
         max_in_flight: int = 256,
     ) -> Iterator[tuple[K, list[GenerationResult]]]:
         """Answer shards, keeping the engine's batch full; yields each shard when it is done.
@@ -112,13 +112,17 @@ class EngineClient:
         Shards are pulled from ``work`` lazily: the next one only while fewer
         than ``max_in_flight`` items are submitted but unanswered (judged by
         the size of the last shard pulled), and always while fewer than two
-        shards are in flight, so one waits while another runs. Shards may
-        complete out of order. Closing the iterator early cancels the shards
-        still in flight.
+        shards are in flight, so one waits while another runs. ``work`` may
+        yield None when it has no shard right now but may have more (a
+        volunteer's agent waiting for its next lease): the client then waits
+        a moment on the shards in flight and asks again, so finished shards
+        are handed back while new ones are still coming. Shards may complete
+        out of order. Closing the iterator early cancels the shards still in
+        flight.
 
         Args:
-            work: ``(key, requests, decoding, chat_template)`` per shard; the key
-                is handed back with the shard's results.
+            work: ``(key, requests, decoding, chat_template)`` per shard (or None,
+                see above); the key is handed back with the shard's results.
             max_in_flight: Most items in flight at once (vLLM batches up to
                 ``info().max_num_seqs`` of them).
 
@@ -139,21 +143,30 @@ class EngineClient:
         exhausted = False
         try:
             while True:
+                starved = False
                 while not exhausted and (
                     len(pending) < 2 or in_flight + next_size <= max_in_flight
                 ):
                     try:
-                        key, requests, decoding, policy = next(shards)
+                        shard = next(shards)
                     except StopIteration:
                         exhausted = True
                         break
+                    if shard is None:  # nothing now; more may come
+                        starved = True
+                        break
+                    key, requests, decoding, policy = shard
                     ref = self.actor.generate_shard.remote(requests, decoding, policy)
                     pending[ref] = (key, requests)
                     in_flight += len(requests)
                     next_size = max(len(requests), 1)
                 if not pending:
-                    return
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                    if exhausted:
+                        return
+                    continue  # the source blocks a moment before it says "nothing"
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.05 if starved else None)
+                if not ready:
+                    continue
                 key, requests = pending.pop(ready[0])
                 in_flight -= len(requests)
                 results: list[GenerationResult] = self._get(ready[0])

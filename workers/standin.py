@@ -28,6 +28,7 @@ from sabha.platform.wire import (
 __all__ = ["StandInEngine", "stand_in_answer"]
 
 K = TypeVar("K")
+ShardWork = tuple[K, list[GenerationRequest], DecodingParams, ChatTemplatePolicy]
 
 WORDS = ("mvua", "बारिश", "மழை", "مطر", "rain", "shamba", "खेत", "வயல்", "حقل", "field")
 
@@ -66,11 +67,16 @@ class StandInEngine:
 
     def generate_shards(
         self,
-        work: Iterable[tuple[K, list[GenerationRequest], DecodingParams, ChatTemplatePolicy]],
+        work: Iterable[
+            tuple[K, list[GenerationRequest], DecodingParams, ChatTemplatePolicy] | None
+        ],
         max_in_flight: int = 256,
     ) -> Iterator[tuple[K, list[GenerationResult]]]:
-        """Answer shards one at a time, each after its simulated latency."""
-        for key, requests, _decoding, _policy in work:
+        """Answer shards one at a time, each after its simulated latency (None: nothing yet)."""
+        for shard in work:
+            if shard is None:
+                continue
+            key, requests, _decoding, _policy = shard
             time.sleep(self.seconds_per_item * len(requests))
             yield (
                 key,
