@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from sabha.platform.wire import MAX_DB_ID
 from .annotation_review import review_annotation  # its home before reviews had their own
 
 __all__ = [
+    "WebhookNotice",
     "WebhookRefused",
     "apply_webhook",
     "annotator_counts",
@@ -56,6 +58,7 @@ __all__ = [
     "review_annotation",
     "sync_project",
     "upload_source_items",
+    "webhook_notice",
     "webhook_secret_matches",
 ]
 
@@ -352,56 +355,72 @@ def _notice_id(value: Any, where: str) -> int:
     return value
 
 
-def _noticed_ids(payload: Any) -> tuple[str, list[int], list[int]]:
-    """The action, annotation ids and task ids a notice names (nothing else is read from it)."""
+@dataclass(frozen=True)
+class WebhookNotice:
+    """What a webhook call names: an action and ids; nothing it says about content."""
+
+    action: str
+    annotation_ids: tuple[int, ...] = ()
+    task_ids: tuple[int, ...] = ()
+
+
+def webhook_notice(payload: Any) -> WebhookNotice:
+    """Read the action and the ids a webhook payload names (nothing else is read from it).
+
+    Raises:
+        WebhookRefused: no action, no or too many annotations, or an id that is
+            not a whole number from 1 to 2**31-1 (the field is named).
+    """
     if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
         raise WebhookRefused("The webhook payload has no action.", "Send Label Studio's JSON.")
     action = str(payload["action"])[:100]
     if action in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}:
-        named = [payload.get("annotation")]
-        where = "annotation"
+        named, where = [payload.get("annotation")], "annotation"
     elif action == "ANNOTATIONS_CREATED":
         named, where = payload.get("annotation"), "annotation"
     elif action == "ANNOTATIONS_DELETED":
         named, where = payload.get("annotations"), "annotations"
     else:
-        return action, [], []  # other events do not concern Sabha
+        return WebhookNotice(action)  # other events do not concern Sabha
     if not isinstance(named, list) or not named or len(named) > MAX_NOTICE_IDS:
         raise WebhookRefused(
             f"The webhook notice {action} names no annotations, or more than "
-            f"{MAX_NOTICE_IDS} in '{where}'.",
+            f"{MAX_NOTICE_IDS}, in '{where}'.",
             "Send Label Studio's own webhook JSON.",
         )
     annotations, tasks = [], []
     for number, entry in enumerate(named):
         if not isinstance(entry, dict):
-            raise WebhookRefused(f"The webhook notice's {where}[{number}] is not an object.")
+            raise WebhookRefused(
+                f"The webhook notice's {where}[{number}] is not an object.",
+                "Send Label Studio's own webhook JSON.",
+            )
         annotations.append(_notice_id(entry.get("id"), f"{where}[{number}].id"))
         if entry.get("task") is not None:
             tasks.append(_notice_id(entry["task"], f"{where}[{number}].task"))
-    return action, annotations, tasks
+    if isinstance(payload.get("task"), dict) and payload["task"].get("id") is not None:
+        tasks.append(_notice_id(payload["task"]["id"], "task.id"))
+    return WebhookNotice(action, tuple(annotations), tuple(tasks))
 
 
 def apply_webhook(
-    db: Engine, client: LabelStudioClient, payload: Any, *, max_text_chars: int = 20_000
+    db: Engine, client: LabelStudioClient, notice: WebhookNotice, *, max_text_chars: int = 20_000
 ) -> SyncReport:
-    """Treat one Label Studio webhook call (already authenticated) as a notice, and check.
+    """Check what a webhook notice names against Label Studio, and record that.
 
-    Only the ids in the notice are read, and only to decide which tasks to
-    read back: every item whose task the notice names, or which holds an
-    annotation it names, is read from Label Studio with Sabha's own token and
-    reconciled (``reconcile_item``). What the payload says an annotation
-    contains is never recorded, so a forged, replayed or reordered notice
-    changes nothing Label Studio does not hold now.
+    Only the notice's ids are used, and only to decide which tasks to read
+    back: every item whose task it names, or which holds an annotation it
+    names, is read from Label Studio with Sabha's own token and reconciled
+    (``reconcile_item``). What a payload says an annotation contains is never
+    recorded, so a forged, replayed or reordered notice changes nothing Label
+    Studio does not hold now.
 
     Raises:
-        WebhookRefused: the payload is not a Label Studio annotation notice, or
-            names an id outside 1 to 2**31-1 or too many ids.
         LabelStudioError: Label Studio could not be read (nothing changed).
     """
-    _action, annotation_ids, task_ids = _noticed_ids(payload)
-    if not annotation_ids:
+    if not notice.annotation_ids:
         return SyncReport()
+    task_ids, annotation_ids = list(notice.task_ids), list(notice.annotation_ids)
     with Session(db) as session:
         by_task = dict(
             session.exec(

@@ -28,8 +28,14 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from sabha.annotation.labelstudio import WEBHOOK_SECRET_HEADER, LabelStudioError
+from sabha.annotation.sync import SyncReport
 from sabha.platform.errors import SabhaError
-from sabha.platform.services.annotation import WebhookRefused, apply_webhook, webhook_secret_matches
+from sabha.platform.services.annotation import (
+    WebhookRefused,
+    apply_webhook,
+    webhook_notice,
+    webhook_secret_matches,
+)
 from sabha.platform.services.judging import refresh_community_scores
 from sabha.platform.services.labelstudio import connect_labelstudio
 from sabha.platform.settings import Settings
@@ -89,9 +95,11 @@ def labelstudio_webhook() -> ResponseReturnValue:
         return _refusal(401, "unknown caller: the webhook secret is missing or wrong")
     db = current_app.extensions["sabha.db"]
     try:
-        payload = _read_payload()
+        notice = webhook_notice(_read_payload())
+        if not notice.annotation_ids:
+            return jsonify(asdict(SyncReport())), 200  # an event that does not concern Sabha
         client = connect_labelstudio(settings)
-        report = apply_webhook(db, client, payload, max_text_chars=settings.max_field_chars)
+        report = apply_webhook(db, client, notice, max_text_chars=settings.max_field_chars)
     except _TooLarge as exc:
         size = f"{exc.length} bytes" if exc.length is not None else "too large"
         return _refusal(
