@@ -78,7 +78,7 @@ def annotate(
     result: list[dict[str, Any]],
     minutes: int = 0,
 ) -> None:
-    """Store (or change) Label Studio annotation ``annotation_id``, changed ``minutes`` after START."""
+    """Store (or change) Label Studio annotation ``annotation_id`` as of ``minutes`` after START."""
     moment = START + timedelta(minutes=minutes)
     with session_scope(db) as session:
         upsert_annotation(
