@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,94 @@ def test_a_maintainer_sees_what_blocks_each_release(
     assert "  passes: reviewer acceptance in sw-Latn is 1, required 0.8: passes" in shown.output
     missing = CliRunner().invoke(cli, ["annotations", "blockers", "nothing"])
     assert missing.exit_code == 1 and "has no annotation projects" in missing.output
+
+
+@pytest.mark.postgresql
+def test_reviews_made_before_versions_count_unless_their_annotation_changed_since(
+    database_url: str,
+) -> None:
+    """Migration 0012 gives old reviews the version they saw when nothing changed since."""
+    import sqlalchemy as sa
+
+    from sabha.annotation.votes import annotation_version
+    from sabha.platform.db import make_engine, upgrade_database
+
+    engine = make_engine(database_url)
+    upgrade_database(engine, "0010")
+    tables = sa.MetaData()
+    tables.reflect(engine)
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    kept, edited = label("unsafe"), label("safe")
+    rows: dict[str, list[dict[str, Any]]] = {
+        "user_account": [
+            {
+                "id": 1,
+                "username": "mkaguzi",
+                "username_key": "mkaguzi",
+                "is_active": True,
+                "languages": [],
+                "created_at": day,
+            }
+        ],
+        "annotation_project": [
+            {
+                "id": 1,
+                "dataset_name": "old",
+                "language": "sw-Latn",
+                "task_type": "label",
+                "title": "old",
+                "annotations_per_item": 2,
+                "options": {"hazards": ["fire"]},
+                "created_at": day,
+            }
+        ],
+        "source_item": [
+            {
+                "id": 1,
+                "project_id": 1,
+                "key": "i0",
+                "split": "test",
+                "data": {"text": "t"},
+                "labelstudio_task_id": 5,
+                "created_at": day,
+            }
+        ],
+        "annotation": [
+            {
+                "id": n,
+                "labelstudio_annotation_id": n,
+                "item_id": 1,
+                "labelstudio_user_id": 10 + n,
+                "result": result,
+                "was_cancelled": False,
+                "created_at": day,
+                "updated_at": day + timedelta(days=changed),
+                "synced_at": day,
+            }
+            for n, result, changed in ((1, kept, 0), (2, edited, 5))
+        ],
+        "annotation_review": [
+            {
+                "id": n,
+                "annotation_id": n,
+                "reviewer_id": 1,
+                "verdict": "accepted",
+                "comment": "",
+                "created_at": day + timedelta(days=1),
+            }
+            for n in (1, 2)
+        ],
+    }
+    with engine.begin() as connection:
+        for name, values in rows.items():
+            connection.execute(tables.tables[name].insert(), values)
+    upgrade_database(engine, "0012")
+    with engine.connect() as connection:
+        versions = dict(
+            connection.execute(
+                sa.text("SELECT annotation_id, annotation_version FROM annotation_review")
+            ).all()
+        )
+    engine.dispose()
+    # Annotation 2 was edited four days after its review: that review saw another version.
+    assert versions == {1: annotation_version(kept), 2: None}
