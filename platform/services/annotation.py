@@ -389,15 +389,17 @@ def webhook_notice(payload: Any) -> WebhookNotice:
             "Send Label Studio's own webhook JSON.",
         )
     annotations, tasks = [], []
+    single = action in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
     for number, entry in enumerate(named):
+        field = where if single else f"{where}[{number}]"
         if not isinstance(entry, dict):
             raise WebhookRefused(
-                f"The webhook notice's {where}[{number}] is not an object.",
+                f"The webhook notice's {field} is not an object.",
                 "Send Label Studio's own webhook JSON.",
             )
-        annotations.append(_notice_id(entry.get("id"), f"{where}[{number}].id"))
+        annotations.append(_notice_id(entry.get("id"), f"{field}.id"))
         if entry.get("task") is not None:
-            tasks.append(_notice_id(entry["task"], f"{where}[{number}].task"))
+            tasks.append(_notice_id(entry["task"], f"{field}.task"))
     if isinstance(payload.get("task"), dict) and payload["task"].get("id") is not None:
         tasks.append(_notice_id(payload["task"]["id"], "task.id"))
     return WebhookNotice(action, tuple(annotations), tuple(tasks))
