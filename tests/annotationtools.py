@@ -18,7 +18,6 @@ from sqlmodel import Session, select
 from sabha.annotation.configs import LabelingOptions
 from sabha.annotation.labelstudio import LabelStudioAnnotation
 from sabha.annotation.sync import upsert_annotation
-from sabha.annotation.votes import annotation_version
 from sabha.platform.db import session_scope
 from sabha.platform.domain import Annotation, SourceItem, User
 from sabha.platform.services.accounts import create_user
@@ -95,6 +94,8 @@ def person(db: Engine, name: str, roles: tuple[str, ...]) -> User:
 
 def version_of(db: Engine, annotation_id: int) -> str:
     """The version of an annotation as Sabha holds it now (what a reviewer is shown)."""
+    from sabha.annotation.votes import annotation_version
+
     with Session(db) as session:
         stored = session.exec(
             select(Annotation).where(Annotation.labelstudio_annotation_id == annotation_id)
