@@ -18,10 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from sabha.platform.domain import Annotation
-from sabha.platform.web.labelstudio_hooks import WEBHOOK_MAX_BYTES
 
 SECRET = "webhook-secret-for-bounds"
 HEADERS = {"X-Sabha-Webhook-Secret": SECRET, "Content-Type": "application/json"}
+WEBHOOK_MAX_BYTES = 1024 * 1024  # platform/web/labelstudio_hooks.py
 
 
 @pytest.fixture
