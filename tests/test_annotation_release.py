@@ -161,7 +161,7 @@ def test_an_annotated_dataset_is_released_once_with_its_card_and_no_private_item
     text = " ".join(card.text.split())
     assert "12 votes by 2 annotator(s)" in text
     assert "at least 2 different people" in text
-    assert "reviewed by 1 reviewer(s)" in card.text and "Krippendorff alpha" in card.text
+    assert "reviewed by 1 reviewer(s)" in text and "Krippendorff alpha" in text
     assert "1 further items are a private held-out split" in card.text
     assert PEOPLE[0] not in card.text and "mkaguzi" not in card.text  # counts, never names
 
