@@ -280,13 +280,13 @@ def result_problems(
             problems.append(f"{where} is not an object")
             continue
         name = region.get("from_name")
-        control = controls.get(name) if isinstance(name, str) else None
-        if control is None:
+        if not isinstance(name, str) or name not in controls:
             problems.append(
                 f"{where} answers control {name!r}, which the labeling config does not have "
                 f"(it has {', '.join(sorted(controls))})"
             )
             continue
+        control = controls[name]
         if name in seen:
             problems.append(f"control {name!r} is answered more than once")
             continue

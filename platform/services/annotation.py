@@ -374,6 +374,7 @@ def webhook_notice(payload: Any) -> WebhookNotice:
     if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
         raise WebhookRefused("The webhook payload has no action.", "Send Label Studio's JSON.")
     action = str(payload["action"])[:100]
+    named: Any
     if action in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}:
         named, where = [payload.get("annotation")], "annotation"
     elif action == "ANNOTATIONS_CREATED":

@@ -12,7 +12,16 @@ pages need no script or inline style, within Sabha's content security policy.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 
 from sabha.annotation.gates import ReleaseGates
@@ -35,8 +44,12 @@ _FILTER_LIMIT = 100
 
 
 def _refusal(exc: SabhaError) -> ResponseReturnValue:
-    page, status = render_refusal(exc)  # type: ignore[misc]
-    return page, getattr(exc, "http_status", status)
+    """A refusal page; a changed annotation is a conflict (409), as in the JSON API."""
+    response = make_response(render_refusal(exc))
+    status = getattr(exc, "http_status", None)
+    if isinstance(status, int):
+        response.status_code = status
+    return response
 
 
 blueprint.register_error_handler(SabhaError, _refusal)
@@ -112,7 +125,12 @@ def review_post(annotation_id: int) -> ResponseReturnValue:
         version=request.form.get("version", ""),
     )
     flash(f"Annotation {annotation_id}: {recorded.verdict}.")
-    return redirect(url_for("review.review_page", **_filters()))
+    filters = _filters()
+    return redirect(
+        url_for(
+            "review.review_page", dataset=filters.get("dataset"), language=filters.get("language")
+        )
+    )
 
 
 @blueprint.get("/annotations/datasets")
