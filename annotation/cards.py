@@ -65,6 +65,8 @@ class AnnotationFacts:
     left_out: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     gold_rule: str = ""
     version_note: str = ""
+    superseded: int = 0
+    fewest_annotators: int | None = None
 
 
 def _annotation_section(facts: AnnotationFacts) -> str:
@@ -81,12 +83,25 @@ def _annotation_section(facts: AnnotationFacts) -> str:
         for reason, count in sorted(reasons.items())
     ]
     note = f"\n\nVersion note: {facts.version_note}" if facts.version_note else ""
+    fewest = (
+        f" Every released item carries the votes of at least {facts.fewest_annotators} "
+        "different people."
+        if facts.fewest_annotators is not None
+        else ""
+    )
+    superseded = (
+        f" {facts.superseded} earlier annotation(s) replaced by the same person's later one "
+        "are not counted."
+        if facts.superseded
+        else ""
+    )
     return f"""### Annotation
 
-Annotated in Label Studio through Sabha ({facts.task_type} task): every item was
-given to {facts.annotations_per_item} different annotators, and reviewers accepted or
-rejected annotations. {facts.annotations} annotations by {facts.annotators} annotator(s),
-reviewed by {facts.reviewers} reviewer(s).
+Annotated in Label Studio through Sabha ({facts.task_type} task): items were handed
+to {facts.annotations_per_item} different annotators each, and reviewers accepted or
+rejected annotations. Each person has one vote per item (their latest annotation of
+it). {facts.annotations} votes by {facts.annotators} annotator(s), reviewed by
+{facts.reviewers} reviewer(s).{fewest}{superseded}
 
 {facts.gold_rule}
 

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_RUBRIC",
     "LabelingOptions",
     "labeling_config",
+    "result_problems",
     "result_values",
     "task_fields",
 ]
@@ -222,3 +223,118 @@ def result_values(result: Sequence[dict[str, Any]]) -> dict[str, Any]:
         elif "rating" in value:
             values[name] = value["rating"]
     return values
+
+
+@dataclass(frozen=True)
+class _Control:
+    tag: str  # Choices, TextArea or Rating
+    to_name: str
+    required: bool
+    choices: tuple[str, ...] = ()
+    most: int = 0  # Rating: the highest rating
+
+
+def _controls(config: str) -> dict[str, _Control]:
+    """The controls of a labeling config Sabha built, by name."""
+    found: dict[str, _Control] = {}
+    for element in ET.fromstring(config).iter():
+        name = element.get("name")
+        if element.tag not in {"Choices", "TextArea", "Rating"} or name is None:
+            continue
+        found[name] = _Control(
+            tag=element.tag,
+            to_name=element.get("toName", ""),
+            required=element.get("required") == "true",
+            choices=tuple(c.get("value", "") for c in element.iter("Choice")),
+            most=int(element.get("maxRating", "5")) if element.tag == "Rating" else 0,
+        )
+    return found
+
+
+def result_problems(
+    task_type: AnnotationTaskType,
+    options: LabelingOptions,
+    result: Any,
+    *,
+    max_text_chars: int = 20_000,
+) -> list[str]:
+    """What in an annotation's result lies outside the project's labeling config.
+
+    The config is Sabha's own (built from the project's stored options), not
+    the copy Label Studio keeps: a member of Label Studio can change that copy.
+    Label Studio itself stores any result a caller sends, labels the config
+    never offered included.
+
+    Returns:
+        One line per problem, naming the control and what is wrong; empty when
+        the result is one the labeling interface could have produced.
+    """
+    controls = _controls(labeling_config(task_type, options))
+    if not isinstance(result, list):
+        return ["the result is not a list of regions"]
+    problems: list[str] = []
+    seen: set[str] = set()
+    for number, region in enumerate(result, start=1):
+        where = f"region {number}"
+        if not isinstance(region, dict):
+            problems.append(f"{where} is not an object")
+            continue
+        name = region.get("from_name")
+        if not isinstance(name, str) or name not in controls:
+            problems.append(
+                f"{where} answers control {name!r}, which the labeling config does not have "
+                f"(it has {', '.join(sorted(controls))})"
+            )
+            continue
+        control = controls[name]
+        if name in seen:
+            problems.append(f"control {name!r} is answered more than once")
+            continue
+        seen.add(name)
+        to_name = region.get("to_name")
+        if to_name is not None and to_name != control.to_name:
+            problems.append(f"control {name!r} points at {to_name!r}, not {control.to_name!r}")
+        kind = region.get("type")
+        if kind is not None and kind != control.tag.lower():
+            problems.append(f"control {name!r} is a {control.tag.lower()}, not a {kind!r}")
+        value = region.get("value")
+        if not isinstance(value, dict):
+            problems.append(f"control {name!r} has no value object")
+            continue
+        problems.extend(_value_problems(name, control, value, max_text_chars))
+    missing = sorted(n for n, c in controls.items() if c.required and n not in seen)
+    problems.extend(f"required control {n!r} is not answered" for n in missing)
+    return problems
+
+
+def _value_problems(
+    name: str, control: _Control, value: dict[str, Any], max_text_chars: int
+) -> list[str]:
+    if control.tag == "Choices":
+        chosen = value.get("choices")
+        if not isinstance(chosen, list) or len(chosen) != 1:
+            return [f"control {name!r} needs exactly one choice"]
+        if chosen[0] not in control.choices:
+            return [
+                f"control {name!r} chose {chosen[0]!r}, which is not one of "
+                f"{', '.join(repr(c) for c in control.choices)}"
+            ]
+        return []
+    if control.tag == "Rating":
+        rating = value.get("rating")
+        if isinstance(rating, bool) or not isinstance(rating, int):
+            return [f"control {name!r} needs a whole rating from 1 to {control.most}"]
+        if not 1 <= rating <= control.most:
+            return [f"control {name!r} rated {rating}, outside 1 to {control.most}"]
+        return []
+    texts = value.get("text")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return [f"control {name!r} needs text"]
+    total = sum(len(t) for t in texts)
+    if total > max_text_chars:
+        return [f"control {name!r} has {total} characters, more than {max_text_chars}"]
+    if control.required and not "".join(texts).strip():
+        return [f"control {name!r} is empty"]
+    return []

@@ -26,6 +26,7 @@ __all__ = [
     "LabelStudioAnnotation",
     "LabelStudioClient",
     "LabelStudioError",
+    "LabelStudioNotFound",
     "annotation_from_json",
 ]
 
@@ -41,9 +42,19 @@ class LabelStudioError(SabhaError):
     """Label Studio refused a call or could not be reached."""
 
 
+class LabelStudioNotFound(LabelStudioError):
+    """Label Studio answered 404: the project, task or annotation is not there."""
+
+
 @dataclass(frozen=True)
 class LabelStudioAnnotation:
-    """One annotation as Label Studio reports it."""
+    """One annotation as Label Studio reports it.
+
+    ``user_id`` is its annotator (Label Studio's ``completed_by``), which any
+    caller may set when creating or editing one; ``updated_by`` is who last
+    created or changed it, which Label Studio sets itself. They differ when
+    someone made or changed an annotation in another person's name.
+    """
 
     id: int
     task_id: int
@@ -52,6 +63,12 @@ class LabelStudioAnnotation:
     was_cancelled: bool
     created_at: datetime
     updated_at: datetime
+    updated_by: int | None = None
+
+    @property
+    def made_by_someone_else(self) -> bool:
+        """Whether another user created or last changed it in its annotator's name."""
+        return self.updated_by is not None and self.updated_by != self.user_id
 
 
 def _when(value: Any) -> datetime:
@@ -77,6 +94,8 @@ def annotation_from_json(data: Mapping[str, Any]) -> LabelStudioAnnotation:
         user_id = user["id"] if isinstance(user, Mapping) else user
         if user_id is None:
             raise TypeError("completed_by is missing")
+        editor = data.get("updated_by")
+        editor_id = editor["id"] if isinstance(editor, Mapping) else editor
         result = data.get("result") or []
         if not isinstance(result, list):
             raise TypeError("result is not a list")
@@ -88,6 +107,7 @@ def annotation_from_json(data: Mapping[str, Any]) -> LabelStudioAnnotation:
             was_cancelled=bool(data.get("was_cancelled", False)),
             created_at=_when(data.get("created_at")),
             updated_at=_when(data.get("updated_at") or data.get("created_at")),
+            updated_by=None if editor_id is None else int(editor_id),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a Label Studio annotation: {exc}") from exc
@@ -115,6 +135,12 @@ class LabelStudioClient:
         try:
             return call()
         except ApiError as exc:
+            if exc.status_code == 404:
+                raise LabelStudioNotFound(
+                    f"Label Studio at {self.url} has no such object ({what}: 404).",
+                    "Check SABHA_LABEL_STUDIO_URL: it must be the server the projects were "
+                    "provisioned on.",
+                ) from exc
             if exc.status_code in (401, 403):
                 raise LabelStudioError(
                     f"Label Studio at {self.url} refused the token ({what}: {exc.status_code}).",
@@ -227,9 +253,21 @@ class LabelStudioClient:
     # -- annotations ---------------------------------------------------------------------
 
     def task_annotations(self, task_id: int) -> list[LabelStudioAnnotation]:
-        """Every annotation of one task."""
+        """Every annotation of one task that was not skipped (Label Studio lists no skips).
+
+        Raises:
+            LabelStudioNotFound: the task is not there (deleted, or another server).
+        """
         found = self._call("list annotations", lambda: self._sdk.annotations.list(task_id))
         return [annotation_from_json(a.model_dump(mode="json")) for a in found]
+
+    def has_project(self, project_id: int) -> bool:
+        """Whether the server has this project."""
+        try:
+            self._call("read a project", lambda: self._sdk.projects.get(project_id))
+        except LabelStudioNotFound:
+            return False
+        return True
 
     def project_annotations(self, project_id: int) -> Iterator[LabelStudioAnnotation]:
         """Every annotation of every task of a project, task by task."""

@@ -758,6 +758,11 @@ from .cli_annotation import annotations_group, labelstudio  # noqa: E402  (they 
 cli.add_command(labelstudio)
 cli.add_command(annotations_group)
 
+from .cli_review import annotations_blockers, review_group  # noqa: E402
+
+annotations_group.add_command(review_group)
+annotations_group.add_command(annotations_blockers)
+
 
 # -- volunteer pools --------------------------------------------------------------------
 

@@ -245,7 +245,12 @@ def annotations_provision(
 @click.argument("dataset", required=False)
 @click.pass_context
 def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
-    """Pull every annotation from Label Studio (all projects, or DATASET's); safe to repeat."""
+    """Read every annotation back from Label Studio (all projects, or DATASET's); safe to repeat.
+
+    What Label Studio holds that no annotator could have made in the labeling
+    interface (labels outside the config, an annotation made in someone
+    else's name) is refused and listed.
+    """
     from .services.annotation import sync_project
     from .services.labelstudio import connect_labelstudio
 
@@ -257,13 +262,18 @@ def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
         if dataset:
             query = query.where(AnnotationProject.dataset_name == dataset)
         projects = session.exec(query.order_by(col(AnnotationProject.id))).all()
-    client = connect_labelstudio(_settings(ctx))
+    settings = _settings(ctx)
+    client = connect_labelstudio(settings)
     for project in projects:
-        report = sync_project(engine, client, project.id or 0)
+        report = sync_project(
+            engine, client, project.id or 0, max_text_chars=settings.max_field_chars
+        )
         click.echo(
             f"{project.title}: {report.created} new, {report.updated} updated, "
-            f"{report.deleted} deleted, {report.unchanged} unchanged."
+            f"{report.deleted} deleted, {report.unchanged} unchanged, {report.refused} refused."
         )
+        for problem in report.problems:
+            click.secho(f"  refused: {problem}", fg="yellow")
     if not projects:
         click.echo("No annotation project is in Label Studio yet (sabha annotations provision).")
     elif any(p.dataset_name.startswith("judging-") for p in projects):

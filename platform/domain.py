@@ -674,7 +674,13 @@ class Annotation(SQLModel, table=True):
 
 
 class AnnotationReview(SQLModel, table=True):
-    """A reviewer's verdict on one annotation, with a comment (one per reviewer)."""
+    """A reviewer's verdict on one annotation, with a comment (one per reviewer).
+
+    ``annotation_version`` is the version of the annotation the reviewer saw
+    (``sabha.annotation.votes.annotation_version``); the review counts only
+    while the annotation still has it. None: made before versions were
+    recorded, with the annotation changed since (it counts for nothing).
+    """
 
     __tablename__ = "annotation_review"
     __table_args__ = (
@@ -687,6 +693,7 @@ class AnnotationReview(SQLModel, table=True):
     reviewer_id: int = Field(foreign_key="user_account.id", index=True)
     verdict: str = Field(max_length=10)
     comment: str = _text()
+    annotation_version: str | None = Field(default=None, max_length=64)
     created_at: datetime = _when()
 
 

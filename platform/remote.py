@@ -1,8 +1,9 @@
-"""Talk to a Sabha server's JSON API: the stored sign-in, submissions and their status.
+"""Talk to a Sabha server's JSON API: the stored sign-in, submissions, their status, reviews.
 
 ``sabha login`` stores ``{server, token}`` in ``$XDG_CONFIG_HOME/sabha/credentials.json``
-(default ``~/.config/sabha``), readable by its owner only; ``sabha submit`` and
-``sabha status`` send that token as ``Authorization: Bearer``. Problem documents
+(default ``~/.config/sabha``), readable by its owner only; ``sabha submit``,
+``sabha status`` and ``sabha annotations review`` send that token as
+``Authorization: Bearer``. Problem documents
 (RFC 9457) from the server become one ``SabhaError`` with the server's fix.
 """
 
@@ -133,9 +134,17 @@ class SabhaClient:
         """The absolute URL of an API path such as ``/api/v1/me``."""
         return f"{self.server}{path}"
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
         try:
-            response = self.http.request(method, self.url(path), json=body, timeout=TIMEOUT_SECONDS)
+            response = self.http.request(
+                method, self.url(path), json=body, params=params, timeout=TIMEOUT_SECONDS
+            )
         except requests.RequestException as exc:
             raise SabhaError(
                 f"Cannot reach the Sabha server at {self.server} ({type(exc).__name__}).",
@@ -169,4 +178,33 @@ class SabhaClient:
     def cancel(self, submission_id: int) -> dict[str, Any]:
         """Cancel a submission."""
         result: dict[str, Any] = self._call("POST", f"/api/v1/submissions/{submission_id}/cancel")
+        return result
+
+    def reviews(
+        self,
+        *,
+        dataset: str | None = None,
+        language: str | None = None,
+        include_reviewed: bool = False,
+        page: int = 1,
+    ) -> dict[str, Any]:
+        """A page of annotations the token's user can review."""
+        params: dict[str, Any] = {"page": page}
+        if dataset:
+            params["dataset"] = dataset
+        if language:
+            params["language"] = language
+        if include_reviewed:
+            params["include_reviewed"] = "true"
+        result: dict[str, Any] = self._call("GET", "/api/v1/reviews", params=params)
+        return result
+
+    def review(
+        self, annotation_id: int, verdict: str, comment: str, version: str
+    ) -> dict[str, Any]:
+        """Accept or reject the version of an annotation the reviewer saw."""
+        body = {"verdict": verdict, "comment": comment, "version": version}
+        result: dict[str, Any] = self._call(
+            "POST", f"/api/v1/annotations/{annotation_id}/review", body
+        )
         return result

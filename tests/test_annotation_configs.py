@@ -87,3 +87,61 @@ def test_label_studio_accepts_every_config(labelstudio) -> None:  # type: ignore
             assert len(client.import_tasks(project_id, [{"data": data}])) == 1
         finally:
             client.delete_project(project_id)
+
+
+def test_results_outside_the_labeling_config_are_named_with_their_control() -> None:
+    from sabha.annotation.configs import result_problems
+
+    options = LabelingOptions(hazards=("pests", "weather"))
+
+    def choice(name: str, *values: str) -> dict[str, object]:
+        return {
+            "from_name": name,
+            "to_name": "text",
+            "type": "choices",
+            "value": {"choices": list(values)},
+        }
+
+    def problems(*regions: object) -> list[str]:
+        return result_problems(AnnotationTaskType.LABEL, options, list(regions))
+
+    assert problems(choice("hazard", "pests"), choice("safety", "safe")) == []
+    assert problems(choice("hazard", "pests"), choice("safety", "MAYBE")) == [
+        "control 'safety' chose 'MAYBE', which is not one of 'safe', 'unsafe'"
+    ]
+    assert problems(choice("hazard", "pests", "weather"), choice("safety", "safe")) == [
+        "control 'hazard' needs exactly one choice"
+    ]
+    assert problems(choice("hazard", "pests")) == ["required control 'safety' is not answered"]
+    assert problems(choice("hazard", "pests"), choice("safety", "safe"), choice("mood", "x"))[
+        0
+    ] == (
+        "region 3 answers control 'mood', which the labeling config does not have "
+        "(it has hazard, safety)"
+    )
+    twice = problems(choice("hazard", "pests"), choice("safety", "safe"), choice("safety", "safe"))
+    assert twice == ["control 'safety' is answered more than once"]
+    aimed = {**choice("safety", "safe"), "to_name": "elsewhere"}
+    assert problems(choice("hazard", "pests"), aimed) == [
+        "control 'safety' points at 'elsewhere', not 'text'"
+    ]
+    assert result_problems(AnnotationTaskType.LABEL, options, "text") == [
+        "the result is not a list of regions"
+    ]
+
+    rating = LabelingOptions()
+    for value, expected in ((5, []), (6, ["control 'rating' rated 6, outside 1 to 5"])):
+        found = result_problems(
+            AnnotationTaskType.RATING, rating, [{"from_name": "rating", "value": {"rating": value}}]
+        )
+        assert found == expected
+    assert result_problems(
+        AnnotationTaskType.RATING, rating, [{"from_name": "rating", "value": {"rating": True}}]
+    ) == ["control 'rating' needs a whole rating from 1 to 5"]
+    answer = [{"from_name": "answer", "to_name": "question", "value": {"text": ["Panda mapema"]}}]
+    assert result_problems(AnnotationTaskType.QA, rating, answer) == []
+    assert result_problems(AnnotationTaskType.QA, rating, answer, max_text_chars=5) == [
+        "control 'answer' has 12 characters, more than 5"
+    ]
+    blank = [{"from_name": "answer", "value": {"text": ["  "]}}]
+    assert result_problems(AnnotationTaskType.QA, rating, blank) == ["control 'answer' is empty"]

@@ -30,7 +30,6 @@ from sabha.platform.services.annotation import (
     link_labelstudio_account,
     next_items_for,
     provision_project,
-    review_annotation,
     sync_project,
 )
 from sabha.platform.services.annotation import upload_source_items as upload
@@ -38,6 +37,7 @@ from sabha.platform.services.annotation_release import (
     contribution_of,
     release_annotated_dataset,
 )
+from sabha.platform.services.annotation_review import review_annotation
 
 pytestmark = pytest.mark.slow
 HAZARDS = ("pests", "weather")
@@ -101,10 +101,15 @@ def _annotate(
 
 
 def _review_all(db: Engine, reviewer: User) -> None:
+    from sabha.annotation.votes import annotation_version
+
     with Session(db) as session:
-        ids = session.exec(select(Annotation.labelstudio_annotation_id)).all()
-    for annotation_id in ids:
-        review_annotation(db, annotation_id, reviewer, "accepted")
+        shown = session.exec(select(Annotation)).all()
+    for annotation in shown:
+        version = annotation_version(annotation.result)
+        review_annotation(
+            db, annotation.labelstudio_annotation_id, reviewer, "accepted", version=version
+        )
 
 
 def test_an_annotated_dataset_is_released_once_with_its_card_and_no_private_item(
@@ -153,8 +158,10 @@ def test_an_annotated_dataset_is_released_once_with_its_card_and_no_private_item
     card_file = parquet.with_suffix(".README.md")
     card = validate_data_card(card_file.read_text("utf-8"))
     assert card.data.to_dict()["annotations_creators"] == ["crowdsourced"]
-    assert "4 annotations" not in card.text and "12 annotations by 2 annotator(s)" in card.text
-    assert "reviewed by 1 reviewer(s)" in card.text and "Krippendorff alpha" in card.text
+    text = " ".join(card.text.split())
+    assert "12 votes by 2 annotator(s)" in text
+    assert "at least 2 different people" in text
+    assert "reviewed by 1 reviewer(s)" in text and "Krippendorff alpha" in text
     assert "1 further items are a private held-out split" in card.text
     assert PEOPLE[0] not in card.text and "mkaguzi" not in card.text  # counts, never names
 

@@ -15,13 +15,12 @@ from sabha.annotation.gates import ReleaseGates
 from sabha.annotation.labelstudio import LabelStudioAnnotation
 from sabha.annotation.sync import upsert_annotation
 from sabha.platform.db import session_scope
-from sabha.platform.domain import AnnotationReview, SourceItem, User
+from sabha.platform.domain import Annotation, AnnotationReview, SourceItem, User
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.accounts import create_user
 from sabha.platform.services.annotation import (
     create_annotation_project,
     link_labelstudio_account,
-    review_annotation,
     upload_source_items,
 )
 from sabha.platform.services.annotation_release import (
@@ -30,6 +29,21 @@ from sabha.platform.services.annotation_release import (
 )
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def review_annotation(
+    db: Engine, annotation_id: int, reviewer: User, verdict: str, comment: str = ""
+) -> None:
+    """Review the version of the annotation Sabha holds now (what a reviewer's page shows)."""
+    from sabha.annotation.votes import annotation_version
+    from sabha.platform.services.annotation_review import review_annotation as review
+
+    with Session(db) as session:
+        stored = session.exec(
+            select(Annotation).where(Annotation.labelstudio_annotation_id == annotation_id)
+        ).first()
+    version = annotation_version(stored.result) if stored else "0" * 64
+    review(db, annotation_id, reviewer, verdict, comment, version=version)
 
 
 def _label(safety: str) -> list[dict[str, object]]:

@@ -37,10 +37,10 @@ HAZARDS = ("pests", '<weather & "soil">')
 class Receiver:
     """Sabha's web app serving the webhook endpoint on 127.0.0.1, in a thread."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, labelstudio: LabelStudioForTests) -> None:
         from sabha.platform.app import create_app
 
-        app = create_app(Settings(database_url=database_url, label_studio_webhook_secret=SECRET))
+        app = create_app(webhook_settings(database_url, labelstudio))
         self.port = free_port()
         self.server: BaseWSGIServer = make_server("127.0.0.1", self.port, app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -56,9 +56,20 @@ class Receiver:
         self.thread.join(timeout=10)
 
 
+def webhook_settings(database_url: str, labelstudio: LabelStudioForTests) -> Settings:
+    """Sabha with the webhook secret, reading annotations back with the admin's token."""
+    return Settings(
+        database_url=database_url,
+        label_studio_webhook_secret=SECRET,
+        label_studio_url=labelstudio.url,
+        label_studio_token=labelstudio.admin.token,
+        rate_limits=False,
+    )
+
+
 @pytest.fixture
-def receiver(migrated_url: str, db: Engine) -> Iterator[Receiver]:
-    running = Receiver(migrated_url)
+def receiver(migrated_url: str, db: Engine, labelstudio: LabelStudioForTests) -> Iterator[Receiver]:
+    running = Receiver(migrated_url, labelstudio)
     yield running
     running.stop()
 
@@ -174,9 +185,7 @@ def test_a_webhook_without_the_secret_is_refused_and_changes_nothing(
             "result": made.result,
         },
     }
-    client = create_app(
-        Settings(database_url=migrated_url, label_studio_webhook_secret=SECRET)
-    ).test_client()
+    client = create_app(webhook_settings(migrated_url, labelstudio)).test_client()
     for headers in ({}, {"X-Sabha-Webhook-Secret": "wrong"}, {"X-Sabha-Webhook-Secret": ""}):
         answer = client.post("/hooks/labelstudio", json=payload, headers=headers)
         assert answer.status_code == 401
@@ -189,6 +198,8 @@ def test_a_webhook_without_the_secret_is_refused_and_changes_nothing(
         "unchanged": 1,
         "deleted": 0,
         "unknown_tasks": 0,
+        "refused": 0,
+        "problems": [],
         "judged": False,
     }
     assert _stored(db) == [made.id]

@@ -191,8 +191,30 @@ def test_people_judgements_become_community_columns_with_ci_and_counts(
     assert "violation_rate_judgements" in csv.splitlines()[0]
 
 
-def test_a_webhook_judgement_refreshes_the_community_columns(db: Engine, tmp_path: Path) -> None:
+class _HeldInLabelStudio:
+    """Stands in for Label Studio's answers to Sabha's read-back of a task (this test is about
+    Sabha's bookkeeping after a notice; the read-back itself runs against a real Label Studio
+    in ``test_annotation_hostile.py``)."""
+
+    url = "http://label-studio.invalid"
+
+    def __init__(self) -> None:
+        self.held: dict[int, list[Any]] = {}
+
+    def task_annotations(self, task_id: int) -> list[Any]:
+        return list(self.held.get(task_id, []))
+
+    def has_project(self, project_id: int) -> bool:
+        return True
+
+
+def test_a_webhook_judgement_refreshes_the_community_columns(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Label Studio's webhook for a judging task: the leaderboard changes without a sync."""
+    from sabha.annotation.labelstudio import annotation_from_json
+    from sabha.platform.web import labelstudio_hooks
+
     (job_id,) = finished_safety_jobs(db, tmp_path, safety_items(4))
     project = sample_job_for_judging(db, job_id, "safety", 4).annotation_project_id
     with session_scope(db) as session:  # as provisioning in Label Studio would set them
@@ -200,6 +222,8 @@ def test_a_webhook_judgement_refreshes_the_community_columns(db: Engine, tmp_pat
         for task_id, source in enumerate(sources, start=500):
             source.labelstudio_task_id = task_id
         tasks = {source.data["expected"]: source.labelstudio_task_id for source in sources}
+    label_studio = _HeldInLabelStudio()
+    monkeypatch.setattr(labelstudio_hooks, "connect_labelstudio", lambda _settings: label_studio)
     client = make_web_app(db, tmp_path, label_studio_webhook_secret="s3cret").test_client()
 
     def hook(action: str, annotation: dict[str, Any]) -> dict[str, Any]:
@@ -215,18 +239,25 @@ def test_a_webhook_judgement_refreshes_the_community_columns(db: Engine, tmp_pat
         with Session(db) as session:
             return leaderboard(session, "tiny-safety").rows[0].community.get("violation_rate")
 
+    def hold(annotation: dict[str, Any] | None) -> None:
+        task = tasks["unsafe"]
+        label_studio.held[task] = [annotation_from_json(annotation)] if annotation else []
+
     assert violation() is None
     harmful = {"id": 77, "task": tasks["unsafe"], "completed_by": 5,
                "result": safety_result("complied", "harmful")}  # fmt: skip
+    hold(harmful)
     assert hook("ANNOTATION_CREATED", harmful)["judged"] is True
     cell = violation()
     assert (cell.value, cell.n, cell.judgements) == (100.0, 1, 1)
     refused = {**harmful, "result": safety_result("refused", "not-harmful")}
-    hook("ANNOTATION_UPDATED", refused)
+    hold(refused)
+    hook("ANNOTATION_UPDATED", harmful)  # the notice's content is never what is recorded
     assert violation().value == 0.0
+    hold(None)
     assert hook("ANNOTATIONS_DELETED", refused) == {
         "created": 0, "updated": 0, "unchanged": 0, "deleted": 1,
-        "unknown_tasks": 0, "judged": True,
+        "unknown_tasks": 0, "refused": 0, "problems": [], "judged": True,
     }  # fmt: skip
     assert violation() is None
 

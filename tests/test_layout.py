@@ -108,6 +108,7 @@ def _layer_of(module: str) -> str:
             "cli",
             "cli_accounts",
             "cli_annotation",
+            "cli_review",
             "app",
             "api",
             "web",

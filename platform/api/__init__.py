@@ -52,7 +52,7 @@ def init_app(app: Flask) -> None:
     Args:
         app: A ``flask_openapi3.OpenAPI`` app (``create_app`` makes one).
     """
-    from . import _pools, _read, _submissions  # noqa: F401  (they add their operations)
+    from . import _pools, _read, _reviews, _submissions  # noqa: F401  (they add their operations)
     from ._auth import SECURITY_SCHEMES
     from ._blueprint import api
     from ._docs import init_docs

@@ -17,6 +17,9 @@ TAGS = {
     "submissions": Tag(name="submissions", description="Submit models, follow and cancel them"),
     "accounts": Tag(name="accounts", description="Who a token belongs to"),
     "pools": Tag(name="pools", description="Volunteer pools (OAuth2 client credentials)"),
+    "reviews": Tag(
+        name="reviews", description="Review annotations; what blocks a dataset's release"
+    ),
 }
 
 # Every operation may answer with these problems (RFC 9457); 404 covers unknown names

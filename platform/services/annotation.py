@@ -9,47 +9,42 @@ from __future__ import annotations
 
 import hmac
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from sabha.annotation.agreement import Agreement, agreement_of
 from sabha.annotation.configs import LabelingOptions, labeling_config, result_values
 from sabha.annotation.labelstudio import (
     LabelStudioClient,
-    annotation_from_json,
+    LabelStudioError,
+    LabelStudioNotFound,
 )
-from sabha.annotation.sync import (
-    SyncReport,
-    delete_annotations,
-    reconcile_annotations,
-    upsert_annotation,
-)
+from sabha.annotation.sync import SyncReport, reconcile_item
 from sabha.annotation.upload import read_source_file
+from sabha.annotation.votes import votes_of
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     Annotation,
     AnnotationAssignment,
     AnnotationProject,
-    AnnotationReview,
     AnnotationTaskType,
     JudgedResponse,
     LabelStudioAccount,
-    ReviewVerdict,
-    Role,
     SourceItem,
-    User,
     id_of,
 )
 from sabha.platform.errors import NotFoundError, SabhaError, ValidationFailed
 from sabha.platform.languages import check_language_tag
+from sabha.platform.wire import MAX_DB_ID
 
-from .accounts import roles_of
+from .annotation_review import review_annotation  # its home before reviews had their own
 
 __all__ = [
+    "WebhookNotice",
     "WebhookRefused",
     "apply_webhook",
     "annotator_counts",
@@ -63,14 +58,20 @@ __all__ = [
     "review_annotation",
     "sync_project",
     "upload_source_items",
+    "webhook_notice",
     "webhook_secret_matches",
 ]
 
 _IMPORT_BATCH = 200
+MAX_NOTICE_IDS = 1000
+"""The most annotations one webhook notice may name (Label Studio names one per
+annotation; a bulk deletion names each deleted one)."""
 
 
 class WebhookRefused(SabhaError):
-    """A webhook call without the shared secret, or with a payload Sabha cannot read."""
+    """A webhook payload Sabha cannot read as a notice (HTTP 422)."""
+
+    http_status = 422
 
 
 def create_annotation_project(
@@ -261,21 +262,77 @@ def provision_project(
                 session.add(item)
 
 
-def sync_project(db: Engine, client: LabelStudioClient, project_id: int) -> SyncReport:
-    """Pull every annotation of a project from Label Studio (reconciliation).
+def _refresh_item(
+    db: Engine, client: LabelStudioClient, item_id: int, *, max_text_chars: int
+) -> SyncReport:
+    """Read one item's task from Label Studio and make Sabha's copy exactly that, checked.
+
+    The item's row is locked (PostgreSQL ``FOR UPDATE``; SQLite's write lock)
+    before Label Studio is asked, so two refreshes of one task cannot cross:
+    the later one reads the later truth and writes last.
+    """
+    with session_scope(db) as session:
+        item = session.exec(
+            select(SourceItem).where(SourceItem.id == item_id).with_for_update()
+        ).first()
+        if item is None or item.labelstudio_task_id is None:
+            return SyncReport()
+        project = session.get(AnnotationProject, item.project_id)
+        assert project is not None  # source items reference projects by foreign key
+        try:
+            held = client.task_annotations(item.labelstudio_task_id)
+        except LabelStudioNotFound:
+            if project.labelstudio_project_id is None or not client.has_project(
+                project.labelstudio_project_id
+            ):
+                raise LabelStudioError(
+                    f"Label Studio at {client.url} has no project "
+                    f"{project.labelstudio_project_id} ({project.title}); nothing was changed.",
+                    "Point SABHA_LABEL_STUDIO_URL at the server the project was provisioned on.",
+                ) from None
+            held = []  # the task was deleted: so were its annotations
+        report = reconcile_item(session, project, item, held, max_text_chars=max_text_chars)
+        if report.changed():
+            report.judged = _judges_answers(
+                session, select(SourceItem.id).where(SourceItem.id == item_id)
+            )
+        return report
+
+
+def sync_project(
+    db: Engine, client: LabelStudioClient, project_id: int, *, max_text_chars: int = 20_000
+) -> SyncReport:
+    """Read every item of a project back from Label Studio (reconciliation).
 
     Idempotent: running it again changes nothing; it recovers what missed
-    webhooks lost and removes what was deleted in Label Studio meanwhile.
+    webhooks lost, removes what was deleted in Label Studio meanwhile, and
+    refuses (and reports) what Label Studio holds that no annotator could have
+    made in the labeling interface.
     """
     with Session(db) as session:
         project = session.get(AnnotationProject, project_id)
         if project is None:
             raise NotFoundError(f"Annotation project {project_id} does not exist.")
+        items = session.exec(
+            select(SourceItem.id)
+            .where(
+                SourceItem.project_id == project_id,
+                col(SourceItem.labelstudio_task_id).is_not(None),
+            )
+            .order_by(col(SourceItem.id))
+        ).all()
+    report = SyncReport()
     if project.labelstudio_project_id is None:
-        return SyncReport()
-    seen = list(client.project_annotations(project.labelstudio_project_id))
-    with session_scope(db) as session:
-        return reconcile_annotations(session, project, seen)
+        return report
+    if not client.has_project(project.labelstudio_project_id):
+        raise LabelStudioError(
+            f"Label Studio at {client.url} has no project {project.labelstudio_project_id} "
+            f"({project.title}); nothing was changed.",
+            "Point SABHA_LABEL_STUDIO_URL at the server the project was provisioned on.",
+        )
+    for item_id in items:
+        report.merge(_refresh_item(db, client, int(item_id or 0), max_text_chars=max_text_chars))
+    return report
 
 
 def webhook_secret_matches(expected: str | None, given: str | None) -> bool:
@@ -285,52 +342,104 @@ def webhook_secret_matches(expected: str | None, given: str | None) -> bool:
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
 
 
-def apply_webhook(db: Engine, payload: Any) -> SyncReport:
-    """Apply one Label Studio webhook call (already authenticated) to Sabha's copy.
+def _notice_id(value: Any, where: str) -> int:
+    """An id from a webhook notice: a whole number Sabha's database can hold."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DB_ID:
+        raise WebhookRefused(
+            f"The webhook notice's {where} is {str(value)[:40]!r}, not an id from 1 to "
+            f"{MAX_DB_ID}.",
+            "Send Label Studio's own webhook JSON.",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """What a webhook call names: an action and ids; nothing it says about content."""
+
+    action: str
+    annotation_ids: tuple[int, ...] = ()
+    task_ids: tuple[int, ...] = ()
+
+
+def webhook_notice(payload: Any) -> WebhookNotice:
+    """Read the action and the ids a webhook payload names (nothing else is read from it).
 
     Raises:
-        WebhookRefused: the payload is not a Label Studio annotation event.
+        WebhookRefused: no action, no or too many annotations, or an id that is
+            not a whole number from 1 to 2**31-1 (the field is named).
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
         raise WebhookRefused("The webhook payload has no action.", "Send Label Studio's JSON.")
-    action = payload["action"]
-    report = SyncReport()
-    try:
-        if action in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}:
-            annotations = [annotation_from_json(payload["annotation"])]
-        elif action == "ANNOTATIONS_CREATED":
-            annotations = [annotation_from_json(a) for a in payload["annotation"]]
-        elif action == "ANNOTATIONS_DELETED":
-            deleted = [int(a["id"]) for a in payload["annotations"]]
-            with session_scope(db) as session:
-                report.judged = _judges_answers(
-                    session,
-                    select(Annotation.item_id).where(
-                        col(Annotation.labelstudio_annotation_id).in_(deleted)
-                    ),
+    action = str(payload["action"])[:100]
+    named: Any
+    if action in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}:
+        named, where = [payload.get("annotation")], "annotation"
+    elif action == "ANNOTATIONS_CREATED":
+        named, where = payload.get("annotation"), "annotation"
+    elif action == "ANNOTATIONS_DELETED":
+        named, where = payload.get("annotations"), "annotations"
+    else:
+        return WebhookNotice(action)  # other events do not concern Sabha
+    if not isinstance(named, list) or not named or len(named) > MAX_NOTICE_IDS:
+        raise WebhookRefused(
+            f"The webhook notice {action} names no annotations, or more than "
+            f"{MAX_NOTICE_IDS}, in '{where}'.",
+            "Send Label Studio's own webhook JSON.",
+        )
+    annotations, tasks = [], []
+    single = action in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
+    for number, entry in enumerate(named):
+        field = where if single else f"{where}[{number}]"
+        if not isinstance(entry, dict):
+            raise WebhookRefused(
+                f"The webhook notice's {field} is not an object.",
+                "Send Label Studio's own webhook JSON.",
+            )
+        annotations.append(_notice_id(entry.get("id"), f"{field}.id"))
+        if entry.get("task") is not None:
+            tasks.append(_notice_id(entry["task"], f"{field}.task"))
+    if isinstance(payload.get("task"), dict) and payload["task"].get("id") is not None:
+        tasks.append(_notice_id(payload["task"]["id"], "task.id"))
+    return WebhookNotice(action, tuple(annotations), tuple(tasks))
+
+
+def apply_webhook(
+    db: Engine, client: LabelStudioClient, notice: WebhookNotice, *, max_text_chars: int = 20_000
+) -> SyncReport:
+    """Check what a webhook notice names against Label Studio, and record that.
+
+    Only the notice's ids are used, and only to decide which tasks to read
+    back: every item whose task it names, or which holds an annotation it
+    names, is read from Label Studio with Sabha's own token and reconciled
+    (``reconcile_item``). What a payload says an annotation contains is never
+    recorded, so a forged, replayed or reordered notice changes nothing Label
+    Studio does not hold now.
+
+    Raises:
+        LabelStudioError: Label Studio could not be read (nothing changed).
+    """
+    if not notice.annotation_ids:
+        return SyncReport()
+    task_ids, annotation_ids = list(notice.task_ids), list(notice.annotation_ids)
+    with Session(db) as session:
+        by_task = dict(
+            session.exec(
+                select(SourceItem.labelstudio_task_id, SourceItem.id).where(
+                    col(SourceItem.labelstudio_task_id).in_(task_ids)
                 )
-                report.deleted = delete_annotations(session, deleted)
-            return report
-        else:
-            return report  # other events do not concern Sabha
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WebhookRefused(f"The webhook payload of {action} is malformed ({exc}).") from exc
-    for attempt in range(2):
-        try:
-            with session_scope(db) as session:
-                report = SyncReport()
-                for annotation in annotations:
-                    report.add(upsert_annotation(session, annotation))
-                report.judged = _judges_answers(
-                    session,
-                    select(SourceItem.id).where(
-                        col(SourceItem.labelstudio_task_id).in_([a.task_id for a in annotations])
-                    ),
-                )
-            return report
-        except IntegrityError:
-            if attempt:  # a concurrent sync inserted the same annotation: upsert again
-                raise
+            ).all()
+        )
+        by_annotation = session.exec(
+            select(Annotation.item_id).where(
+                col(Annotation.labelstudio_annotation_id).in_(annotation_ids)
+            )
+        ).all()
+    report = SyncReport(unknown_tasks=len(set(task_ids) - set(by_task)))
+    for item_id in sorted({int(i) for i in [*by_task.values(), *by_annotation] if i is not None}):
+        report.merge(_refresh_item(db, client, item_id, max_text_chars=max_text_chars))
     return report
 
 
@@ -430,15 +539,14 @@ def next_items_for(db: Engine, project_id: int, labelstudio_user_id: int, n: int
 
 
 def annotator_counts(db: Engine, project_id: int) -> dict[int, int]:
-    """Annotations (not skipped) per Label Studio user id."""
+    """Votes (items annotated, not skipped) per Label Studio user id."""
     with Session(db) as session:
-        rows = session.exec(
-            select(Annotation.labelstudio_user_id, func.count())
+        annotations = session.exec(
+            select(Annotation)
             .join(SourceItem, col(SourceItem.id) == col(Annotation.item_id))
-            .where(SourceItem.project_id == project_id, col(Annotation.was_cancelled).is_(False))
-            .group_by(col(Annotation.labelstudio_user_id))
+            .where(SourceItem.project_id == project_id)
         ).all()
-    return dict(Counter({int(u): int(c) for u, c in rows}))
+    return dict(Counter(a.labelstudio_user_id for a in votes_of(annotations)))
 
 
 def link_labelstudio_account(
@@ -464,82 +572,15 @@ def link_labelstudio_account(
         return account
 
 
-def review_annotation(
-    db: Engine, labelstudio_annotation_id: int, reviewer: User, verdict: str, comment: str = ""
-) -> AnnotationReview:
-    """Record (or change) a reviewer's verdict on one annotation.
-
-    Raises:
-        ValidationFailed: an unknown verdict, or a rejection without a comment.
-        SabhaError: the reviewer lacks the reviewer role or made the annotation.
-        NotFoundError: Sabha has no such annotation (sync first).
-    """
-    try:
-        decided = ReviewVerdict(verdict)
-    except ValueError:
-        raise ValidationFailed(
-            f"Cannot record the review of annotation {labelstudio_annotation_id}:",
-            [f"verdict {verdict!r} is unknown; use accepted or rejected"],
-        ) from None
-    if decided is ReviewVerdict.REJECTED and not comment.strip():
-        raise ValidationFailed(
-            f"Cannot record the review of annotation {labelstudio_annotation_id}:",
-            ["a rejection needs a comment that tells the annotator what to fix"],
-        )
-    with session_scope(db) as session:
-        if Role.REVIEWER not in roles_of(session, reviewer):
-            raise SabhaError(
-                f"{reviewer.username} is not a reviewer.",
-                "An admin grants the role: sabha users grant USER reviewer.",
-            )
-        annotation = session.exec(
-            select(Annotation).where(
-                Annotation.labelstudio_annotation_id == labelstudio_annotation_id
-            )
-        ).first()
-        if annotation is None:
-            raise NotFoundError(
-                f"Sabha has no annotation {labelstudio_annotation_id}.",
-                "Run `sabha annotations sync` first.",
-            )
-        own = session.exec(
-            select(LabelStudioAccount).where(
-                LabelStudioAccount.user_id == id_of(reviewer),
-                LabelStudioAccount.labelstudio_user_id == annotation.labelstudio_user_id,
-            )
-        ).first()
-        if own is not None:
-            raise SabhaError(
-                f"{reviewer.username} made annotation {labelstudio_annotation_id} and cannot "
-                "review it.",
-                "Another reviewer must review it.",
-            )
-        review = session.exec(
-            select(AnnotationReview).where(
-                AnnotationReview.annotation_id == id_of(annotation),
-                AnnotationReview.reviewer_id == id_of(reviewer),
-            )
-        ).first() or AnnotationReview(
-            annotation_id=id_of(annotation),
-            reviewer_id=id_of(reviewer),
-            verdict=decided,
-            comment="",
-        )
-        review.verdict = decided
-        review.comment = comment
-        session.add(review)
-        session.flush()
-        return review
-
-
 # -- agreement ---------------------------------------------------------------------------
 
 
 def dataset_agreement(db: Engine, dataset_name: str) -> dict[str, dict[str, Agreement]]:
     """Agreement per language and overall (key ``"overall"``) for a dataset's projects.
 
-    Skipped (cancelled) annotations do not count. Overall pools the items of
-    every language whose projects share a task type.
+    One vote per person and item (``votes_of``: their latest annotation;
+    skipped ones never count). Overall pools the items of every language whose
+    projects share a task type.
     """
     with Session(db) as session:
         projects = session.exec(
@@ -549,20 +590,18 @@ def dataset_agreement(db: Engine, dataset_name: str) -> dict[str, dict[str, Agre
         ).all()
         if not projects:
             raise NotFoundError(f"Dataset {dataset_name!r} has no annotation projects.")
-        rows = session.exec(
-            select(
-                AnnotationProject.language,
-                SourceItem.key,
-                Annotation.labelstudio_user_id,
-                Annotation.result,
-            )
-            .join(SourceItem, col(SourceItem.project_id) == col(AnnotationProject.id))
-            .join(Annotation, col(Annotation.item_id) == col(SourceItem.id))
-            .where(
-                AnnotationProject.dataset_name == dataset_name,
-                col(Annotation.was_cancelled).is_(False),
-            )
+        keys = {
+            id_of(item): (language, item.key)
+            for language, item in session.exec(
+                select(AnnotationProject.language, SourceItem)
+                .join(SourceItem, col(SourceItem.project_id) == col(AnnotationProject.id))
+                .where(AnnotationProject.dataset_name == dataset_name)
+            ).all()
+        }
+        annotations = session.exec(
+            select(Annotation).where(col(Annotation.item_id).in_(list(keys)))
         ).all()
+        rows = [(*keys[a.item_id], a.labelstudio_user_id, a.result) for a in votes_of(annotations)]
     kinds = {AnnotationTaskType(p.task_type) for p in projects}
     if len(kinds) != 1:
         raise SabhaError(

@@ -27,6 +27,7 @@ from sabha.annotation.gold import (
     labels_of,
 )
 from sabha.annotation.release import release_dataset_version
+from sabha.annotation.votes import annotation_version, votes_of
 from sabha.platform.benchmarks import CardText, DatasetContent
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
@@ -37,6 +38,7 @@ from sabha.platform.domain import (
     LabelStudioAccount,
     ReviewVerdict,
     SourceItem,
+    id_of,
 )
 from sabha.platform.errors import ValidationFailed
 
@@ -45,57 +47,117 @@ from .annotation import dataset_agreement
 __all__ = [
     "AnnotatedRelease",
     "Contribution",
+    "DatasetVotes",
+    "annotated_items",
     "check_release_gates",
     "contribution_of",
+    "dataset_votes",
+    "gate_inputs",
     "release_annotated_dataset",
     "require_release_gates",
 ]
 
 GOLD_RULE = (
-    "Gold answers: an annotation counts unless it was skipped or a reviewer rejected it. "
-    "A label is the one a strict majority of the counting annotations chose (ties are left "
-    "out); a free-text reference is the answer a reviewer accepted (with several, the one "
-    "most reviewers accepted, then the earliest)."
+    "Gold answers: each person has one vote per item, their latest annotation of it; a vote "
+    "counts unless it was skipped or a reviewer rejected the version it has now. A label is "
+    "the one a strict majority of the counting votes chose (ties are left out); a free-text "
+    "reference is the answer a reviewer accepted (with several, the one most reviewers "
+    "accepted, then the earliest)."
 )
 
 
+@dataclass
+class DatasetVotes:
+    """A dataset's projects, items and the votes that count, with their current reviews.
+
+    Attributes:
+        projects: The dataset's projects, by language.
+        items: Every source item.
+        votes: Each person's latest annotation per item (``votes_of``).
+        superseded: Annotations replaced by the same person's later one.
+        reviews: Per annotation row id, the reviews of its current version.
+    """
+
+    projects: list[AnnotationProject]
+    items: list[SourceItem]
+    votes: list[Annotation]
+    superseded: int
+    reviews: dict[int, list[AnnotationReview]]
+
+    def language_of(self, item: SourceItem) -> str:
+        """The language of an item's project."""
+        return next(p.language for p in self.projects if p.id == item.project_id)
+
+    def voters(self) -> dict[int, set[int]]:
+        """Per item id, the distinct people whose vote it has (empty sets included)."""
+        found: dict[int, set[int]] = {id_of(i): set() for i in self.items}
+        for vote in self.votes:
+            found[vote.item_id].add(vote.labelstudio_user_id)
+        return found
+
+
+def dataset_votes(session: Session, dataset_name: str) -> DatasetVotes:
+    """Load what every gate, count and gold answer of a dataset is computed from."""
+    projects = list(
+        session.exec(
+            select(AnnotationProject)
+            .where(AnnotationProject.dataset_name == dataset_name)
+            .order_by(col(AnnotationProject.language))
+        ).all()
+    )
+    items = list(
+        session.exec(
+            select(SourceItem)
+            .where(col(SourceItem.project_id).in_([id_of(p) for p in projects]))
+            .order_by(col(SourceItem.id))
+        ).all()
+    )
+    annotations = session.exec(
+        select(Annotation).where(col(Annotation.item_id).in_([id_of(i) for i in items]))
+    ).all()
+    votes = votes_of(annotations)
+    reviews: dict[int, list[AnnotationReview]] = {}
+    versions = {id_of(v): annotation_version(v.result) for v in votes}
+    for review in session.exec(
+        select(AnnotationReview).where(col(AnnotationReview.annotation_id).in_(list(versions)))
+    ).all():
+        if review.annotation_version == versions[review.annotation_id]:
+            reviews.setdefault(review.annotation_id, []).append(review)
+    counted = sum(not a.was_cancelled for a in annotations)
+    return DatasetVotes(projects, items, votes, counted - len(votes), reviews)
+
+
+def gate_inputs(
+    data: DatasetVotes,
+) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """Per language: the fewest distinct annotators of an item, and (accepted, reviewed)."""
+    fewest: dict[str, int] = {}
+    voters = data.voters()
+    for item in data.items:
+        language = data.language_of(item)
+        fewest[language] = min(fewest.get(language, 1 << 30), len(voters[id_of(item)]))
+    acceptance: dict[str, tuple[int, int]] = {}
+    language_of_item = {id_of(i): data.language_of(i) for i in data.items}
+    for vote in data.votes:
+        language = language_of_item[vote.item_id]
+        for review in data.reviews.get(id_of(vote), []):
+            accepted, reviewed = acceptance.get(language, (0, 0))
+            acceptance[language] = (
+                accepted + (review.verdict == ReviewVerdict.ACCEPTED),
+                reviewed + 1,
+            )
+    return fewest, acceptance
+
+
 def check_release_gates(db: Engine, dataset_name: str, gates: ReleaseGates) -> list[GateResult]:
-    """Every gate of a dataset in every language it is annotated in."""
+    """Every gate of a dataset in every language it is annotated in.
+
+    Everything counts people: an item's annotations are its distinct
+    annotators' votes, and only reviews of the version each vote has now count.
+    """
     agreement = dataset_agreement(db, dataset_name)
     with Session(db) as session:
-        counted = (
-            select(
-                AnnotationProject.language,
-                SourceItem.id,
-                func.count(col(Annotation.id)).label("n"),
-            )
-            .join(SourceItem, col(SourceItem.project_id) == col(AnnotationProject.id))
-            .join(
-                Annotation,
-                (col(Annotation.item_id) == col(SourceItem.id))
-                & col(Annotation.was_cancelled).is_(False),
-                isouter=True,
-            )
-            .where(AnnotationProject.dataset_name == dataset_name)
-            .group_by(col(AnnotationProject.language), col(SourceItem.id))
-        ).subquery()
-        fewest = {
-            str(language): int(n)
-            for language, n in session.exec(
-                select(counted.c.language, func.min(counted.c.n)).group_by(counted.c.language)
-            ).all()
-        }
-        reviews = session.exec(
-            select(AnnotationProject.language, AnnotationReview.verdict)
-            .join(SourceItem, col(SourceItem.project_id) == col(AnnotationProject.id))
-            .join(Annotation, col(Annotation.item_id) == col(SourceItem.id))
-            .join(AnnotationReview, col(AnnotationReview.annotation_id) == col(Annotation.id))
-            .where(AnnotationProject.dataset_name == dataset_name)
-        ).all()
-    acceptance: dict[str, tuple[int, int]] = {}
-    for language, verdict in reviews:
-        accepted, reviewed = acceptance.get(language, (0, 0))
-        acceptance[language] = (accepted + (verdict == ReviewVerdict.ACCEPTED), reviewed + 1)
+        fewest, acceptance = gate_inputs(dataset_votes(session, dataset_name))
     return check_gates(
         gates,
         fewest_annotations=fewest,
@@ -150,51 +212,24 @@ class AnnotatedRelease:
         return f"{self.name}@{self.content_hash}"
 
 
-def _annotated_items(
-    session: Session, dataset_name: str
-) -> tuple[list[AnnotationProject], list[AnnotatedItem], set[int], set[int], int]:
-    """Projects, items with their reviewed annotations, annotator and reviewer ids, annotations."""
-    projects = list(
-        session.exec(
-            select(AnnotationProject)
-            .where(AnnotationProject.dataset_name == dataset_name)
-            .order_by(col(AnnotationProject.language))
-        ).all()
-    )
-    language = {p.id: p.language for p in projects}
-    sources = session.exec(
-        select(SourceItem).where(col(SourceItem.project_id).in_(list(language)))
-    ).all()
-    annotations = session.exec(
-        select(Annotation).where(col(Annotation.item_id).in_([s.id for s in sources]))
-    ).all()
-    reviews = session.exec(
-        select(AnnotationReview).where(
-            col(AnnotationReview.annotation_id).in_([a.id for a in annotations])
-        )
-    ).all()
-    verdicts: dict[int, Counter[str]] = {}
-    for review in reviews:
-        verdicts.setdefault(review.annotation_id, Counter())[review.verdict] += 1
+def annotated_items(data: DatasetVotes) -> list[AnnotatedItem]:
+    """Every item with its votes and their current reviews, as the gold rules read them."""
     by_item: dict[int, list[ReviewedAnnotation]] = {}
-    for a in annotations:
-        counted = verdicts.get(a.id or 0, Counter())
-        by_item.setdefault(a.item_id, []).append(
+    for vote in data.votes:
+        verdicts = Counter(r.verdict for r in data.reviews.get(id_of(vote), []))
+        by_item.setdefault(vote.item_id, []).append(
             ReviewedAnnotation(
-                a.labelstudio_annotation_id,
-                a.result,
-                accepted=counted[ReviewVerdict.ACCEPTED],
-                rejected=counted[ReviewVerdict.REJECTED],
-                cancelled=a.was_cancelled,
+                vote.labelstudio_annotation_id,
+                vote.result,
+                accepted=verdicts[ReviewVerdict.ACCEPTED],
+                rejected=verdicts[ReviewVerdict.REJECTED],
+                cancelled=vote.was_cancelled,
             )
         )
-    items = [
-        AnnotatedItem(s.key, language[s.project_id], s.split, s.data, by_item.get(s.id or 0, []))
-        for s in sources
+    return [
+        AnnotatedItem(s.key, data.language_of(s), s.split, s.data, by_item.get(id_of(s), []))
+        for s in data.items
     ]
-    annotators = {a.labelstudio_user_id for a in annotations if not a.was_cancelled}
-    reviewers = {r.reviewer_id for r in reviews}
-    return projects, items, annotators, reviewers, sum(not a.was_cancelled for a in annotations)
 
 
 def release_annotated_dataset(
@@ -232,9 +267,8 @@ def release_annotated_dataset(
     results = require_release_gates(db, dataset_name, gates)
     agreement = dataset_agreement(db, dataset_name)
     with Session(db) as session:
-        projects, items, annotators, reviewers, n_annotations = _annotated_items(
-            session, dataset_name
-        )
+        data = dataset_votes(session, dataset_name)
+    projects, items = data.projects, annotated_items(data)
     kind = AnnotationTaskType(projects[0].task_type)
     try:
         outcome, problems = gold_items(
@@ -284,12 +318,23 @@ def release_annotated_dataset(
         source=f"the annotations of {dataset_name}",
         input_fields=list(task_fields(kind)),
     )
+    voters = data.voters()
+    released = {item.id for item in outcome.items}
     facts = AnnotationFacts(
         task_type=kind.value,
         annotations_per_item=k,
-        annotators=len(annotators),
-        reviewers=len(reviewers),
-        annotations=n_annotations,
+        annotators=len({v.labelstudio_user_id for v in data.votes}),
+        reviewers=len({r.reviewer_id for held in data.reviews.values() for r in held}),
+        annotations=len(data.votes),
+        superseded=data.superseded,
+        fewest_annotators=min(
+            (
+                len(voters[id_of(s)])
+                for s in data.items
+                if f"{data.language_of(s)}.{s.key}" in released
+            ),
+            default=0,
+        ),
         agreement=[
             AgreementRow(language, name, f.statistic, f.value, f.items, f.note)
             for language, fields in agreement.items()
@@ -325,35 +370,42 @@ class Contribution:
 
 
 def contribution_of(db: Engine, user_id: int) -> Contribution:
-    """How much a Sabha user annotated (through their linked Label Studio account) and reviewed."""
+    """How much a Sabha user annotated (through their linked Label Studio account) and reviewed.
+
+    Annotations are votes: items annotated, one per item however often the
+    person annotated it; accepted ones have a reviewer's acceptance of the
+    version they have now.
+    """
     with Session(db) as session:
         linked = session.exec(
             select(LabelStudioAccount.labelstudio_user_id).where(
                 LabelStudioAccount.user_id == user_id
             )
         ).first()
-        annotations = accepted = 0
+        votes: list[Annotation] = []
+        accepted = 0
         if linked is not None:
-            annotations = session.exec(
-                select(func.count())
-                .select_from(Annotation)
-                .where(
-                    Annotation.labelstudio_user_id == linked,
-                    col(Annotation.was_cancelled).is_(False),
-                )
-            ).one()
-            accepted = session.exec(
-                select(func.count(func.distinct(col(Annotation.id))))
-                .select_from(Annotation)
-                .join(AnnotationReview, col(AnnotationReview.annotation_id) == col(Annotation.id))
-                .where(
-                    Annotation.labelstudio_user_id == linked,
-                    AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
-                )
-            ).one()
+            votes = votes_of(
+                session.exec(
+                    select(Annotation).where(Annotation.labelstudio_user_id == linked)
+                ).all()
+            )
+            current = {id_of(v): annotation_version(v.result) for v in votes}
+            accepted = len(
+                {
+                    review.annotation_id
+                    for review in session.exec(
+                        select(AnnotationReview).where(
+                            col(AnnotationReview.annotation_id).in_(list(current)),
+                            AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
+                        )
+                    ).all()
+                    if review.annotation_version == current[review.annotation_id]
+                }
+            )
         reviews = session.exec(
             select(func.count())
             .select_from(AnnotationReview)
             .where(AnnotationReview.reviewer_id == user_id)
         ).one()
-    return Contribution(int(annotations), int(accepted), int(reviews))
+    return Contribution(len(votes), accepted, int(reviews))

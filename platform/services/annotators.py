@@ -30,6 +30,7 @@ from sabha.annotation.labelstudio_server import (
     new_password,
     set_labelstudio_password,
 )
+from sabha.annotation.votes import annotation_version, votes_of
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     Annotation,
@@ -76,7 +77,7 @@ class JoinableProject:
     task_type: str
     title: str
     items: int
-    mine: int  # annotations the annotator made there (skipped ones do not count)
+    mine: int  # items the annotator annotated there (skipped ones do not count)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def projects_for_annotator(session: Session, user: User) -> list[JoinableProject
     if linked is not None:
         mine = dict(
             session.exec(
-                select(SourceItem.project_id, func.count())
+                select(SourceItem.project_id, func.count(func.distinct(col(SourceItem.id))))
                 .join(Annotation, col(Annotation.item_id) == col(SourceItem.id))
                 .where(
                     col(SourceItem.project_id).in_(ids),
@@ -311,50 +312,47 @@ def new_labelstudio_password(db: Engine, settings: Settings, user: User) -> Labe
 
 
 def credit_by_project(db: Engine, user_id: int) -> list[ProjectCredit]:
-    """A person's annotations made, accepted and reviews given, per dataset and language."""
+    """A person's votes, accepted votes and reviews given, per dataset and language.
+
+    A vote is their latest annotation of an item (``votes_of``): annotating an
+    item twice is one; accepted means a reviewer accepted its current version.
+    """
     counts: dict[tuple[str, str], list[int]] = {}
-
-    def add(rows: list[tuple[str, str, int]], column: int) -> None:
-        for dataset, language, n in rows:
-            counts.setdefault((dataset, language), [0, 0, 0])[column] += int(n)
-
-    by_project = (AnnotationProject.dataset_name, AnnotationProject.language)
     with Session(db) as session:
         linked = _linked_labelstudio_user(session, user_id)
-        annotated = (
-            select(*by_project, func.count(func.distinct(col(Annotation.id))))
-            .select_from(Annotation)
-            .join(SourceItem, col(SourceItem.id) == col(Annotation.item_id))
-            .join(AnnotationProject, col(AnnotationProject.id) == col(SourceItem.project_id))
-            .where(col(Annotation.was_cancelled).is_(False))
-            .group_by(*by_project)
-        )
+        where = {
+            id_of(p): (p.dataset_name, p.language)
+            for p in session.exec(select(AnnotationProject)).all()
+        }
+        project_of_item = dict(session.exec(select(SourceItem.id, SourceItem.project_id)).all())
         if linked is not None:
-            add(list(session.exec(annotated.where(Annotation.labelstudio_user_id == linked))), 0)
-            add(
-                list(
-                    session.exec(
-                        annotated.join(
-                            AnnotationReview,
-                            col(AnnotationReview.annotation_id) == col(Annotation.id),
-                        ).where(
-                            Annotation.labelstudio_user_id == linked,
-                            AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
-                        )
-                    )
-                ),
-                1,
+            votes = votes_of(
+                session.exec(
+                    select(Annotation).where(Annotation.labelstudio_user_id == linked)
+                ).all()
             )
-        reviewed = (
-            select(*by_project, func.count())
-            .select_from(AnnotationReview)
-            .join(Annotation, col(Annotation.id) == col(AnnotationReview.annotation_id))
-            .join(SourceItem, col(SourceItem.id) == col(Annotation.item_id))
-            .join(AnnotationProject, col(AnnotationProject.id) == col(SourceItem.project_id))
+            current = {id_of(v): annotation_version(v.result) for v in votes}
+            accepted = {
+                r.annotation_id
+                for r in session.exec(
+                    select(AnnotationReview).where(
+                        col(AnnotationReview.annotation_id).in_(list(current)),
+                        AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
+                    )
+                ).all()
+                if r.annotation_version == current[r.annotation_id]
+            }
+            for vote in votes:
+                numbers = counts.setdefault(where[project_of_item[vote.item_id]], [0, 0, 0])
+                numbers[0] += 1
+                numbers[1] += id_of(vote) in accepted
+        for project_id in session.exec(
+            select(SourceItem.project_id)
+            .join(Annotation, col(Annotation.item_id) == col(SourceItem.id))
+            .join(AnnotationReview, col(AnnotationReview.annotation_id) == col(Annotation.id))
             .where(AnnotationReview.reviewer_id == user_id)
-            .group_by(*by_project)
-        )
-        add(list(session.exec(reviewed)), 2)
+        ).all():
+            counts.setdefault(where[project_id], [0, 0, 0])[2] += 1
     return [
         ProjectCredit(dataset, language, *numbers)
         for (dataset, language), numbers in sorted(counts.items())

@@ -27,6 +27,7 @@ from sabha.annotation.configs import (
     result_values,
 )
 from sabha.annotation.labelstudio import LabelStudioClient
+from sabha.annotation.votes import votes_of
 from sabha.leaderboards.board import rebuild_leaderboard
 from sabha.leaderboards.judgements import (
     CommunityEstimate,
@@ -339,7 +340,7 @@ def sample_job_for_judging(
 
 
 def _judgements(session: Session) -> list[tuple[JudgingProject, JudgedResponse, Item, dict]]:
-    """Every judgement (annotation not skipped) of every judging project, with its task."""
+    """Every judgement (a person's latest annotation of a task) of every judging project."""
     rows = session.exec(
         select(JudgingProject, JudgedResponse, Item, Annotation)
         .join(JudgedResponse, col(JudgedResponse.judging_project_id) == col(JudgingProject.id))
@@ -348,9 +349,12 @@ def _judgements(session: Session) -> list[tuple[JudgingProject, JudgedResponse, 
         .where(col(Annotation.was_cancelled).is_(False))
         .order_by(col(Annotation.id))
     ).all()
+    # One judgement per person and task: their latest annotation of it.
+    counted = {id(a) for a in votes_of(row[3] for row in rows)}
     return [
         (project, response, item, result_values(annotation.result))
         for project, response, item, annotation in rows
+        if id(annotation) in counted
     ]
 
 

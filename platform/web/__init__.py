@@ -3,8 +3,9 @@
 ``init_app(app)`` sets up security (CSRF, headers, session cookies, rate
 limits; :mod:`.security`), sign-in with local accounts and OpenID Connect
 (:mod:`.auth`), the account page (:mod:`.account`), user administration
-(:mod:`.admin`), model submissions (:mod:`.submissions`) and the annotator's
-way into Label Studio (:mod:`.annotate`).
+(:mod:`.admin`), model submissions (:mod:`.submissions`), the annotator's
+way into Label Studio (:mod:`.annotate`), and reviews and release blockers
+(:mod:`.review`).
 
 Other adapters (the JSON API) use :func:`current_user`, :func:`login_required`
 and :func:`role_required` for session-cookie authentication.
@@ -28,8 +29,8 @@ __all__ = [
 
 
 def init_app(app: Flask) -> None:
-    """Add security, sign-in, the account, user administration, submissions and annotation."""
-    from . import account, admin, annotate, auth, security, submissions
+    """Add security, sign-in, the account, user administration, submissions, annotation, review."""
+    from . import account, admin, annotate, auth, review, security, submissions
 
     security.init_app(app)
     auth.init_app(app)
@@ -37,3 +38,4 @@ def init_app(app: Flask) -> None:
     admin.init_app(app)
     submissions.init_app(app)
     annotate.init_app(app)
+    review.init_app(app)
