@@ -327,7 +327,7 @@ def test_a_maintainer_sees_what_blocks_each_release(
 def test_reviews_made_before_versions_count_unless_their_annotation_changed_since(
     database_url: str,
 ) -> None:
-    """Migration 0012 gives old reviews the version they saw when nothing changed since."""
+    """Migration 0011 gives old reviews the version they saw when nothing changed since."""
     import sqlalchemy as sa
 
     from sabha.annotation.votes import annotation_version
@@ -402,7 +402,7 @@ def test_reviews_made_before_versions_count_unless_their_annotation_changed_sinc
     with engine.begin() as connection:
         for name, values in rows.items():
             connection.execute(tables.tables[name].insert(), values)
-    upgrade_database(engine, "0012")
+    upgrade_database(engine, "0011")
     with engine.connect() as connection:
         versions = dict(
             connection.execute(

@@ -1,6 +1,6 @@
 """review versions: each review names the version of the annotation it saw
 
-Revision ID: 0012
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-05
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0012"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -84,5 +84,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     raise NotImplementedError(
-        "Revision 0012 has no downgrade: restore the database backup taken before upgrading."
+        "Revision 0011 has no downgrade: restore the database backup taken before upgrading."
     )
