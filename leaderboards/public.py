@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "BenchmarkPublic",
@@ -35,18 +35,33 @@ class _Public(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+_NO_INTERVAL = (
+    "null when too_few: the group has fewer items than the minimum, so no interval is "
+    "estimated (pages show 'too few items', CSV leaves it empty)"
+)
+
+
+def _without_interval(data: Any) -> Any:
+    """A too-few group has no interval, whatever a stored row says (older ones held value twice)."""
+    if isinstance(data, dict) and data.get("too_few"):
+        return {**data, "ci_low": None, "ci_high": None}
+    return data
+
+
 class Cell(_Public):
     """One score with its 95% confidence interval.
 
     ``too_few`` groups have fewer items than the minimum: their value is
-    shown without an interval.
+    shown without an interval (``ci_low`` and ``ci_high`` are null).
     """
 
     value: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None = Field(description=f"Lower end of the 95% interval; {_NO_INTERVAL}")
+    ci_high: float | None = Field(description=f"Upper end of the 95% interval; {_NO_INTERVAL}")
     n: int
     too_few: bool = False
+
+    _no_interval_when_too_few = model_validator(mode="before")(_without_interval)
 
 
 class JudgedCell(Cell):
@@ -170,16 +185,18 @@ class LeaderboardPage(_Public):
 
 
 class ScorePublic(_Public):
-    """One score of a run."""
+    """One score of a run; ``too_few`` groups have no interval (null ``ci_low``, ``ci_high``)."""
 
     metric: str
     breakdown: str
     group: str
     value: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None = Field(description=f"Lower end of the 95% interval; {_NO_INTERVAL}")
+    ci_high: float | None = Field(description=f"Upper end of the 95% interval; {_NO_INTERVAL}")
     n: int
     too_few: bool = False
+
+    _no_interval_when_too_few = model_validator(mode="before")(_without_interval)
 
 
 class ShardPublic(_Public):
