@@ -1,5 +1,6 @@
 """Benchmarks as data: typed YAML definitions with JSONL items."""
 
+from ._answer import AnswerSpec
 from ._loader import (
     MAX_ITEMS,
     MAX_ITEMS_FILE_BYTES,
@@ -12,10 +13,10 @@ from ._loader import (
     load_dataset_file,
     starter_benchmark_paths,
 )
+from ._negation import BUILTIN_NEGATION, NegationCues, NegationSpec, joined_spellings
 from ._schema import (
     LIMITS,
     RESERVED_COLUMNS,
-    AnswerSpec,
     BenchmarkSpec,
     CardText,
     DatasetFileSpec,
@@ -30,6 +31,10 @@ from ._schema import (
 )
 
 __all__ = [
+    "BUILTIN_NEGATION",
+    "NegationCues",
+    "NegationSpec",
+    "joined_spellings",
     "LIMITS",
     "MAX_ITEMS",
     "MAX_ITEMS_FILE_BYTES",
