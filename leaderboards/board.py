@@ -38,6 +38,7 @@ from sabha.platform.domain import (
 from sabha.platform.errors import NotFoundError
 
 from .judgements import COMMUNITY_METRICS
+from .lengths import answer_lengths
 from .metrics import get_metric
 from .public import (
     BenchmarkPublic,
@@ -573,4 +574,5 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPubl
             )
             for output, item in outputs
         ],
+        answer_lengths=answer_lengths(session, job),
     )

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "AnswerLengthPublic",
     "BenchmarkPublic",
     "BenchmarkSummary",
     "Cell",
@@ -228,6 +229,16 @@ class SamplePublic(_Public):
     expected: str | None
 
 
+class AnswerLengthPublic(_Public):
+    """Per language: a run's answers and how many stopped at their budget of new tokens."""
+
+    language: str
+    max_tokens: int | None = Field(description="This language's budget of new tokens")
+    answers: int = Field(description="Answers of public items (failed items left out)")
+    hit_limit: int = Field(description='Answers that ended at the budget (finish_reason "length")')
+    share: float = Field(description="hit_limit / answers")
+
+
 class RunPublic(_Public):
     """The provenance of a run: dataset, model, decoding, where it ran, every score."""
 
@@ -251,3 +262,7 @@ class RunPublic(_Public):
     failed_items: int
     failure_reasons: dict[str, int]
     samples: list[SamplePublic]
+    answer_lengths: list[AnswerLengthPublic] = Field(
+        default_factory=list,
+        description="Per language, the share of answers cut at their budget of new tokens",
+    )

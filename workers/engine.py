@@ -263,20 +263,27 @@ class VLLMEngine:
         """Generate one answer per request, greedily with a fixed seed.
 
         Args:
-            requests: Each has ``item_id``, ``text`` and optionally ``system``.
-            decoding: ``max_tokens``, ``temperature`` and ``seed``.
+            requests: Each has ``item_id``, ``text`` and optionally ``system`` and
+                ``language`` (which picks its budget in ``max_tokens_by_language``).
+            decoding: ``max_tokens``, ``temperature``, ``seed`` and optionally
+                ``max_tokens_by_language``.
 
         Returns:
             One dict per request, in order: ``item_id``, ``prompt`` (as rendered),
             ``text``, ``finish_reason`` and ``num_tokens``.
         """
         vllm = _require("vllm")
-        params = vllm.SamplingParams(
-            temperature=float(decoding.get("temperature", 0.0)),
-            top_p=float(decoding.get("top_p", 1.0)),
-            max_tokens=int(decoding.get("max_tokens", 64)),
-            seed=int(decoding.get("seed", 0)),
-        )
+        ceiling = int(decoding.get("max_tokens", 64))
+        budgets = dict(decoding.get("max_tokens_by_language") or {})
+        params = [
+            vllm.SamplingParams(
+                temperature=float(decoding.get("temperature", 0.0)),
+                top_p=float(decoding.get("top_p", 1.0)),
+                max_tokens=min(ceiling, int(budgets.get(r.get("language"), ceiling))),
+                seed=int(decoding.get("seed", 0)),
+            )
+            for r in requests
+        ]
         prompts = [self.render_prompt(r["text"], r.get("system")) for r in requests]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         results = []

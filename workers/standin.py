@@ -70,7 +70,7 @@ class StandInEngine:
         max_in_flight: int = 256,
     ) -> Iterator[tuple[K, list[GenerationResult]]]:
         """Answer shards one at a time, each after its simulated latency."""
-        for key, requests, _decoding, _policy in work:
+        for key, requests, decoding, _policy in work:
             time.sleep(self.seconds_per_item * len(requests))
             yield (
                 key,
@@ -80,7 +80,7 @@ class StandInEngine:
                         prompt=r.text,
                         text=stand_in_answer(r.text, self.variant),
                         finish_reason="stop",
-                        num_tokens=7,
+                        num_tokens=min(7, decoding.max_tokens_for(r.language)),
                     )
                     for r in requests
                 ],

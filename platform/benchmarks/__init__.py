@@ -17,6 +17,7 @@ from ._negation import BUILTIN_NEGATION, NegationCues, NegationSpec, joined_spel
 from ._schema import (
     LIMITS,
     RESERVED_COLUMNS,
+    AnswerBudget,
     BenchmarkSpec,
     CardText,
     DatasetFileSpec,
@@ -31,6 +32,7 @@ from ._schema import (
 )
 
 __all__ = [
+    "AnswerBudget",
     "BUILTIN_NEGATION",
     "NegationCues",
     "NegationSpec",

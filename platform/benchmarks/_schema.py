@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BeforeValidator,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     Tag,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "LIMITS",
     "METRIC_TASKS",
     "RESERVED_COLUMNS",
+    "AnswerBudget",
     "AnswerSpec",
     "BenchmarkSpec",
     "CardText",
@@ -234,12 +237,64 @@ class JudgeSpec(Strict):
         return rubric
 
 
+class AnswerBudget(Strict):
+    """Per-language budgets of new tokens, from the references' lengths in the model's tokens.
+
+    Scripts cost different numbers of tokens for the same content (a Tamil
+    sentence takes several times the tokens of a Swahili one under most
+    tokenizers), so one ``max_tokens`` for every language cuts some
+    languages' answers long before others'. With a budget, each language's
+    limit is ``multiple`` × the ``quantile`` (1.0: the longest) of its
+    references' lengths, counted with the evaluated model's own tokenizer
+    when the job is created, rounded up, at least ``min_tokens`` and at most
+    the decoding's ``max_tokens``. Without the model's ``tokenizer.json``,
+    lengths are counted in UTF-8 bytes plus one, which no tokenizer exceeds.
+    The rule is part of the generation identity; the numbers it gives for a
+    model are stored with that model's job (``max_tokens_by_language``).
+    """
+
+    multiple: float = Field(default=1.5, ge=1.0, le=10.0)
+    quantile: float = Field(default=1.0, gt=0.0, le=1.0)
+    min_tokens: int = Field(default=16, ge=1, le=4096)
+
+
 class DecodingSpec(Strict):
-    """Decoding parameters. Evaluations are greedy with a fixed seed."""
+    """Decoding parameters. Evaluations are greedy with a fixed seed.
+
+    ``max_tokens`` is the most new tokens an answer gets; with ``budget``
+    (generation benchmarks), each language gets its own limit up to it.
+    """
 
     max_tokens: int = Field(default=64, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0.0, le=0.0)
     seed: int = 0
+    budget: AnswerBudget | None = Field(
+        default=None,
+        description="Per-language limits from the references' token lengths (generation only)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_budget(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Decoding without a budget dumps as it always did: existing
+        # generation identities are unchanged.
+        data = handler(self)
+        if isinstance(data, dict) and self.budget is None:
+            data.pop("budget", None)
+        return data
+
+    @model_validator(mode="after")
+    def _budget_within_max_tokens(self) -> DecodingSpec:
+        if self.budget is not None and self.budget.min_tokens > self.max_tokens:
+            raise FieldProblems(
+                [
+                    (
+                        "budget.min_tokens",
+                        f"{self.budget.min_tokens} is more than max_tokens {self.max_tokens}; "
+                        "lower it or raise max_tokens",
+                    )
+                ]
+            )
+        return self
 
 
 class DecodingOverrides(Strict):
@@ -427,6 +482,23 @@ class BenchmarkSpec(Strict):
         if metrics is not None and primary not in metrics:
             raise ValueError(f"{primary[:40]!r} must be one of metrics {metrics}")
         return primary
+
+    @field_validator("decoding")
+    @classmethod
+    def _budget_is_for_generation(
+        cls, decoding: DecodingSpec, info: ValidationInfo
+    ) -> DecodingSpec:
+        if decoding.budget is not None and info.data.get("task") == "classification":
+            raise FieldProblems(
+                [
+                    (
+                        "budget",
+                        "budgets come from reference answers, which classification items do "
+                        "not have: remove it",
+                    )
+                ]
+            )
+        return decoding
 
     @field_validator("breakdowns")
     @classmethod
