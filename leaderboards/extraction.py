@@ -84,11 +84,39 @@ class _Cues:
     opposites: dict[str, str]
 
 
+_CUES_CACHE: dict[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | None], _Cues] = {}
+# A rule's JSON by object: scoring reads every answer of a run with one rule object.
+# The object is kept with its key, so its id cannot be reused while cached.
+_RULE_KEYS: dict[int, tuple[NegationSpec, str]] = {}
+
+
+def _rule_key(negation: NegationSpec) -> str:
+    known = _RULE_KEYS.get(id(negation))
+    if known is None or known[0] is not negation:
+        if len(_RULE_KEYS) > 256:
+            _RULE_KEYS.clear()
+        known = _RULE_KEYS[id(negation)] = (negation, negation.model_dump_json())
+    return known[1]
+
+
 def _cues(
     negation: NegationSpec | None, spec: AnswerSpec, forms: dict[str, str], language: str | None
 ) -> _Cues | None:
+    """The cues for one answer; the same for every answer of a benchmark in one language."""
     if negation is None:
         return None
+    key = (_rule_key(negation), tuple(spec.normalize), tuple(forms.items()), language)
+    found = _CUES_CACHE.get(key)
+    if found is None:
+        if len(_CUES_CACHE) > 1024:
+            _CUES_CACHE.clear()
+        found = _CUES_CACHE[key] = _build_cues(negation, spec, forms, language)
+    return found
+
+
+def _build_cues(
+    negation: NegationSpec, spec: AnswerSpec, forms: dict[str, str], language: str | None
+) -> _Cues:
     sets = negation.cues_for(language)
     before = {spec.normalize_text(word) for cues in sets for word in cues.before}
     after = {spec.normalize_text(word) for cues in sets for word in cues.after}
