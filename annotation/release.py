@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from sabha.platform.benchmarks import DatasetContent, LoadedBenchmark
 from sabha.platform.domain import PUBLIC_SPLITS, Dataset, DatasetVersion, Item, id_of, utcnow
+from sabha.platform.errors import ValidationFailed
 from sabha.platform.files import atomic_write_text
 
 from .cards import AnnotationFacts, build_data_card
@@ -109,6 +110,7 @@ def release_dataset_version(
     artifacts_dir: Path,
     *,
     annotation: AnnotationFacts | None = None,
+    written: list[Path] | None = None,
 ) -> tuple[DatasetVersion, bool]:
     """Release rows and card metadata as a dataset version, or find the existing one.
 
@@ -117,29 +119,49 @@ def release_dataset_version(
     file with inline items. ``annotation`` adds the agreement table, the
     number of annotators and what was left out to the card.
 
+    A version is named by its dataset and its content hash: the same items
+    under another dataset name are another dataset's version, with that
+    name's licence and card. What a file declares is never silently
+    replaced: a licence other than the dataset's, or card text other than
+    the released version's, is refused.
+
     Items of a private split are stored (``Item`` rows) but are neither in the
     Parquet file nor on the card; the content hash covers them too, so the same
     public and private items give the same version.
 
     The Parquet file and its data card (``<hash>.README.md`` beside it) are
     written before the database rows; if that fails, the new files are removed
-    again.
+    again. ``written`` collects the files created, for a caller whose
+    transaction holds several releases and must remove them if it rolls back.
 
     Returns:
         The version, and whether it was created now.
+
+    Raises:
+        ValidationFailed: the licence or card differs from what was released
+            under this dataset name (each problem names the file, line and field).
     """
     data_set = _content(source)
     digest = data_set.content_hash
-    existing = session.exec(
-        select(DatasetVersion).where(DatasetVersion.content_hash == digest)
-    ).first()
+    dataset = session.exec(select(Dataset).where(Dataset.name == data_set.name)).first()
+    existing = (
+        None
+        if dataset is None
+        else session.exec(
+            select(DatasetVersion).where(
+                DatasetVersion.dataset_id == dataset.id, DatasetVersion.content_hash == digest
+            )
+        ).first()
+    )
+    _refuse_replaced_metadata(data_set, dataset, existing)
     destination = parquet_path(artifacts_dir, data_set.name, digest)
     if existing is not None:
         if not Path(existing.artifact_uri or "").is_file():
+            if written is not None and not destination.exists():
+                written.append(destination)
             _write_parquet(dataset_rows(data_set), destination)  # same content, same name
         return existing, False
 
-    dataset = session.exec(select(Dataset).where(Dataset.name == data_set.name)).first()
     if dataset is None:
         dataset = Dataset(name=data_set.name, title=data_set.title, license=data_set.license)
         session.add(dataset)
@@ -150,6 +172,8 @@ def release_dataset_version(
     card = str(build_data_card(data_set, annotation=annotation))
     _write_parquet(dataset_rows(data_set), destination)
     atomic_write_text(card_file, card)  # the card travels with the Parquet file
+    if written is not None:
+        written.extend(created_files)
     try:
         version = DatasetVersion(
             dataset_id=id_of(dataset),
@@ -184,3 +208,35 @@ def release_dataset_version(
             path.unlink(missing_ok=True)
         raise
     return version, True
+
+
+_CARD_SECTIONS = ("summary", "collection_process", "intended_use", "limitations")
+
+
+def _refuse_replaced_metadata(
+    data_set: DatasetContent, dataset: Dataset | None, existing: DatasetVersion | None
+) -> None:
+    """Refuse a licence or card text that would be dropped in favour of what was released."""
+    problems: list[str] = []
+    if dataset is not None and dataset.license != data_set.license:
+        problems.append(
+            f"{data_set.where('license')}: {data_set.license!r}, but dataset "
+            f"{data_set.name!r} is released under {dataset.license!r}; a dataset keeps its "
+            f"licence: write {dataset.license!r}, or release the data under another dataset name"
+        )
+    if existing is not None and existing.card_markdown is not None:
+        for section in _CARD_SECTIONS:
+            if getattr(data_set.card, section) not in existing.card_markdown:
+                problems.append(
+                    f"{data_set.where(f'card.{section}')}: differs from the card released with "
+                    f"{data_set.name}@{existing.content_hash[:12]} (the same items); a released "
+                    "version's card does not change: restore the released text, or release the "
+                    "corrected card with changed items (a new version) or under another name"
+                )
+    if problems:
+        raise ValidationFailed(
+            f"{data_set.origin or data_set.source} would replace what dataset "
+            f"{data_set.name!r} was released with.",
+            problems,
+            "Change the fields listed above.",
+        )

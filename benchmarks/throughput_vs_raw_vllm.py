@@ -33,6 +33,11 @@ from typing import Any
 
 from sabha.platform.wire import DecodingParams, GenerationRequest
 
+# One limit for every prompt on both sides (kisan-advisory version 1's), so the
+# numbers compare with earlier runs; version 2's per-language budgets would
+# make the random-weight model generate far longer.
+MAX_TOKENS = 48
+
 Shard = tuple[int, list[GenerationRequest], DecodingParams, str]
 # The answer each side gave to each rendered prompt (its last round): they must be equal.
 ANSWERS: dict[str, dict[str, str]] = {}
@@ -60,7 +65,7 @@ def prepare(work: Path, repeat: int, shard_size: int) -> tuple[Path, list[Shard]
         )
         for n, item in enumerate(items)
     ]
-    decoding = DecodingParams(max_tokens=spec.decoding.max_tokens)
+    decoding = DecodingParams(max_tokens=MAX_TOKENS)
     shards: list[Shard] = [
         (start, requests[start : start + shard_size], decoding, "auto")
         for start in range(0, len(requests), shard_size)
@@ -139,6 +144,7 @@ def queue_side(client: Any, max_in_flight: int, work: Path, repeat: int, shard_s
     source = load_benchmark_file(path)
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     raw["dataset"] = {**raw["dataset"], "name": "kisan-repeated", "items": "items.jsonl"}
+    raw["decoding"] = {"max_tokens": MAX_TOKENS}  # one limit for both sides
     rows = [
         {**item.model_dump(mode="json"), "id": f"{item.id}-{copy}"}
         for copy in range(repeat)

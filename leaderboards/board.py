@@ -38,6 +38,7 @@ from sabha.platform.domain import (
 from sabha.platform.errors import NotFoundError
 
 from .judgements import COMMUNITY_METRICS
+from .lengths import answer_lengths
 from .metrics import get_metric
 from .public import (
     BenchmarkPublic,
@@ -85,13 +86,27 @@ def _resamples(run: ScoringRun, metric: str) -> np.ndarray | None:
 
 
 def _cell(score: Score) -> dict[str, Any]:
+    """A score as a read-model cell; a too-few group has no interval (None, not value twice)."""
     return {
         "value": round(score.value, 4),
-        "ci_low": round(score.ci_low, 4),
-        "ci_high": round(score.ci_high, 4),
+        "ci_low": None if score.too_few else round(score.ci_low, 4),
+        "ci_high": None if score.too_few else round(score.ci_high, 4),
         "n": score.n,
         "too_few": score.too_few,
     }
+
+
+def _ranking_entry(name: str, row: dict[str, Any], metric: str) -> RankingEntry:
+    cell = row["cells"]["scores"][metric]
+    # A too-few run publishes no interval; ranking still compares it as a point.
+    point = cell["value"]
+    return RankingEntry(
+        name,
+        point,
+        resamples=_resamples(row["run"], metric),
+        ci_low=point if cell["ci_low"] is None else cell["ci_low"],
+        ci_high=point if cell["ci_high"] is None else cell["ci_high"],
+    )
 
 
 PEOPLE = "people"
@@ -282,16 +297,7 @@ def rebuild_leaderboard(session: Session, benchmark: Benchmark) -> int:
     for row in rows.values():
         row["cells"]["community"] = community.get(id_of(row["job"]), {})
     ranked = rank_by_sorting(
-        [
-            RankingEntry(
-                name,
-                row["cells"]["scores"][benchmark.primary_metric]["value"],
-                resamples=_resamples(row["run"], benchmark.primary_metric),
-                ci_low=row["cells"]["scores"][benchmark.primary_metric]["ci_low"],
-                ci_high=row["cells"]["scores"][benchmark.primary_metric]["ci_high"],
-            )
-            for name, row in rows.items()
-        ],
+        [_ranking_entry(name, row, benchmark.primary_metric) for name, row in rows.items()],
         higher_is_better=primary.higher_is_better,
     )
     session.exec(delete(LeaderboardEntry).where(col(LeaderboardEntry.benchmark_id) == benchmark.id))
@@ -568,4 +574,5 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPubl
             )
             for output, item in outputs
         ],
+        answer_lengths=answer_lengths(session, job),
     )

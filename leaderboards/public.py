@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "AnswerLengthPublic",
     "BenchmarkPublic",
     "BenchmarkSummary",
     "Cell",
@@ -35,18 +36,33 @@ class _Public(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+_NO_INTERVAL = (
+    "null when too_few: the group has fewer items than the minimum, so no interval is "
+    "estimated (pages show 'too few items', CSV leaves it empty)"
+)
+
+
+def _without_interval(data: Any) -> Any:
+    """A too-few group has no interval, whatever a stored row says (older ones held value twice)."""
+    if isinstance(data, dict) and data.get("too_few"):
+        return {**data, "ci_low": None, "ci_high": None}
+    return data
+
+
 class Cell(_Public):
     """One score with its 95% confidence interval.
 
     ``too_few`` groups have fewer items than the minimum: their value is
-    shown without an interval.
+    shown without an interval (``ci_low`` and ``ci_high`` are null).
     """
 
     value: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None = Field(description=f"Lower end of the 95% interval; {_NO_INTERVAL}")
+    ci_high: float | None = Field(description=f"Upper end of the 95% interval; {_NO_INTERVAL}")
     n: int
     too_few: bool = False
+
+    _no_interval_when_too_few = model_validator(mode="before")(_without_interval)
 
 
 class JudgedCell(Cell):
@@ -170,16 +186,18 @@ class LeaderboardPage(_Public):
 
 
 class ScorePublic(_Public):
-    """One score of a run."""
+    """One score of a run; ``too_few`` groups have no interval (null ``ci_low``, ``ci_high``)."""
 
     metric: str
     breakdown: str
     group: str
     value: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None = Field(description=f"Lower end of the 95% interval; {_NO_INTERVAL}")
+    ci_high: float | None = Field(description=f"Upper end of the 95% interval; {_NO_INTERVAL}")
     n: int
     too_few: bool = False
+
+    _no_interval_when_too_few = model_validator(mode="before")(_without_interval)
 
 
 class ShardPublic(_Public):
@@ -211,6 +229,16 @@ class SamplePublic(_Public):
     expected: str | None
 
 
+class AnswerLengthPublic(_Public):
+    """Per language: a run's answers and how many stopped at their budget of new tokens."""
+
+    language: str
+    max_tokens: int | None = Field(description="This language's budget of new tokens")
+    answers: int = Field(description="Answers of public items (failed items left out)")
+    hit_limit: int = Field(description='Answers that ended at the budget (finish_reason "length")')
+    share: float = Field(description="hit_limit / answers")
+
+
 class RunPublic(_Public):
     """The provenance of a run: dataset, model, decoding, where it ran, every score."""
 
@@ -234,3 +262,7 @@ class RunPublic(_Public):
     failed_items: int
     failure_reasons: dict[str, int]
     samples: list[SamplePublic]
+    answer_lengths: list[AnswerLengthPublic] = Field(
+        default_factory=list,
+        description="Per language, the share of answers cut at their budget of new tokens",
+    )

@@ -252,7 +252,10 @@ def score_items(
     if not items:
         raise ValueError("There are no outputs to score.")
     if task == "classification":
-        predictions = [extract_label(item.prediction, labels, answer) for item in items]
+        predictions = [
+            extract_label(item.prediction, labels, answer, item.groups.get("language"))
+            for item in items
+        ]
         golds = [item.label or "" for item in items]
         metrics = [*metrics, *([] if "unparseable" in metrics else ["unparseable"])]
     else:

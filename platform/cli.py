@@ -117,54 +117,69 @@ def benchmarks() -> None:
 @benchmarks.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def benchmarks_validate(paths: Sequence[Path]) -> None:
-    """Check benchmark files (and their items) and report every problem."""
-    from .benchmarks import load_benchmark_file
-
-    failures: list[str] = []
-    for path in paths:
-        try:
-            loaded = load_benchmark_file(path)
-        except SabhaError as exc:
-            failures.append(str(exc))
-            continue
-        click.echo(f"ok  {path}: {loaded.spec.name}, {len(loaded.items)} items")
-    if failures:
-        raise ValidationFailed(
-            f"{len(failures)} of {len(paths)} benchmark file(s) have problems:",
-            failures,
-        )
+    """Check benchmark files (and their items), alone and together, and report every problem."""
+    loaded = _read_benchmark_files(paths, "validate")
+    for path, one in zip(paths, loaded, strict=True):
+        click.echo(f"ok  {path}: {one.spec.name}, {len(one.items)} items")
 
 
 @benchmarks.command("load")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
 def benchmarks_load(ctx: click.Context, paths: Sequence[Path]) -> None:
-    """Release benchmark datasets and record the benchmarks (default: the starter ones)."""
-    loaded = _load_files(paths)
+    """Release benchmark datasets and record the benchmarks (default: the starter ones).
+
+    Every file is checked, alone and together, before anything is written;
+    then all are recorded in one transaction, or none.
+    """
+    from .benchmarks import starter_benchmark_paths
+
+    loaded = _read_benchmark_files(paths or starter_benchmark_paths(), "load")
     engine = _database(ctx)
     _register(engine, _settings(ctx), loaded)
 
 
-def _load_files(paths: Sequence[Path]) -> list[Any]:
-    from .benchmarks import load_benchmark_file, starter_benchmark_paths
+def _read_benchmark_files(paths: Sequence[Path], verb: str) -> list[Any]:
+    """Every file read and checked, alone and then together.
 
-    return [load_benchmark_file(p) for p in (paths or starter_benchmark_paths())]
+    Raises:
+        ValidationFailed: every problem of every file, and of the files together.
+    """
+    from .benchmarks import benchmarks_together_problems, load_benchmark_file
+
+    loaded, failures = [], []
+    for path in paths:
+        try:
+            loaded.append(load_benchmark_file(path))
+        except SabhaError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise ValidationFailed(
+            f"{len(failures)} of {len(paths)} benchmark file(s) have problems"
+            + ("; nothing was loaded:" if verb == "load" else ":"),
+            failures,
+        )
+    together = benchmarks_together_problems(loaded)
+    if together:
+        raise ValidationFailed(
+            f"These {len(paths)} benchmark files cannot be loaded together"
+            + ("; nothing was loaded:" if verb == "load" else ":"),
+            together,
+        )
+    return loaded
 
 
 def _register(engine: Engine, settings: Settings, loaded: Sequence[Any]) -> None:
-    from .db import session_scope
-    from .services.benchmarks import register_benchmark
+    from .services.benchmarks import load_benchmarks
 
     settings.ensure_dirs()
-    for benchmark_file in loaded:
-        with session_scope(engine) as session:
-            benchmark, state = register_benchmark(
-                session, benchmark_file, settings.resolved_artifacts_dir
-            )
-            click.echo(
-                f"{state:9} {benchmark.name} version {benchmark.version} (dataset version "
-                f"{benchmark_file.content_hash[:12]}, {len(benchmark_file.items)} items)"
-            )
+    for benchmark_file, (benchmark, state) in zip(
+        loaded, load_benchmarks(engine, loaded, settings.resolved_artifacts_dir), strict=True
+    ):
+        click.echo(
+            f"{state:9} {benchmark.name} version {benchmark.version} (dataset version "
+            f"{benchmark_file.content_hash[:12]}, {len(benchmark_file.items)} items)"
+        )
 
 
 @benchmarks.command("list")
@@ -200,19 +215,30 @@ def datasets() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.pass_context
 def datasets_release(ctx: click.Context, paths: Sequence[Path]) -> None:
-    """Release dataset files as immutable versions; benchmarks refer to them as NAME@HASH."""
-    from sabha.annotation.release import release_dataset_version
+    """Release dataset files as immutable versions; benchmarks refer to them as NAME@HASH.
 
+    Every file is checked before anything is written; then all are released
+    in one transaction, or none.
+    """
     from .benchmarks import load_dataset_file
-    from .db import session_scope
+    from .services.benchmarks import release_datasets
 
-    loaded = [load_dataset_file(p) for p in paths]  # every file is checked before any write
+    loaded, failures = [], []
+    for path in paths:
+        try:
+            loaded.append(load_dataset_file(path))
+        except SabhaError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise ValidationFailed(
+            f"{len(failures)} of {len(paths)} dataset file(s) have problems; nothing was released:",
+            failures,
+        )
     engine = _database(ctx)
     settings = _settings(ctx)
     settings.ensure_dirs()
-    for data_set in loaded:
-        with session_scope(engine) as session:
-            _, created = release_dataset_version(session, data_set, settings.resolved_artifacts_dir)
+    released = release_datasets(engine, loaded, settings.resolved_artifacts_dir)
+    for data_set, (_, created) in zip(loaded, released, strict=True):
         state = "released" if created else "unchanged"
         click.echo(
             f"{state:9} {data_set.name}@{data_set.content_hash} ({len(data_set.items)} items)"
@@ -265,7 +291,9 @@ def cards_build(paths: Sequence[Path], out: Path, check: bool) -> None:
     from .files import atomic_write_text
 
     stale = []
-    for loaded in _load_files(paths):
+    from .benchmarks import starter_benchmark_paths
+
+    for loaded in _read_benchmark_files(paths or starter_benchmark_paths(), "validate"):
         if loaded.dataset_ref is not None:
             click.echo(f"skipped     {loaded.path}: its card is the one of {loaded.dataset_ref}")
             continue
@@ -718,7 +746,9 @@ def demo(ctx: click.Context, serve_after: bool, with_labelstudio: bool) -> None:
     settings.ensure_dirs()
     click.echo(f"Data directory: {settings.data_dir}")
     engine = _database(ctx, migrate=True)
-    _register(engine, settings, _load_files(()))
+    from .benchmarks import starter_benchmark_paths
+
+    _register(engine, settings, _read_benchmark_files(starter_benchmark_paths(), "load"))
     with Session(engine) as session:
         existing = set(session.exec(select(Model.name)).all())
         benchmark_names = [b.name for b in latest_benchmarks(session)]

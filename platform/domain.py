@@ -247,16 +247,21 @@ class Dataset(SQLModel, table=True):
 
 
 class DatasetVersion(SQLModel, table=True):
-    """One version of a dataset, named by the hash of its content.
+    """One version of a dataset, named by its dataset and the hash of its content.
 
-    Once ``released_at`` is set, neither the version nor its items may change.
+    The same items under two dataset names are two versions, each with its
+    own name, licence and card. Once ``released_at`` is set, neither the
+    version nor its items may change.
     """
 
     __tablename__ = "dataset_version"
+    __table_args__ = (
+        sa.UniqueConstraint("dataset_id", "content_hash", name="uq_dataset_version_dataset_hash"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     dataset_id: int = Field(foreign_key="dataset.id", index=True)
-    content_hash: str = Field(unique=True, max_length=64)
+    content_hash: str = Field(max_length=64, index=True)
     item_count: int
     languages: list[str] = _json()
     artifact_uri: str | None = Field(default=None, max_length=1000)

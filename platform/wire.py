@@ -51,7 +51,13 @@ class _Wire(BaseModel):
 
 
 class DecodingParams(_Wire):
-    """How answers are generated: greedy by default, with a fixed seed."""
+    """How answers are generated: greedy by default, with a fixed seed.
+
+    ``max_tokens_by_language`` holds a job's per-language budgets (a
+    benchmark's ``decoding.budget``, measured with the model's tokenizer when
+    the job was made): an item in one of those languages gets that many new
+    tokens, any other item ``max_tokens``.
+    """
 
     max_tokens: int = Field(default=64, ge=1, le=32768)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
@@ -59,14 +65,28 @@ class DecodingParams(_Wire):
     seed: int = 0
     # Generate exactly max_tokens (throughput benchmarks); evaluations stop at EOS.
     ignore_eos: bool = False
+    max_tokens_by_language: dict[
+        Annotated[str, Field(max_length=35)], Annotated[int, Field(ge=1, le=32768)]
+    ] = Field(default_factory=dict, max_length=500)
+
+    def max_tokens_for(self, language: str | None) -> int:
+        """The new-token budget of an item in ``language`` (None: ``max_tokens``)."""
+        if language is None:
+            return self.max_tokens
+        return min(self.max_tokens, self.max_tokens_by_language.get(language, self.max_tokens))
 
 
 class GenerationRequest(_Wire):
-    """One item to answer: the user text (template already filled) and the system prompt."""
+    """One item to answer: the user text (template already filled) and the system prompt.
+
+    ``language`` (the item's tag) picks its budget of new tokens
+    (``DecodingParams.max_tokens_for``).
+    """
 
     item_id: DbId
     text: str = Field(max_length=MAX_TEXT_CHARS)
     system: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    language: str | None = Field(default=None, max_length=35)
 
 
 class GenerationResult(_Wire):

@@ -184,6 +184,24 @@ def test_model_vllm_cannot_load_is_reported_as_such(tiny_model: Path, tmp_path: 
         engine.close()
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_each_request_stops_at_its_languages_budget(client) -> None:  # type: ignore[no-untyped-def]
+    # A random-weight model rarely ends an answer, so each runs to its budget.
+    budgets = DecodingParams(max_tokens=12, max_tokens_by_language={"hi-Deva": 3, "sw-Latn": 7})
+    requests = [
+        GenerationRequest(item_id=1, text=TEXTS[0], language="hi-Deva"),
+        GenerationRequest(item_id=2, text=TEXTS[1], language="sw-Latn"),
+        GenerationRequest(item_id=3, text=TEXTS[2], language="ta-Taml"),  # no budget: max_tokens
+    ]
+    [(_, results)] = list(client.generate_shards(iter([(0, requests, budgets, "auto")])))
+    by_item = {r.item_id: r for r in results}
+    for item_id, limit in ((1, 3), (2, 7), (3, 12)):
+        assert 0 < by_item[item_id].num_tokens <= limit
+        if by_item[item_id].num_tokens == limit:
+            assert by_item[item_id].finish_reason == "length"
+
+
 @pytest.mark.gpu
 @pytest.mark.slow
 @pytest.mark.vllm

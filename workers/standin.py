@@ -76,7 +76,7 @@ class StandInEngine:
         for shard in work:
             if shard is None:
                 continue
-            key, requests, _decoding, _policy = shard
+            key, requests, decoding, _policy = shard
             time.sleep(self.seconds_per_item * len(requests))
             yield (
                 key,
@@ -86,7 +86,7 @@ class StandInEngine:
                         prompt=r.text,
                         text=stand_in_answer(r.text, self.variant),
                         finish_reason="stop",
-                        num_tokens=7,
+                        num_tokens=min(7, decoding.max_tokens_for(r.language)),
                     )
                     for r in requests
                 ],

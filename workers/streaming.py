@@ -144,16 +144,23 @@ class StreamingEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        params = SamplingParams(
-            temperature=decoding.temperature,
-            top_p=decoding.top_p,
-            max_tokens=decoding.max_tokens,
-            seed=decoding.seed,
-            ignore_eos=decoding.ignore_eos,
-            output_kind=RequestOutputKind.FINAL_ONLY,
-        )
+        params: dict[int, Any] = {}  # one per budget: a language's, or max_tokens
+
+        def params_for(request: GenerationRequest) -> Any:
+            limit = decoding.max_tokens_for(request.language)
+            if limit not in params:
+                params[limit] = SamplingParams(
+                    temperature=decoding.temperature,
+                    top_p=decoding.top_p,
+                    max_tokens=limit,
+                    seed=decoding.seed,
+                    ignore_eos=decoding.ignore_eos,
+                    output_kind=RequestOutputKind.FINAL_ONLY,
+                )
+            return params[limit]
+
         return list(
-            await asyncio.gather(*(self._answer(r, params, chat_template) for r in requests))
+            await asyncio.gather(*(self._answer(r, params_for(r), chat_template) for r in requests))
         )
 
     def _tokenize(

@@ -80,7 +80,7 @@ def _format_alpha(alpha: float | None) -> str:
 def _format_cell(cell: Cell | None) -> str:
     if not cell:
         return "—"
-    if cell.too_few:
+    if cell.too_few or cell.ci_low is None or cell.ci_high is None:
         return f"{cell.value:.1f} (too few items)"
     return f"{cell.value:.1f} ± {(cell.ci_high - cell.ci_low) / 2:.1f}"
 

@@ -1,19 +1,23 @@
 """Benchmarks as data: typed YAML definitions with JSONL items."""
 
+from ._answer import AnswerSpec
 from ._loader import (
     MAX_ITEMS,
     MAX_ITEMS_FILE_BYTES,
     DatasetContent,
     LoadedBenchmark,
+    benchmarks_together_problems,
     content_hash,
+    datasets_together_problems,
     load_benchmark_file,
     load_dataset_file,
     starter_benchmark_paths,
 )
+from ._negation import BUILTIN_NEGATION, NegationCues, NegationSpec, joined_spellings
 from ._schema import (
     LIMITS,
     RESERVED_COLUMNS,
-    AnswerSpec,
+    AnswerBudget,
     BenchmarkSpec,
     CardText,
     DatasetFileSpec,
@@ -28,6 +32,11 @@ from ._schema import (
 )
 
 __all__ = [
+    "AnswerBudget",
+    "BUILTIN_NEGATION",
+    "NegationCues",
+    "NegationSpec",
+    "joined_spellings",
     "LIMITS",
     "MAX_ITEMS",
     "MAX_ITEMS_FILE_BYTES",
@@ -46,7 +55,9 @@ __all__ = [
     "LoadedBenchmark",
     "PromptSpec",
     "apply_decoding_overrides",
+    "benchmarks_together_problems",
     "content_hash",
+    "datasets_together_problems",
     "load_benchmark_file",
     "load_dataset_file",
     "starter_benchmark_paths",

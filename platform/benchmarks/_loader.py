@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ._schema import (
     FieldProblems,
     ItemSpec,
 )
+from ._yaml import FieldLines, read_positioned_yaml
 
 __all__ = [
     "LINE_CHARS_PER_FIELD_CHAR",
@@ -30,7 +32,9 @@ __all__ = [
     "MAX_ITEMS",
     "MAX_ITEMS_FILE_BYTES",
     "LoadedBenchmark",
+    "benchmarks_together_problems",
     "content_hash",
+    "datasets_together_problems",
     "load_benchmark_file",
     "starter_benchmark_paths",
 ]
@@ -50,7 +54,10 @@ class DatasetContent:
     """Rows plus card metadata: everything a dataset release needs, with or without a benchmark.
 
     ``benchmark`` is the benchmark whose file carried the items inline, if any
-    (its metrics are named on the data card).
+    (its metrics are named on the data card). ``origin`` says where the
+    metadata came from in messages (a file path, or e.g. ``the annotations of
+    X``); ``lines`` and ``field_prefix`` place a field in that file
+    (``dataset.license`` in a benchmark file, ``license`` in a dataset file).
     """
 
     name: str
@@ -65,11 +72,24 @@ class DatasetContent:
     source: str
     input_fields: list[str]
     benchmark: BenchmarkSpec | None = None
+    origin: str = ""
+    lines: FieldLines | None = None
+    field_prefix: str = ""
 
     @property
     def content_hash(self) -> str:
         """SHA-256 of the items: the name of the dataset version they form."""
         return content_hash(self.items)
+
+    def place(self, name: str) -> str:
+        """``<file>:<line>`` of a metadata field (``license``, ``card.summary``)."""
+        origin = self.origin or self.source
+        full = f"{self.field_prefix}{name}"
+        return f"{origin}:{self.lines.line_of(full)}" if self.lines else origin
+
+    def where(self, name: str) -> str:
+        """``<file>:<line>: field '<name>'``, the start of a problem with that field."""
+        return f"{self.place(name)}: field '{self.field_prefix}{name}'"
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,15 @@ class LoadedBenchmark:
     path: Path
     spec: BenchmarkSpec
     items: list[ItemSpec]
+    lines: FieldLines = field(default_factory=lambda: FieldLines({}))
+
+    def place(self, name: str) -> str:
+        """``<file>:<line>`` of a field."""
+        return f"{self.path}:{self.lines.line_of(name)}"
+
+    def where(self, name: str) -> str:
+        """``<file>:<line>: field '<name>'``, the start of a problem with that field."""
+        return f"{self.place(name)}: field '{name}'"
 
     @property
     def dataset_ref(self) -> DatasetRef | None:
@@ -108,6 +137,9 @@ class LoadedBenchmark:
             source=self.path.name,
             input_fields=list(spec.prompt.fields),
             benchmark=spec,
+            origin=str(self.path),
+            lines=self.lines,
+            field_prefix="dataset.",
         )
 
     @property
@@ -162,6 +194,52 @@ def content_hash(items: list[ItemSpec]) -> str:
     return digest.hexdigest()
 
 
+def benchmarks_together_problems(loaded: Sequence[LoadedBenchmark]) -> list[str]:
+    """What is wrong with loading these benchmark files together, each file read alone being fine.
+
+    One load gives each benchmark one definition, so two files with one
+    ``name`` are refused; and a dataset declared inline by several files must
+    declare one licence.
+    """
+    problems: list[str] = []
+    first: dict[str, LoadedBenchmark] = {}
+    licences: dict[str, DatasetContent] = {}
+    for benchmark in loaded:
+        earlier = first.setdefault(benchmark.spec.name, benchmark)
+        if earlier is not benchmark:
+            problems.append(
+                f"{benchmark.where('name')}: {benchmark.spec.name!r} is also the name in "
+                f"{earlier.place('name')}; a load gives each benchmark one definition: load "
+                "one of the files, or rename one benchmark"
+            )
+        if benchmark.dataset_ref is None:
+            data_set = benchmark.dataset
+            declared = licences.setdefault(data_set.name, data_set)
+            if declared.license != data_set.license:
+                problems.append(
+                    f"{data_set.where('license')}: {data_set.license!r}, but "
+                    f"{declared.place('license')} declares {declared.license!r} for dataset "
+                    f"{data_set.name!r}; one dataset has one licence: make them equal, or give "
+                    "one dataset another name"
+                )
+    return problems
+
+
+def datasets_together_problems(contents: Sequence[DatasetContent]) -> list[str]:
+    """Dataset files released together must name different datasets."""
+    problems: list[str] = []
+    first: dict[str, DatasetContent] = {}
+    for data_set in contents:
+        earlier = first.setdefault(data_set.name, data_set)
+        if earlier is not data_set:
+            problems.append(
+                f"{data_set.where('name')}: {data_set.name!r} is also the name in "
+                f"{earlier.place('name')}; release one version of a dataset at a time, or "
+                "rename one dataset"
+            )
+    return problems
+
+
 def starter_benchmark_paths() -> list[Path]:
     """The benchmark files shipped with Sabha."""
     return sorted(STARTER_DIR.glob("*.yaml"))
@@ -181,13 +259,26 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _pydantic_problems(where: str, error: ValidationError) -> list[str]:
+def _pydantic_problems(
+    where: str, error: ValidationError, lines: FieldLines | None = None
+) -> list[str]:
+    """One line per problem: ``<where>[:<line>]: field '<name>': <message>``.
+
+    ``lines`` (a YAML file's) adds the line each field is written on; rows of
+    an items file pass their line in ``where`` instead.
+    """
+
+    def at(field: str) -> str:
+        return f"{where}:{lines.line_of(field)}" if lines is not None else where
+
     problems: list[str] = []
     for detail in error.errors():
         field = _field_path(detail["loc"])
         cause = (detail.get("ctx") or {}).get("error")
         if isinstance(cause, FieldProblems):
-            problems.extend(f"{where}: field '{field}.{sub}': {m}" for sub, m in cause.problems)
+            for sub, message in cause.problems:
+                name = f"{field}.{sub}"
+                problems.append(f"{at(name)}: field '{name}': {message}")
             continue
         kind = detail["type"]
         if kind == "string_type":
@@ -200,7 +291,7 @@ def _pydantic_problems(where: str, error: ValidationError) -> list[str]:
             message = "is not a known field; remove it or check its spelling"
         else:
             message = detail["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: field '{field}': {message}")
+        problems.append(f"{at(field)}: field '{field}': {message}")
     return problems
 
 
@@ -231,20 +322,20 @@ def load_benchmark_file(path: str | Path, max_field_chars: int | None = None) ->
             f"Benchmark file {path} does not exist.",
             "Check the path; `sabha benchmarks list` shows the loaded benchmarks.",
         )
-    raw = _read_yaml(path, "benchmark", "name, task, dataset, prompt and metrics")
+    raw, lines = _read_yaml(path, "benchmark", "name, task, dataset, prompt and metrics")
     try:
         spec = BenchmarkSpec.model_validate(raw, context=context)
     except ValidationError as exc:
         raise ValidationFailed(
             f"{path} is not a valid benchmark.",
-            _pydantic_problems(str(path), exc),
+            _pydantic_problems(str(path), exc, lines),
             "Correct the fields listed above.",
         ) from exc
 
-    if isinstance(spec.dataset, DatasetRef):
-        return LoadedBenchmark(path=path, spec=spec, items=[])  # checked when it is loaded
-    items = _items_of(path, spec.dataset.items, "dataset.items", spec, max_field_chars)
-    return LoadedBenchmark(path=path, spec=spec, items=items)
+    if isinstance(spec.dataset, DatasetRef):  # checked against the database when loaded
+        return LoadedBenchmark(path=path, spec=spec, items=[], lines=lines)
+    items = _items_of(path, lines, spec.dataset.items, "dataset.items", spec, max_field_chars)
+    return LoadedBenchmark(path=path, spec=spec, items=items, lines=lines)
 
 
 def load_dataset_file(path: str | Path, max_field_chars: int | None = None) -> DatasetContent:
@@ -259,16 +350,17 @@ def load_dataset_file(path: str | Path, max_field_chars: int | None = None) -> D
         max_field_chars = Settings().max_field_chars
     if not path.is_file():
         raise NotFoundError(f"Dataset file {path} does not exist.", "Check the path.")
-    raw = _read_yaml(path, "dataset", "name, title, license, task, languages, items and card")
+    expected = "name, title, license, task, languages, items and card"
+    raw, lines = _read_yaml(path, "dataset", expected)
     try:
         spec = DatasetFileSpec.model_validate(raw, context={"max_field_chars": max_field_chars})
     except ValidationError as exc:
         raise ValidationFailed(
             f"{path} is not a valid dataset file.",
-            _pydantic_problems(str(path), exc),
+            _pydantic_problems(str(path), exc, lines),
             "Correct the fields listed above.",
         ) from exc
-    items = _items_of(path, spec.items, "items", spec, max_field_chars)
+    items = _items_of(path, lines, spec.items, "items", spec, max_field_chars)
     return DatasetContent(
         name=spec.name,
         title=spec.title,
@@ -281,10 +373,12 @@ def load_dataset_file(path: str | Path, max_field_chars: int | None = None) -> D
         items=items,
         source=path.name,
         input_fields=list(dict.fromkeys(name for item in items for name in item.input)),
+        origin=str(path),
+        lines=lines,
     )
 
 
-def _read_yaml(path: Path, kind: str, expected: str) -> dict[str, Any]:
+def _read_yaml(path: Path, kind: str, expected: str) -> tuple[dict[str, Any], FieldLines]:
     if path.stat().st_size > MAX_BENCHMARK_FILE_BYTES:
         raise ValidationFailed(
             f"{path} is too large for a {kind} file.",
@@ -292,7 +386,7 @@ def _read_yaml(path: Path, kind: str, expected: str) -> dict[str, Any]:
             "Keep items in the JSONL file the file names.",
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        document = read_positioned_yaml(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -304,16 +398,23 @@ def _read_yaml(path: Path, kind: str, expected: str) -> dict[str, Any]:
         raise ValidationFailed(
             f"{path} is not UTF-8 text.", [f"{path}: {exc}"], "Save the file as UTF-8."
         ) from exc
-    if not isinstance(raw, dict):
+    if not isinstance(document.value, dict):
         raise ValidationFailed(
             f"{path} does not describe a {kind}.",
-            [f"{path}: expected a mapping with {expected}"],
+            [f"{path}:{document.lines.line_of('')}: expected a mapping with {expected}"],
         )
-    return raw
+    if document.duplicates:
+        raise ValidationFailed(
+            f"{path} writes a field twice.",
+            [f"{path}:{line}: {problem}" for line, problem in document.duplicates],
+            "Keep one of each field.",
+        )
+    return document.value, document.lines
 
 
 def _items_of(
     path: Path,
+    lines: FieldLines,
     relative: str,
     field: str,
     spec: BenchmarkSpec | DatasetFileSpec,
@@ -323,7 +424,7 @@ def _items_of(
     if not items_path.is_file():
         raise ValidationFailed(
             f"{path} names an items file that does not exist.",
-            [f"{path}: field '{field}': {items_path} not found"],
+            [f"{path}:{lines.line_of(field)}: field '{field}': {items_path} not found"],
             f"Point {field} at a JSONL file, relative to {path.name}.",
         )
     items, problems = _read_items(items_path, spec, max_field_chars)

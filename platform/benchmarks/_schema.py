@@ -1,33 +1,33 @@
 """The typed schema of benchmark files and their item rows.
 
-Text limits mirror the database columns of ``platform/domain.py`` (a value the
-schema accepts always fits), and every free-text field is bounded by
-``max_field_chars`` (``SABHA_MAX_FIELD_CHARS``), passed in the validation
-context as ``{"max_field_chars": n}``.
+Text limits and clean-text rules are in ``_fields``; how answers are read
+(``answer:``) in ``_answer`` and ``_negation``.
 """
 
 from __future__ import annotations
 
 import re
 import string
-import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-import regex
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     Tag,
     ValidationInfo,
     field_validator,
+    model_serializer,
+    model_validator,
 )
 
 from ..languages import check_language_tag, check_region
+from ._answer import AnswerSpec
+from ._fields import LIMITS, WHERE, FieldProblems, NonEmpty, Strict, Stripped, clean_text, text
+from ._negation import resolve_negation
 
 __all__ = [
     "DatasetFileSpec",
@@ -35,6 +35,7 @@ __all__ = [
     "LIMITS",
     "METRIC_TASKS",
     "RESERVED_COLUMNS",
+    "AnswerBudget",
     "AnswerSpec",
     "BenchmarkSpec",
     "CardText",
@@ -68,84 +69,6 @@ def known_metrics(task: str | None = None) -> list[str]:
 
 
 # The sizes of the database columns these values are stored in (platform/domain.py).
-LIMITS = {
-    "dataset_name": 100,  # Dataset.name
-    "title": 200,  # Dataset.title, Benchmark.title
-    "license": 50,  # Dataset.license
-    "item_id": 100,  # Item.key
-    "language": 35,  # Item.language
-    "dialect": 100,  # Item.dialect
-    "region": 10,  # Item.region
-    "split": 20,  # Item.split
-    "label": 100,  # Item.label
-    "benchmark_name": 100,  # Benchmark.name
-    "task": 30,  # Benchmark.task
-    "metric": 30,  # Benchmark.primary_metric, Score.metric
-    "attribute_name": 30,  # Score.breakdown
-    "attribute_value": 100,  # Score.group
-    "input_name": 64,  # a Parquet column name
-}
-_WHERE = {
-    "dataset_name": "Dataset.name",
-    "title": "Dataset.title",
-    "license": "Dataset.license",
-    "item_id": "Item.key",
-    "dialect": "Item.dialect",
-    "label": "Item.label",
-    "metric": "Score.metric",
-    "attribute_name": "Score.breakdown",
-    "attribute_value": "Score.group",
-    "input_name": "a column name",
-}
-
-
-class FieldProblems(ValueError):
-    """Problems in parts of the value being validated, each named by its field under it.
-
-    The loader appends each field to the location pydantic reports, so a rule
-    checked on ``answer`` can name ``answer.aliases.unsafe``.
-    """
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
-        self.problems = problems
-
-
-def _clean_text(value: str, info: ValidationInfo | None, limit: str | None) -> str:
-    """Refuse NUL, lone surrogates and over-long values; see the module docstring."""
-    nul = value.find("\x00")
-    if nul >= 0:
-        raise ValueError(
-            f"contains a NUL character (U+0000) at position {nul + 1}; "
-            "PostgreSQL cannot store it: remove it"
-        )
-    surrogate = re.search("[\ud800-\udfff]", value)
-    if surrogate:
-        raise ValueError(
-            f"contains a lone surrogate (U+{ord(surrogate.group()):04X}) at position "
-            f"{surrogate.start() + 1}, which is not valid Unicode; fix the \\u escape"
-        )
-    if limit is not None and len(value) > LIMITS[limit]:
-        column = _WHERE.get(limit, f"the {limit} column")
-        raise ValueError(f"{len(value):,} characters; the limit is {LIMITS[limit]:,} ({column})")
-    context = info.context if info is not None else None
-    most = (context or {}).get("max_field_chars")
-    if most is not None and len(value) > most:
-        raise ValueError(
-            f"{len(value):,} characters; the limit is {most:,} (SABHA_MAX_FIELD_CHARS)"
-        )
-    return value
-
-
-def _text(limit: str | None = None) -> AfterValidator:
-    def check(value: str, info: ValidationInfo) -> str:
-        return _clean_text(value, info, limit)
-
-    return AfterValidator(check)
-
-
-_Stripped = StringConstraints(min_length=1, strip_whitespace=True)
-NonEmpty = Annotated[str, _Stripped, _text()]
 
 
 def _check_slug(name: str) -> str:
@@ -157,27 +80,27 @@ def _check_slug(name: str) -> str:
     return name
 
 
-Slug = Annotated[str, _text(), AfterValidator(_check_slug)]
-Title = Annotated[str, _Stripped, _text("title")]
-License = Annotated[str, _Stripped, _text("license")]
-Label = Annotated[str, _Stripped, _text("label")]
-AttributeValue = Annotated[str, _Stripped, _text("attribute_value")]
-Dialect = Annotated[str, _Stripped, _text("dialect")]
+Slug = Annotated[str, text(), AfterValidator(_check_slug)]
+Title = Annotated[str, Stripped, text("title")]
+License = Annotated[str, Stripped, text("license")]
+Label = Annotated[str, Stripped, text("label")]
+AttributeValue = Annotated[str, Stripped, text("attribute_value")]
+Dialect = Annotated[str, Stripped, text("dialect")]
 
 
 def _check_language(tag: str) -> str:
-    _clean_text(tag, None, None)
+    clean_text(tag, None, None)
     return check_language_tag(tag)
 
 
 def _check_region(code: str) -> str:
-    _clean_text(code, None, None)
+    clean_text(code, None, None)
     return check_region(code)
 
 
 def _check_column_name(kind: str, limit: str, pattern: str, example: str) -> AfterValidator:
     def check(name: str) -> str:
-        _clean_text(name, None, None)
+        clean_text(name, None, None)
         if name in RESERVED_COLUMNS:
             raise ValueError(
                 f"{name!r} is a reserved column name; rename the {kind} "
@@ -186,7 +109,7 @@ def _check_column_name(kind: str, limit: str, pattern: str, example: str) -> Aft
             )
         if len(name) > LIMITS[limit]:
             raise ValueError(
-                f"{len(name):,} characters; the limit is {LIMITS[limit]} ({_WHERE[limit]})"
+                f"{len(name):,} characters; the limit is {LIMITS[limit]} ({WHERE[limit]})"
             )
         if not re.fullmatch(pattern, name):
             raise ValueError(
@@ -207,7 +130,7 @@ AttributeName = Annotated[
 
 
 def _check_item_id(item_id: str) -> str:
-    _clean_text(item_id, None, None)
+    clean_text(item_id, None, None)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", item_id) or ".." in item_id:
         raise ValueError(
             f"{item_id[:40]!r} is not a valid item id; use letters, digits, '_', '-' and '.' "
@@ -221,10 +144,6 @@ def _check_item_id(item_id: str) -> str:
 
 
 ItemId = Annotated[str, AfterValidator(_check_item_id)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # The Hugging Face dataset-card vocabulary for how a dataset's text and
@@ -247,7 +166,7 @@ def _check_source_dataset(value: str) -> str:
 SourceDataset = Annotated[str, AfterValidator(_check_source_dataset)]
 
 
-class CardText(_Strict):
+class CardText(Strict):
     """The prose sections of a dataset's data card, and how its data was made.
 
     ``annotations_creators``, ``language_creators`` and ``source_datasets`` are
@@ -269,7 +188,7 @@ class CardText(_Strict):
     )
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(Strict):
     """Where a benchmark's items are and how they are licensed."""
 
     name: Slug
@@ -278,11 +197,11 @@ class DatasetSpec(_Strict):
     card: CardText
 
 
-class PromptSpec(_Strict):
+class PromptSpec(Strict):
     """The prompt template; ``{field}`` placeholders name fields of an item's ``input``."""
 
     template: NonEmpty
-    system: Annotated[str, _text()] | None = None
+    system: Annotated[str, text()] | None = None
     chat_template: Literal["auto", "never", "required"] = Field(
         default="auto",
         description="auto: the model's chat template when it has one; never: plain text; "
@@ -316,7 +235,7 @@ class PromptSpec(_Strict):
 JUDGE_PLACEHOLDERS = ("prompt", "response")
 
 
-class JudgeSpec(_Strict):
+class JudgeSpec(Strict):
     """A registered model that judges answers automatically, and the rubric it is asked.
 
     The rubric is a prompt template with ``{prompt}`` (what the judged model
@@ -351,15 +270,67 @@ class JudgeSpec(_Strict):
         return rubric
 
 
-class DecodingSpec(_Strict):
-    """Decoding parameters. Evaluations are greedy with a fixed seed."""
+class AnswerBudget(Strict):
+    """Per-language budgets of new tokens, from the references' lengths in the model's tokens.
+
+    Scripts cost different numbers of tokens for the same content (a Tamil
+    sentence takes several times the tokens of a Swahili one under most
+    tokenizers), so one ``max_tokens`` for every language cuts some
+    languages' answers long before others'. With a budget, each language's
+    limit is ``multiple`` × the ``quantile`` (1.0: the longest) of its
+    references' lengths, counted with the evaluated model's own tokenizer
+    when the job is created, rounded up, at least ``min_tokens`` and at most
+    the decoding's ``max_tokens``. Without the model's ``tokenizer.json``,
+    lengths are counted in UTF-8 bytes plus one, which no tokenizer exceeds.
+    The rule is part of the generation identity; the numbers it gives for a
+    model are stored with that model's job (``max_tokens_by_language``).
+    """
+
+    multiple: float = Field(default=1.5, ge=1.0, le=10.0)
+    quantile: float = Field(default=1.0, gt=0.0, le=1.0)
+    min_tokens: int = Field(default=16, ge=1, le=4096)
+
+
+class DecodingSpec(Strict):
+    """Decoding parameters. Evaluations are greedy with a fixed seed.
+
+    ``max_tokens`` is the most new tokens an answer gets; with ``budget``
+    (generation benchmarks), each language gets its own limit up to it.
+    """
 
     max_tokens: int = Field(default=64, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0.0, le=0.0)
     seed: int = 0
+    budget: AnswerBudget | None = Field(
+        default=None,
+        description="Per-language limits from the references' token lengths (generation only)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_budget(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Decoding without a budget dumps as it always did: existing
+        # generation identities are unchanged.
+        data = handler(self)
+        if isinstance(data, dict) and self.budget is None:
+            data.pop("budget", None)
+        return data
+
+    @model_validator(mode="after")
+    def _budget_within_max_tokens(self) -> DecodingSpec:
+        if self.budget is not None and self.budget.min_tokens > self.max_tokens:
+            raise FieldProblems(
+                [
+                    (
+                        "budget.min_tokens",
+                        f"{self.budget.min_tokens} is more than max_tokens {self.max_tokens}; "
+                        "lower it or raise max_tokens",
+                    )
+                ]
+            )
+        return self
 
 
-class DecodingOverrides(_Strict):
+class DecodingOverrides(Strict):
     """What a submission may change about a benchmark's decoding, within these bounds.
 
     ``max_tokens`` may not exceed the benchmark's own ``max_tokens`` (checked by
@@ -397,124 +368,11 @@ def apply_decoding_overrides(
     return merged
 
 
-def _check_pattern(pattern: str) -> str:
-    try:
-        compiled = regex.compile(pattern)
-    except regex.error as exc:
-        raise ValueError(
-            f"{pattern!r} is not a valid regular expression ({exc}); fix it, e.g. "
-            r"'label:\s*(.+)'"
-        ) from exc
-    if compiled.groups != 1:
-        raise ValueError(
-            f"{pattern!r} has {compiled.groups} capture groups; it needs exactly one, around "
-            r"the answer, e.g. 'label:\s*(\w+)' (write other groups as (?:...))"
-        )
-    return pattern
-
-
-AnswerPattern = Annotated[str, Field(min_length=1), _text(), AfterValidator(_check_pattern)]
-Alias = Annotated[str, _Stripped, _text("label")]
-Normalization = Literal["nfc", "nfkc", "casefold", "strip"]
-
-
-def _default_normalization() -> list[Normalization]:
-    return ["nfc", "casefold", "strip"]
-
-
-class AnswerSpec(_Strict):
-    """How a classification answer is read (``leaderboards.extraction.extract_label``).
-
-    The answer is normalised (``normalize``, in order); the first of ``patterns``
-    that matches gives the candidate (its one group), else the candidate is the
-    answer's first non-empty line. Labels and ``aliases`` are normalised the
-    same way and matched as whole tokens (no letter, mark, digit or ``_`` on
-    either side), longest first, each match consuming its span, so an alias
-    ``not safe`` of ``unsafe`` wins over the label ``safe``. ``match`` decides
-    what counts:
-
-    - ``phrase`` (default): exactly one label is mentioned, and every mention
-      begins a phrase (the candidate's start, or right after punctuation), so
-      ``not safe`` is never read as ``safe``.
-    - ``contains``: exactly one label is mentioned, anywhere.
-    - ``exact``: the candidate, stripped of surrounding punctuation and
-      whitespace, is a label or alias.
-
-    Anything else reads as ``INVALID_LABEL``.
-    """
-
-    normalize: list[Normalization] = Field(
-        default_factory=_default_normalization,
-        description="Steps applied in order to the answer, labels and aliases",
-    )
-    patterns: list[AnswerPattern] = Field(
-        default_factory=list,
-        max_length=20,
-        description="Regexes with one group, tried in order; the first match gives the "
-        "candidate (default: the answer's first non-empty line)",
-    )
-    aliases: dict[str, list[Alias]] = Field(
-        default_factory=dict, description="label -> other spellings that mean it"
-    )
-    match: Literal["phrase", "contains", "exact"] = Field(
-        default="phrase",
-        description="phrase: exactly one label is mentioned and every mention begins a "
-        "phrase (start, or after punctuation), so 'not safe' is never read as 'safe'; "
-        "contains: exactly one label is mentioned anywhere; exact: the candidate, stripped "
-        "of surrounding punctuation, is a label or alias",
-    )
-
-    def normalize_text(self, text: str) -> str:
-        """Apply the ``normalize`` steps, in order, to an answer, label or alias."""
-        for step in self.normalize:
-            if step == "nfc":
-                text = unicodedata.normalize("NFC", text)
-            elif step == "nfkc":
-                text = unicodedata.normalize("NFKC", text)
-            elif step == "casefold":
-                text = text.casefold()
-            else:
-                text = text.strip()
-        return text
-
-    def forms(self, labels: list[str]) -> dict[str, str]:
-        """Every normalised spelling (labels and aliases, whitespace collapsed) -> its label."""
-        forms: dict[str, str] = {}
-        for label in labels:
-            for spelling in [label, *self.aliases.get(label, [])]:
-                forms.setdefault(" ".join(self.normalize_text(spelling).split()), label)
-        return forms
-
-    def problems_with_labels(self, labels: list[str]) -> list[tuple[str, str]]:
-        """Aliases of undeclared labels, and spellings that mean two labels, as (field, message)."""
-        problems = [
-            (f"aliases.{name}", f"{name!r} is not a declared label; declared: {labels}")
-            for name in self.aliases
-            if name not in labels
-        ]
-        owner: dict[str, str] = {}
-        for label in labels:
-            for index, spelling in enumerate([label, *self.aliases.get(label, [])]):
-                form = " ".join(self.normalize_text(spelling).split())
-                where = f"aliases.{label}.{index - 1}" if index else "labels"
-                if not form:
-                    problems.append((where, f"{spelling!r} is empty once normalised"))
-                elif owner.setdefault(form, label) != label:
-                    problems.append(
-                        (
-                            where,
-                            f"{spelling!r} already means {owner[form]!r}; an alias may "
-                            "name one label only: remove it from one of them",
-                        )
-                    )
-        return problems
-
-
 LanguageTag = Annotated[str, AfterValidator(_check_language)]
 _DATASET_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]{1,62}[a-z0-9])@(?P<hash>[0-9a-f]{64})$")
 
 
-class DatasetRef(_Strict):
+class DatasetRef(Strict):
     """A released dataset version named ``name@<content hash>`` (64 hex digits)."""
 
     name: str
@@ -552,7 +410,7 @@ def _dataset_kind(value: object) -> str:
     return REF_TAG if isinstance(value, str | DatasetRef) else INLINE_TAG
 
 
-class DatasetFileSpec(_Strict):
+class DatasetFileSpec(Strict):
     """A dataset file: rows and card metadata, released without any benchmark.
 
     Benchmarks then refer to the released version as ``name@<content hash>``.
@@ -579,7 +437,7 @@ class DatasetFileSpec(_Strict):
         return labels
 
 
-class BenchmarkSpec(_Strict):
+class BenchmarkSpec(Strict):
     """A benchmark file: dataset, task, prompt and metrics.
 
     Each rule is a field validator that reads only earlier fields, so one
@@ -658,6 +516,23 @@ class BenchmarkSpec(_Strict):
             raise ValueError(f"{primary[:40]!r} must be one of metrics {metrics}")
         return primary
 
+    @field_validator("decoding")
+    @classmethod
+    def _budget_is_for_generation(
+        cls, decoding: DecodingSpec, info: ValidationInfo
+    ) -> DecodingSpec:
+        if decoding.budget is not None and info.data.get("task") == "classification":
+            raise FieldProblems(
+                [
+                    (
+                        "budget",
+                        "budgets come from reference answers, which classification items do "
+                        "not have: remove it",
+                    )
+                ]
+            )
+        return decoding
+
     @field_validator("breakdowns")
     @classmethod
     def _breakdowns_known(cls, breakdowns: list[str], info: ValidationInfo) -> list[str]:
@@ -686,8 +561,24 @@ class BenchmarkSpec(_Strict):
                 raise FieldProblems(problems)
         return answer
 
+    @model_validator(mode="after")
+    def _negation_resolved(self) -> BenchmarkSpec:
+        """A classification benchmark reads negation in its languages (see ``_negation``).
 
-class ItemSpec(_Strict):
+        The words are resolved here, into the definition, so the scoring
+        identity names the exact words its scores were computed with.
+        """
+        if self.task != "classification":
+            return self
+        answer = self.answer or AnswerSpec()
+        negation = resolve_negation(answer.negation, list(self.languages))
+        if negation == answer.negation:
+            return self
+        resolved = answer.model_copy(update={"negation": negation})
+        return self.model_copy(update={"answer": resolved})
+
+
+class ItemSpec(Strict):
     """One row of a benchmark's JSONL items file.
 
     Field names in ``input`` and ``attributes`` become Parquet columns beside

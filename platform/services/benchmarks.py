@@ -11,6 +11,7 @@ empty.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -18,7 +19,14 @@ from sqlmodel import Session, col, select
 
 from sabha.annotation.release import release_dataset_version
 from sabha.leaderboards.board import rebuild_leaderboard
-from sabha.platform.benchmarks import DatasetRef, ItemSpec, LoadedBenchmark
+from sabha.platform.benchmarks import (
+    DatasetContent,
+    DatasetRef,
+    ItemSpec,
+    LoadedBenchmark,
+    benchmarks_together_problems,
+    datasets_together_problems,
+)
 from sabha.platform.catalog import latest_benchmarks
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
@@ -34,16 +42,22 @@ from sabha.platform.errors import ValidationFailed
 
 from .scoring import score_job
 
-__all__ = ["rebuild_all_leaderboards", "register_benchmark"]
+__all__ = ["load_benchmarks", "rebuild_all_leaderboards", "register_benchmark", "release_datasets"]
 
 # Presentation, and the judge: changed in place, no new definition.
 _WORDING = ("title", "description", "primary_metric", "languages", "judge")
 
 
 def register_benchmark(
-    session: Session, loaded: LoadedBenchmark, artifacts_dir: Path
+    session: Session,
+    loaded: LoadedBenchmark,
+    artifacts_dir: Path,
+    *,
+    written: list[Path] | None = None,
 ) -> tuple[Benchmark, str]:
     """Release the dataset version and record the benchmark as the current definition.
+
+    ``written`` collects the dataset files created (see ``release_dataset_version``).
 
     Returns:
         The benchmark row and what happened: ``loaded`` (new definition),
@@ -70,7 +84,7 @@ def register_benchmark(
         raise ValidationFailed(
             f"{loaded.path} changes benchmark {spec.name!r} but keeps version {spec.version!r}.",
             [
-                f"{loaded.path}: field 'version': version {spec.version!r} is already loaded "
+                f"{loaded.where('version')}: version {spec.version!r} is already loaded "
                 "with another prompt, decoding, dataset or scoring definition"
             ],
             "Give the changed definition a new version (e.g. version: "
@@ -81,14 +95,14 @@ def register_benchmark(
             f"{loaded.path} is benchmark {spec.name!r} version {same_identity.version!r} "
             f"under another version number.",
             [
-                f"{loaded.path}: field 'version': {spec.version!r}, but the same definition is "
+                f"{loaded.where('version')}: {spec.version!r}, but the same definition is "
                 f"loaded as version {same_identity.version!r}"
             ],
             f"Write version: '{same_identity.version}'.",
         )
     ref = loaded.dataset_ref
     if ref is None:
-        version, _ = release_dataset_version(session, loaded, artifacts_dir)
+        version, _ = release_dataset_version(session, loaded, artifacts_dir, written=written)
     else:
         version = _released_version(session, loaded, ref)
     if same_identity is None:
@@ -144,6 +158,75 @@ def register_benchmark(
     return benchmark, state
 
 
+def load_benchmarks(
+    db: Engine, loaded: Sequence[LoadedBenchmark], artifacts_dir: Path
+) -> list[tuple[Benchmark, str]]:
+    """Record several benchmark files in one transaction: all of them, or none.
+
+    The files are checked together first (``benchmarks_together_problems``:
+    one definition per benchmark name, one licence per dataset); then every
+    file is registered in one transaction. If any is refused, nothing is
+    recorded and the dataset files written on the way are removed.
+
+    Returns:
+        Each file's benchmark and what happened to it (see ``register_benchmark``).
+
+    Raises:
+        ValidationFailed: the files clash, or one of them is refused.
+    """
+    problems = benchmarks_together_problems(loaded)
+    if problems:
+        raise ValidationFailed(
+            f"These {len(loaded)} benchmark files cannot be loaded together; nothing was loaded.",
+            problems,
+        )
+    written: list[Path] = []
+    try:
+        with session_scope(db) as session:
+            return [
+                register_benchmark(session, one, artifacts_dir, written=written) for one in loaded
+            ]
+    except BaseException as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, ValidationFailed) and len(loaded) > 1:
+            exc.message += " Nothing was loaded."
+        raise
+
+
+def release_datasets(
+    db: Engine, contents: Sequence[DatasetContent], artifacts_dir: Path
+) -> list[tuple[DatasetVersion, bool]]:
+    """Release several dataset files in one transaction: all of them, or none.
+
+    Returns:
+        Each file's version, and whether it was created now.
+
+    Raises:
+        ValidationFailed: two files name one dataset, or one of them is refused.
+    """
+    problems = datasets_together_problems(contents)
+    if problems:
+        raise ValidationFailed(
+            f"These {len(contents)} dataset files cannot be released together; "
+            "nothing was released.",
+            problems,
+        )
+    written: list[Path] = []
+    try:
+        with session_scope(db) as session:
+            return [
+                release_dataset_version(session, one, artifacts_dir, written=written)
+                for one in contents
+            ]
+    except BaseException as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, ValidationFailed) and len(contents) > 1:
+            exc.message += " Nothing was released."
+        raise
+
+
 def _score_complete_jobs(session: Session, benchmark: Benchmark) -> None:
     jobs = session.exec(
         select(Job).where(
@@ -189,7 +272,7 @@ def _released_version(session: Session, loaded: LoadedBenchmark, ref: DatasetRef
     if found is None or found.released_at is None:
         raise ValidationFailed(
             f"{loaded.path} refers to a dataset version that is not released here.",
-            [f"{loaded.path}: field 'dataset': no released version {ref}"],
+            [f"{loaded.where('dataset')}: no released version {ref}"],
             "Release it first (`sabha datasets release FILE`), or check the name and hash "
             "with `sabha datasets list`.",
         )

@@ -49,6 +49,7 @@ from sabha.platform.wire import (
 )
 from sabha.workers.busy import BusyClock
 
+from .budgets import load_token_counter
 from .queue import (
     DEFAULT_LEASE_SECONDS,
     LeaseLost,
@@ -124,19 +125,25 @@ def plan_evaluation(
         SabhaError: a local model folder changed since it was registered.
     """
     with Session(db) as session:
-        for name in benchmark_names:
-            get_benchmark(session, name)
+        budgeted = any(
+            get_benchmark(session, name).decoding.get("budget") for name in benchmark_names
+        )
         models = [get_model(session, name) for name in model_names]
     for model in models:
         if model.source == "local":
             check_model_unchanged(model)
+    # Per-language budgets are measured with each model's tokenizer, read before
+    # the write transaction (it may come from the hub).
+    counters = {m.name: load_token_counter(m) for m in models} if budgeted else {}
     plans = []
     with session_scope(db) as session:
         benchmarks = [get_benchmark(session, name) for name in benchmark_names]
         for model in models:
             plan = ModelPlan(model.name)
             for benchmark in benchmarks:
-                job, _ = create_job(session, model, benchmark, shard_size)
+                job, _ = create_job(
+                    session, model, benchmark, shard_size, token_counter=counters.get(model.name)
+                )
                 if job.status == JobStatus.COMPLETED:
                     plan.done.append((benchmark.name, id_of(job)))
                     continue

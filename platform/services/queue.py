@@ -78,6 +78,7 @@ from sabha.platform.wire import (
     ShardResult,
 )
 
+from .budgets import TokenCounter, bytes_counter, resolve_answer_budgets
 from .verification import VerificationPolicy, audit_job, settle_shard, waiting_results
 
 _log = logging.getLogger(__name__)
@@ -596,10 +597,10 @@ def _open_run(
                 ),
             )
         )
-    inputs: dict[int, dict[str, str]] = {
-        item_id: fields
-        for item_id, fields in connection.execute(
-            sa.select(_ITEM.c.id, _ITEM.c.input).where(
+    inputs: dict[int, tuple[dict[str, str], str]] = {
+        item_id: (fields, language)
+        for item_id, fields, language in connection.execute(
+            sa.select(_ITEM.c.id, _ITEM.c.input, _ITEM.c.language).where(
                 _ITEM.c.id.in_(sa.bindparam("item_ids", expanding=True))
             ),
             {"item_ids": list(item_ids)},
@@ -610,7 +611,10 @@ def _open_run(
     system = generation.get("system_prompt")
     requests = [
         GenerationRequest(
-            item_id=item_id, text=render_prompt(template, inputs[item_id]), system=system
+            item_id=item_id,
+            text=render_prompt(template, inputs[item_id][0]),
+            system=system,
+            language=inputs[item_id][1],
         )
         for item_id in item_ids
     ]
@@ -763,13 +767,20 @@ def _store_results(
         )
     job = session.get(Job, run.job_id)
     assert job is not None
-    max_tokens = int(job.decoding.get("max_tokens", DecodingParams().max_tokens))
-    inflated = [r.item_id for r in result.results if r.num_tokens > max_tokens]
+    decoding = DecodingParams.model_validate(job.decoding)
+    languages = dict(
+        session.exec(select(Item.id, Item.language).where(col(Item.id).in_(shard.item_ids))).all()
+    )
+    inflated = [
+        r.item_id
+        for r in result.results
+        if r.num_tokens > decoding.max_tokens_for(languages.get(r.item_id))
+    ]
     if inflated:
         raise ResultRejected(
-            f"The results for shard run {run.id} claim more than the job's {max_tokens} "
-            f"new tokens for items {inflated[:5]}.",
-            "Report num_tokens as the engine counted them (at most max_tokens).",
+            f"The results for shard run {run.id} claim more new tokens than the job allows "
+            f"their language (at most {decoding.max_tokens}) for items {inflated[:5]}.",
+            "Report num_tokens as the engine counted them (at most the item's budget).",
         )
     now = utcnow()
     on_time = run.status == RunStatus.LEASED and _aware(run.expires_at) >= now
@@ -853,13 +864,16 @@ def create_job(
     benchmark: Benchmark,
     shard_size: int | None = None,
     decoding: dict[str, Any] | None = None,
+    token_counter: TokenCounter | None = None,
 ) -> tuple[Job, bool]:
     """Find or create the job of ``model`` on the benchmark's generation identity.
 
     A new job is cut into shards of at most ``shard_size`` (default
     ``SHARD_SIZE``) items of the evaluated split. ``decoding`` other than the
     benchmark's (a submission's overrides) is another generation identity, so
-    another job.
+    another job. A decoding ``budget`` becomes the new job's per-language
+    limits, measured with ``token_counter`` (load it with
+    ``budgets.load_token_counter`` before the transaction; None counts bytes).
 
     Returns:
         The job, and whether it was created now.
@@ -890,7 +904,9 @@ def create_job(
         # moment (two `sabha eval` on one database), the unique constraint
         # refuses ours and we use theirs instead of failing.
         with session.begin_nested():
-            job = _new_job(session, model, benchmark, shard_size, decoding, generation_hash)
+            job = _new_job(
+                session, model, benchmark, shard_size, decoding, generation_hash, token_counter
+            )
     except sa.exc.IntegrityError:
         job = session.exec(live).first()
         if job is None:
@@ -906,18 +922,28 @@ def _new_job(
     shard_size: int | None,
     decoding: dict[str, Any],
     generation_hash: str,
+    token_counter: TokenCounter | None,
 ) -> Job:
+    generation: dict[str, Any] = {
+        "dataset_version_id": benchmark.dataset_version_id,
+        "prompt_template": benchmark.prompt_template,
+        "system_prompt": benchmark.system_prompt,
+        "chat_template": benchmark.chat_template,
+        "max_model_len": benchmark.max_model_len,
+    }
+    if decoding.get("budget") is not None:
+        # The rule is in the generation identity; its numbers for this model are the job's.
+        decoding, generation["answer_budget"] = resolve_answer_budgets(
+            session,
+            benchmark.dataset_version_id,
+            decoding,
+            token_counter or bytes_counter("no tokenizer was given"),
+        )
     job = Job(
         model_id=id_of(model),
         benchmark_id=id_of(benchmark),
         generation_hash=generation_hash,
-        generation={
-            "dataset_version_id": benchmark.dataset_version_id,
-            "prompt_template": benchmark.prompt_template,
-            "system_prompt": benchmark.system_prompt,
-            "chat_template": benchmark.chat_template,
-            "max_model_len": benchmark.max_model_len,
-        },
+        generation=generation,
         decoding=decoding,
     )
     session.add(job)

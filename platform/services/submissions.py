@@ -44,6 +44,7 @@ from sabha.platform.errors import NotFoundError, SabhaError
 from sabha.platform.settings import Settings
 
 from .accounts import aware
+from .budgets import TokenCounter, load_token_counter
 from .estimate import check_fits, estimate_memory, known_pool_sizes, read_hub_config
 from .estimate import read_local_config as _read_local_config
 from .queue import create_job
@@ -361,6 +362,7 @@ def create_submission(
     check_fits(estimate, pools, f"Model {described} at {longest} tokens")
     if isinstance(source, LocalModelSource):
         digest = directory_digest(Path(source.path).resolve())  # outside any transaction
+    counter = _token_counter(source) if any(b.decoding.get("budget") for b in benchmarks) else None
     with session_scope(db) as session:
         _check_quota(session, user_id, settings.submissions_per_day)  # a race since
         model = _find_or_add_model(session, request, digest)
@@ -376,7 +378,12 @@ def create_submission(
         session.flush()
         for benchmark in benchmarks:
             job, _ = create_job(
-                session, model, benchmark, settings.shard_size, decodings[benchmark.name]
+                session,
+                model,
+                benchmark,
+                settings.shard_size,
+                decodings[benchmark.name],
+                token_counter=counter,
             )
             if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
                 job.status = JobStatus.QUEUED  # accepted shards are kept
@@ -387,6 +394,17 @@ def create_submission(
         session.flush()
         _sync(session, submission)
         return _public(session, submission)
+
+
+def _token_counter(source: HubModelSource | LocalModelSource) -> TokenCounter:
+    """The submitted model's token counter, for per-language budgets (read outside transactions)."""
+    if isinstance(source, HubModelSource):
+        described = Model(
+            name=source.repo_id, source="hub", repo_id=source.repo_id, revision=source.revision
+        )
+    else:
+        described = Model(name=source.path, source="local", path=source.path)
+    return load_token_counter(described)
 
 
 def _jobs_of(session: Session, submission: Submission) -> list[tuple[Job, str]]:
