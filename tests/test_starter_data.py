@@ -23,6 +23,8 @@ RELEASED = {
     ("kisan-advisory", "1"): "22047bfd3417703f127d72abc9482bec7f5fb0e3fdef2e8719a6194b0352c9de",
     ("kisan-advisory", "2"): "dcaed4fadcf99d95c24f55522df7ac225c296a4014b1eab7197f032dffc120c1",
     ("indic-safety", "1"): "cdf9a2b7dc0e5e9b4647f8753d19d51e8de2e1305a11c0e4b262e1b50fede844",
+    # Version 2 reads negation per language: same items, another scoring identity.
+    ("indic-safety", "2"): "cdf9a2b7dc0e5e9b4647f8753d19d51e8de2e1305a11c0e4b262e1b50fede844",
 }
 STARTERS = starter_benchmark_paths()
 
