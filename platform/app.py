@@ -28,8 +28,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .web.labelstudio_hooks import init_app as init_labelstudio_hooks
 
     settings = settings or Settings()
+    settings.check_production()  # before a data dir's own key would be made for it
     app = OpenAPI(__name__, doc_ui=False)
-    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["SECRET_KEY"] = settings.resolved_secret_key
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["sabha.settings"] = settings
