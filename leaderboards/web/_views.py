@@ -151,7 +151,7 @@ def benchmark_page(name: str) -> str:
     return html
 
 
-@blueprint.get("/runs/<int:job_id>")
+@blueprint.get("/runs/<dbid:job_id>")
 def run_page(job_id: int) -> str:
     return render_template("run.html", run=run_details(_session(), job_id))
 
@@ -192,7 +192,7 @@ def api_leaderboard(name: str) -> Response:
     return Response(body, mimetype="application/json")
 
 
-@blueprint.get("/api/runs/<int:job_id>")
+@blueprint.get("/api/runs/<dbid:job_id>")
 def api_run(job_id: int) -> Response:
     return jsonify(run_details(_session(), job_id).model_dump(mode="json"))
 

@@ -9,12 +9,11 @@ from sabha.leaderboards.board import benchmark_summaries, leaderboard, run_detai
 from sabha.leaderboards.public import BenchmarkSummary, LeaderboardPage, RunPublic
 from sabha.platform.db import get_session
 from sabha.platform.services.status import JobStatusPublic, job_status
+from sabha.platform.wire import MAX_DB_ID
 
 from ._blueprint import TAGS, api, json_response
 
 __all__ = ["BenchmarkList", "BenchmarkPath", "JobPath", "PageQuery"]
-
-MAX_ID = 2**31 - 1
 
 
 class BenchmarkList(BaseModel):
@@ -35,7 +34,7 @@ class PageQuery(BaseModel):
 
 
 class JobPath(BaseModel):
-    job_id: int = Field(ge=1, le=MAX_ID, description="The job's id")
+    job_id: int = Field(ge=1, le=MAX_DB_ID, description="The job's id")
 
 
 @api.get("/benchmarks", tags=[TAGS["benchmarks"]], responses={200: BenchmarkList})
