@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import secrets
@@ -252,7 +251,7 @@ class Settings(BaseSettings):
         """
         if self.secret_key is not None:
             return self.secret_key
-        return _data_dir_secret_key(str(self.data_dir.resolve()))
+        return _data_dir_secret_key(self.data_dir)
 
     @property
     def resolved_database_url(self) -> str:
@@ -282,15 +281,13 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
-@functools.lru_cache(maxsize=16)
-def _data_dir_secret_key(data_dir: str) -> str:
-    """The secret key of ``data_dir``, made once: random, mode 0600, never half-written.
+def _data_dir_secret_key(folder: Path) -> str:
+    """The secret key of the data dir ``folder``, made once: random, mode 0600, whole.
 
     The key is written to a private temporary file and hard-linked into place,
     which fails when another process linked its key first; then that one is
     read, so processes starting at once all end up with the same key.
     """
-    folder = Path(data_dir)
     path = folder / SECRET_KEY_FILE
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)

@@ -165,7 +165,7 @@ def init_app(app: Flask) -> None:
     def _too_many(exc: RateLimitExceeded) -> ResponseReturnValue:
         # Flask-Limiter adds Retry-After and the X-RateLimit-* headers to this response.
         detail = f"Too many requests: the limit is {exc.description}. Wait a little and try again."
-        if request.path.startswith("/api/"):
+        if request.path.startswith(("/api/", "/oauth/")):
             return _problem(429, "Too many requests", detail)
         html = render_template("refused.html", title="Too many requests", message=detail)
         return Response(html, 429, mimetype="text/html")
