@@ -35,7 +35,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from flask_limiter import ApplicationLimit, Limit, Limiter, RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, LengthRequired, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sabha.platform.db import get_session
@@ -111,21 +111,33 @@ def init_app(app: Flask) -> None:
         limit, setting = app.extensions[_SIZE_LIMITS_KEY].get(
             request.endpoint or "", (settings.max_request_bytes, "SABHA_MAX_REQUEST_BYTES")
         )
-        request.max_content_length = limit  # also bounds bodies sent without Content-Length
+        request.max_content_length = limit
         if request.content_length is not None and request.content_length > limit:
             raise RequestEntityTooLarge(
                 f"This request's body has {request.content_length} bytes; this server takes "
                 f"at most {limit} bytes here ({setting})."
             )
+        if (
+            request.content_length is None
+            and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        ):
+            raise LengthRequired(
+                f"This request's body has no declared size; this server takes bodies of at "
+                f"most {limit} bytes here ({setting}), with a Content-Length."
+            )
 
     @app.errorhandler(RequestEntityTooLarge)
-    def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
+    @app.errorhandler(LengthRequired)
+    def _too_large(exc: RequestEntityTooLarge | LengthRequired) -> ResponseReturnValue:
+        status = exc.code or 413
         detail = exc.description or "The request's body is larger than this server takes."
-        fix = "Send a smaller request."
+        fix = "Send a smaller request." if status == 413 else "Send the body with a Content-Length."
         if request.path.startswith(("/api/", "/oauth/")):
-            return _problem(413, "Content Too Large", detail, fix)
-        html = render_template("refused.html", title="Too large", message=detail, hint=fix)
-        return Response(html, 413, mimetype="text/html")
+            return _problem(
+                status, "Content Too Large" if status == 413 else "Length Required", detail, fix
+            )
+        html = render_template("refused.html", title="Not accepted", message=detail, hint=fix)
+        return Response(html, status, mimetype="text/html")
 
     @app.before_request
     def _protect_from_csrf() -> None:
