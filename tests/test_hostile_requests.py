@@ -252,3 +252,26 @@ def test_gunicorn_answers_odd_requests_with_problems(
     )
     fields = [e["field"] for e in problem(odd, 422)["errors"]]
     assert fields == ["body.capabilities.gpus_per_node"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tokens", "revoke", "--user", "dev", str(2**63)],
+        ["credentials", "revoke", "--user", "volunteer", str(2**70)],
+        ["jobs", "show", str(2**31)],
+        ["status", str(2**63)],
+    ],
+    ids=["token", "credential", "job", "submission"],
+)
+def test_the_cli_refuses_ids_no_database_can_hold_readably(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    from click.testing import CliRunner
+
+    from sabha.platform.cli import cli
+
+    monkeypatch.setenv("SABHA_DATABASE_URL", migrated_url)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "is not in the range 1<=x<=2147483647" in result.output
