@@ -27,6 +27,7 @@ from sabha.platform.app import create_app
 from sabha.platform.db import session_scope
 from sabha.platform.domain import Pool, Role, Submission, TokenScope
 from sabha.platform.services.accounts import create_user
+from sabha.platform.settings import Settings
 
 pytestmark = pytest.mark.postgresql
 
@@ -275,3 +276,11 @@ def test_the_cli_refuses_ids_no_database_can_hold_readably(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     assert "is not in the range 1<=x<=2147483647" in result.output
+
+
+def test_the_depth_bound_keeps_how_json_is_written(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'x.db'}"))
+    with app.app_context():
+        written = app.json.dumps({"zeta": 1, "alpha": "हिंदी"})
+    assert written.index("zeta") < written.index("alpha") and "हिंदी" in written
+    assert app.json.loads('{"a": [[1]]}') == {"a": [[1]]}

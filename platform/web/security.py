@@ -103,7 +103,7 @@ def init_app(app: Flask) -> None:
     csrf = CSRFProtect(app)
     app.extensions[_CSP_KEY] = {}
     app.extensions[_SIZE_LIMITS_KEY] = {}
-    app.json = _BoundedJSONProvider(app)
+    app.json = _BoundedJSONProvider.like(app)
 
     @app.before_request
     def _limit_request_size() -> None:
@@ -236,6 +236,14 @@ class _BoundedJSONProvider(DefaultJSONProvider):
     Python's parser would otherwise fail with ``RecursionError`` (a 500) on
     ``[[[[...`` and hand deep documents on to code that recurses.
     """
+
+    @classmethod
+    def like(cls, app: Flask) -> _BoundedJSONProvider:
+        """A bounded provider that writes JSON as ``app``'s current one does."""
+        provider = cls(app)
+        for option in ("sort_keys", "ensure_ascii", "compact", "mimetype"):
+            setattr(provider, option, getattr(app.json, option))
+        return provider
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         try:
