@@ -65,9 +65,9 @@ from .web_sessions import (
     end_user_web_sessions,
     end_web_session,
     find_web_session,
-    needs_touch,
     start_web_session,
     touch_web_session,
+    web_session_needs_touch,
 )
 
 __all__ = [
@@ -99,7 +99,7 @@ __all__ = [
     "list_access_tokens",
     "list_pool_credentials",
     "list_users",
-    "needs_touch",
+    "web_session_needs_touch",
     "parse_role",
     "revoke_access_token",
     "revoke_pool_credential",

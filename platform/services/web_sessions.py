@@ -22,7 +22,7 @@ __all__ = [
     "end_user_web_sessions",
     "end_web_session",
     "find_web_session",
-    "needs_touch",
+    "web_session_needs_touch",
     "start_web_session",
     "touch_web_session",
 ]
@@ -98,7 +98,7 @@ def touch_web_session(session: Session, web_session_id: int) -> None:
     )
 
 
-def needs_touch(row: WebSession) -> bool:
+def web_session_needs_touch(row: WebSession) -> bool:
     """Whether ``row``'s last use is older than the resolution it is recorded at."""
     return utcnow() - _aware(row.last_seen_at) >= _LAST_SEEN_RESOLUTION
 

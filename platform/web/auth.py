@@ -54,10 +54,10 @@ from sabha.platform.services.accounts import (
     end_web_session,
     find_or_create_oidc_user,
     find_web_session,
-    needs_touch,
     roles_of,
     start_web_session,
     touch_web_session,
+    web_session_needs_touch,
 )
 from sabha.platform.settings import OidcProvider, Settings
 
@@ -180,7 +180,7 @@ def current_user() -> User | None:
         candidate = db_session.get(User, live.user_id) if live is not None else None
         if live is not None and candidate is not None and candidate.is_active:
             user = candidate
-            if needs_touch(live):
+            if web_session_needs_touch(live):
                 with session_scope(engine()) as write:
                     touch_web_session(write, id_of(live))
     g.sabha_user = user
