@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import pytest
 import requests
 from apitools import PROBLEM, bearer, pool_credential, user_with_token
 from flask import Flask
@@ -133,6 +134,7 @@ def test_a_valid_token_writes_on_its_users_budget_not_the_addresses(
     assert client.post("/api/v1/submissions", json={}, headers=bearer(first)).status_code == 429
 
 
+@pytest.mark.slow
 def test_gunicorn_limits_a_stranger_with_curl_and_odd_headers(
     sqlite_db: Engine, tmp_path: Path
 ) -> None:
