@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from .errors import SabhaError, ValidationFailed, translate_error
 from .settings import Settings
+from .wire import MAX_DB_ID
 
 __all__ = ["cli", "main"]
 
@@ -533,7 +534,7 @@ def jobs_list(ctx: click.Context) -> None:
 
 
 @jobs.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=click.IntRange(1, MAX_DB_ID))
 @click.pass_context
 def jobs_show(ctx: click.Context, job_id: int) -> None:
     """Show one job's shards: their runs, leases and which pool's results count."""
@@ -656,7 +657,7 @@ def submit(
 
 
 @cli.command("status")
-@click.argument("submission_id", type=int)
+@click.argument("submission_id", type=click.IntRange(1, MAX_DB_ID))
 def status(submission_id: int) -> None:
     """Show a submission's progress per benchmark and per shard."""
     from .remote import SabhaClient

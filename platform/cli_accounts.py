@@ -13,6 +13,7 @@ import click
 from sqlalchemy.engine import Engine
 
 from .domain import Role, TokenScope
+from .wire import MAX_DB_ID
 
 __all__ = ["credentials", "tokens", "users"]
 
@@ -238,7 +239,7 @@ def tokens_list(ctx: click.Context, username: str) -> None:
 
 @tokens.command("revoke")
 @click.option("--user", "username", required=True)
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=click.IntRange(1, MAX_DB_ID))
 @click.pass_context
 def tokens_revoke(ctx: click.Context, username: str, token_id: int) -> None:
     """Revoke one of a user's tokens; it stops working at once."""
@@ -301,7 +302,7 @@ def credentials_list(ctx: click.Context, username: str) -> None:
 
 @credentials.command("revoke")
 @click.option("--user", "username", required=True)
-@click.argument("credential_id", type=int)
+@click.argument("credential_id", type=click.IntRange(1, MAX_DB_ID))
 @click.pass_context
 def credentials_revoke(ctx: click.Context, username: str, credential_id: int) -> None:
     """Revoke a pool credential and every access token issued to it."""

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from .domain import AnnotationProject, AnnotationTaskType
 from .errors import PrerequisiteError, SabhaError
 from .settings import Settings
+from .wire import MAX_DB_ID
 
 if TYPE_CHECKING:
     from sabha.annotation.labelstudio_server import LabelStudioServer
@@ -284,7 +285,7 @@ def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
 
 
 @annotations_group.command("judge")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=click.IntRange(1, MAX_DB_ID))
 @click.option(
     "--kind",
     required=True,
@@ -295,7 +296,12 @@ def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
     "-n", "--items", "n", default=50, show_default=True, type=int, help="Items to sample."
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sample.")
-@click.option("--against", "other_job_id", type=int, help="The other job (pairwise only).")
+@click.option(
+    "--against",
+    "other_job_id",
+    type=click.IntRange(1, MAX_DB_ID),
+    help="The other job (pairwise only).",
+)
 @click.option("-k", "--annotations-per-item", default=2, show_default=True, type=int)
 @click.option("--instructions", default="", help="Shown to annotators above each task.")
 @click.pass_context

@@ -73,6 +73,7 @@ __all__ = [
     "SubmissionStatus",
     "TokenScope",
     "User",
+    "WebSession",
     "WorkerToken",
     "id_of",
     "utcnow",
@@ -865,6 +866,26 @@ class RoleGrant(SQLModel, table=True):
     role: str = Field(max_length=20)
     granted_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     granted_at: datetime = _when()
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: the cookie holds a random session id, the table its SHA-256.
+
+    A session ends when its user signs out or changes password
+    (``ended_at``), after ``SABHA_SESSION_HOURS`` without use
+    (``last_seen_at``), and ``SABHA_SESSION_MAX_HOURS`` after ``created_at``
+    however it is used. The cookie proves nothing by itself: a copy of a
+    signed-out cookie names a session that has ended.
+    """
+
+    __tablename__ = "web_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    secret_hash: str = Field(unique=True, index=True, max_length=64, repr=False)
+    created_at: datetime = _when()
+    last_seen_at: datetime = _when()
+    ended_at: datetime | None = _when(nullable=True)
 
 
 class AccessToken(SQLModel, table=True):

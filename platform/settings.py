@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import stat
+import tempfile
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -11,8 +14,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The constant key of earlier releases: published, so it signs nothing any more.
 DEFAULT_SECRET_KEY = "dev-only-not-secret"
 MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+# Where a data dir keeps the secret key made for it when SABHA_SECRET_KEY is unset.
+SECRET_KEY_FILE = "secret_key"
+MIN_SECRET_KEY_CHARS = 32
 
 
 def _default_data_dir() -> Path:
@@ -74,7 +81,10 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=300, ge=5, le=86_400)
     shard_size: int = Field(default=64, ge=1, le=10_000)
     vllm_memory_fraction: float | None = Field(default=None, gt=0.0, le=1.0)
-    secret_key: str = "dev-only-not-secret"
+    # Signs session cookies and keys the secret draws of verification. Unset: a random key
+    # made once per data dir (SECRET_KEY_FILE), shared by every process on it; production
+    # needs it set (check_production).
+    secret_key: str | None = None
     # Lifetime of the access tokens volunteer pools get for their client credentials.
     worker_token_seconds: int = Field(default=900, ge=60, le=86_400)
     # The longest a personal access token may live.
@@ -98,6 +108,8 @@ class Settings(BaseSettings):
     replica_score_delta: float = Field(default=5.0, ge=0.0, le=100.0)
     # The largest shard result (request body) a pool may post, in bytes.
     max_result_bytes: int = Field(default=16_000_000, ge=1_000)
+    # The largest body of any other request, in bytes (larger ones get 413 before parsing).
+    max_request_bytes: int = Field(default=1_000_000, ge=1_000)
     # Memory of the local pool's largest accelerator in GB (10^9 bytes); unset: this
     # machine's largest GPU (nvidia-smi), else its RAM; 0: no local pool.
     local_pool_memory_gb: float | None = Field(default=None, ge=0)
@@ -124,7 +136,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # JSON list of OpenID Connect providers, see OidcProvider.
     oidc_providers: list[OidcProvider] = Field(default_factory=list)
+    # A sign-in ends after this many hours without use, and after session_max_hours however
+    # it is used; signing out and a password change end it at once (server-side sessions).
     session_hours: int = Field(default=24, ge=1, le=24 * 90)
+    session_max_hours: int = Field(default=24 * 14, ge=1, le=24 * 366)
     # How many reverse proxies in front of Sabha may set X-Forwarded-* (0: trust none).
     trusted_proxies: int = Field(default=0, ge=0, le=5)
     redis_url: str | None = None
@@ -132,6 +147,8 @@ class Settings(BaseSettings):
     rate_limit_default: str = "600 per minute"
     rate_limit_login: str = "10 per minute; 100 per day"
     rate_limit_write: str = "60 per minute; 1000 per day"
+    # Per client address, at /oauth/token and /oauth/revoke (each checks a secret with Argon2).
+    rate_limit_oauth: str = "30 per minute; 2000 per day"
     # Per pool token, for the lease protocol (lease, heartbeat, result, release).
     rate_limit_worker: str = "1200 per minute"
     rate_limit_prefix: str = "sabha"
@@ -140,6 +157,7 @@ class Settings(BaseSettings):
     password_hashing: Literal["argon2id", "fast-insecure-for-tests"] = "argon2id"
 
     @field_validator(
+        "secret_key",
         "database_url",
         "redis_url",
         "public_url",
@@ -165,7 +183,11 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @field_validator(
-        "rate_limit_default", "rate_limit_login", "rate_limit_write", "rate_limit_worker"
+        "rate_limit_default",
+        "rate_limit_login",
+        "rate_limit_write",
+        "rate_limit_oauth",
+        "rate_limit_worker",
     )
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
@@ -183,18 +205,25 @@ class Settings(BaseSettings):
         """Refuse settings that are unsafe on a public server (``SABHA_ENV=production``).
 
         Raises:
-            SettingsError: the secret key is the default or too short, or the public URL
-                is not https.
+            SettingsError: the secret key is unset, the old published default or too short,
+                or the public URL is not https.
         """
         from .errors import SettingsError
 
         if self.env != "production":
             return
-        if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32:
-            reason = "is the default" if self.secret_key == DEFAULT_SECRET_KEY else "is too short"
+        key = self.secret_key
+        if key is None or key == DEFAULT_SECRET_KEY or len(key) < MIN_SECRET_KEY_CHARS:
+            if key is None:
+                reason = "is not set"
+            elif key == DEFAULT_SECRET_KEY:
+                reason = "is the default of earlier releases, which is published"
+            else:
+                reason = "is too short"
             raise SettingsError(
                 f"SABHA_SECRET_KEY {reason}: in production (SABHA_ENV=production) it must be "
-                "a random secret of at least 32 characters, since it signs the session cookies.",
+                f"a random secret of at least {MIN_SECRET_KEY_CHARS} characters, since it signs "
+                "the session cookies, the same on every machine that serves this site.",
                 f"Make one with {MAKE_SECRET_KEY} and set SABHA_SECRET_KEY to it "
                 "(keep it out of version control).",
             )
@@ -209,6 +238,20 @@ class Settings(BaseSettings):
                 f"SABHA_PUBLIC_URL is {self.public_url!r}, but in production it must be https.",
                 "Set SABHA_PUBLIC_URL to the https address people reach Sabha at.",
             )
+
+    @property
+    def resolved_secret_key(self) -> str:
+        """``SABHA_SECRET_KEY``, else the data dir's own random key (made on first use).
+
+        Every process on one data dir (gunicorn workers, the CLI) reads the same
+        file, ``<data dir>/secret_key`` (mode 0600), so they sign and check alike.
+
+        Raises:
+            SettingsError: the key file is readable by others or damaged.
+        """
+        if self.secret_key is not None:
+            return self.secret_key
+        return _data_dir_secret_key(self.data_dir)
 
     @property
     def resolved_database_url(self) -> str:
@@ -236,3 +279,48 @@ class Settings(BaseSettings):
         """Create the data, artifacts and models folders if missing."""
         for path in (self.data_dir, self.resolved_artifacts_dir, self.resolved_models_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def _data_dir_secret_key(folder: Path) -> str:
+    """The secret key of the data dir ``folder``, made once: random, mode 0600, whole.
+
+    The key is written to a private temporary file and hard-linked into place,
+    which fails when another process linked its key first; then that one is
+    read, so processes starting at once all end up with the same key.
+    """
+    path = folder / SECRET_KEY_FILE
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{SECRET_KEY_FILE}.")
+        try:
+            with os.fdopen(descriptor, "w", encoding="ascii") as handle:  # mkstemp: mode 0600
+                handle.write(secrets.token_urlsafe(48) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        finally:
+            os.unlink(temporary)
+    return _read_secret_key(path)
+
+
+def _read_secret_key(path: Path) -> str:
+    from .errors import SettingsError
+
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SettingsError(
+            f"The secret key file {path} can be read by other users (mode {stat.filemode(mode)}).",
+            f"Run `chmod 600 {path}`, or set SABHA_SECRET_KEY.",
+        )
+    key = path.read_text(encoding="ascii", errors="replace").strip()
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        raise SettingsError(
+            f"The secret key file {path} is damaged: it holds {len(key)} characters, "
+            f"not at least {MIN_SECRET_KEY_CHARS}.",
+            "Delete it and Sabha makes a new one (everyone signed in is signed out), "
+            "or set SABHA_SECRET_KEY.",
+        )
+    return key

@@ -44,10 +44,15 @@ MAX_DB_ID = 2**31 - 1
 """The largest id a database row can have (PostgreSQL ``integer``)."""
 DbId = Annotated[int, Field(ge=0, le=MAX_DB_ID)]
 """An id of a database row: out-of-range numbers are refused like any bad field."""
+# Times travel as RFC 3339 strings; everything else must arrive as its own JSON type.
+WireTime = Annotated[datetime, Field(strict=False)]
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A message: unknown fields refused, and types strict (``false`` is no number,
+    ``"5"`` no integer), so what a pool sends means one thing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DecodingParams(_Wire):
@@ -109,7 +114,7 @@ class GenerationResult(_Wire):
 class EngineInfo(BaseModel):
     """Where and with what an engine runs, kept as the provenance of its outputs."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     host: str = ""
     python: str = ""
@@ -157,7 +162,7 @@ class ShardLease(_Wire):
     shard_index: int
     attempt: int
     replica: int
-    expires_at: datetime
+    expires_at: WireTime
     model: ModelSource
     max_model_len: int
     chat_template: ChatTemplatePolicy = "auto"
@@ -250,7 +255,7 @@ class LeaseRelease(_Wire):
 class LeaseRenewed(_Wire):
     """A heartbeat's answer: the lease's new deadline."""
 
-    expires_at: datetime
+    expires_at: WireTime
 
 
 class LeaseReceipt(_Wire):

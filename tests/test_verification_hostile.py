@@ -259,7 +259,8 @@ def test_self_reported_figures_are_bounded_and_credit_only_verified_runs(
     policy = VerificationPolicy(new_pool_shards=1000)
     lease = lease_next_shard(db, pools["mallory"], policy=policy)
     assert lease is not None
-    with pytest.raises(ResultRejected, match=r"more new tokens than the job allows .*\(at most 8\)"):
+    refused = r"more new tokens than the job allows .*\(at most 8\)"
+    with pytest.raises(ResultRejected, match=refused):
         submit_shard_results(db, _result(lease, num_tokens=9), policy)
     boasted = _result(lease, num_tokens=8).model_copy(update={"engine_seconds": 30 * 86_400.0})
     submit_shard_results(db, boasted, policy)  # a forgery, claiming a month of engine time

@@ -15,7 +15,10 @@ import yaml
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request
 
 from sabha.platform.db import get_session
+from sabha.platform.domain import Role
 from sabha.platform.languages import describe_language, text_direction
+from sabha.platform.services.status import check_run_visible
+from sabha.platform.web import current_roles, current_user
 
 from ..board import (
     benchmark_summaries,
@@ -151,8 +154,16 @@ def benchmark_page(name: str) -> str:
     return html
 
 
-@blueprint.get("/runs/<int:job_id>")
+def _check_run_visible(job_id: int) -> None:
+    """A submission's run is its submitter's (and admins') until it completes: 404 to others."""
+    user = current_user()
+    is_admin = user is not None and Role.ADMIN in current_roles()
+    check_run_visible(_session(), job_id, user.id if user else None, is_admin)
+
+
+@blueprint.get("/runs/<dbid:job_id>")
 def run_page(job_id: int) -> str:
+    _check_run_visible(job_id)
     return render_template("run.html", run=run_details(_session(), job_id))
 
 
@@ -192,8 +203,9 @@ def api_leaderboard(name: str) -> Response:
     return Response(body, mimetype="application/json")
 
 
-@blueprint.get("/api/runs/<int:job_id>")
+@blueprint.get("/api/runs/<dbid:job_id>")
 def api_run(job_id: int) -> Response:
+    _check_run_visible(job_id)
     return jsonify(run_details(_session(), job_id).model_dump(mode="json"))
 
 

@@ -14,6 +14,8 @@ from flask import Flask
 from flask_openapi3 import Info
 from werkzeug.wrappers import Response
 
+from sabha.platform.web.security import set_request_size_limit
+
 from ._problems import (
     PROBLEM_MEDIA_TYPE,
     FieldProblem,
@@ -65,5 +67,10 @@ def init_app(app: Flask) -> None:
     openapi.validation_error_callback = flask_openapi3_validation_error
     openapi.security_schemes = SECURITY_SCHEMES
     openapi.register_api(api)
+    # Shard results may be larger than any other request.
+    settings = app.extensions["sabha.settings"]
+    set_request_size_limit(
+        app, f"{api.name}.post_result", settings.max_result_bytes, "SABHA_MAX_RESULT_BYTES"
+    )
     init_docs(app)
     init_oauth(app)

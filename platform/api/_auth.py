@@ -34,6 +34,7 @@ __all__ = [
     "Caller",
     "current_caller",
     "enforce_scopes",
+    "optional_caller",
     "require_scope",
     "security",
 ]
@@ -118,6 +119,17 @@ def _authenticate() -> Caller:
             return Caller(None, credential.id, frozenset({WORKER_SCOPE}))
         user, scopes = verify_access_token(session, token)
         return Caller(user.id, None, frozenset(str(s) for s in scopes))
+
+
+def optional_caller() -> Caller | None:
+    """The caller of an operation anyone may call, when it sends a token (else None).
+
+    Raises:
+        AuthenticationFailed: the ``Authorization`` header holds no valid token.
+    """
+    if not request.headers.get("Authorization"):
+        return None
+    return _authenticate()
 
 
 def current_caller() -> Caller:

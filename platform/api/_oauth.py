@@ -29,6 +29,8 @@ from sabha.platform.services.accounts import (
     revoke_worker_token,
     verify_client_secret,
 )
+from sabha.platform.settings import Settings
+from sabha.platform.web.security import limit_endpoint, remote_address
 
 __all__ = ["PoolClient", "init_oauth"]
 
@@ -165,5 +167,10 @@ def init_oauth(app: Flask) -> AuthorizationServer:
         return response
 
     app.register_blueprint(blueprint)
+    # Each call checks a client secret with Argon2: a budget per client address, whatever
+    # credentials it carries.
+    settings: Settings = app.extensions["sabha.settings"]
+    for endpoint in ("oauth.token", "oauth.revoke"):
+        limit_endpoint(app, endpoint, settings.rate_limit_oauth, key_func=remote_address)
     app.extensions["sabha.oauth"] = server
     return server

@@ -121,20 +121,19 @@ def post_heartbeat(path: LeasePath, body: LeaseToken) -> Response:
 
 
 def _check_result_size() -> Response | None:
-    """``before_request``: refuse an oversized or non-JSON result before its body is read.
+    """``before_request``: refuse a result of unknown size or that is not JSON, unread.
 
-    It runs after authentication (``enforce_scopes``) and before
-    flask-openapi3 parses the body against ``ShardResult``.
+    It runs after authentication (``enforce_scopes``) and before flask-openapi3
+    parses the body against ``ShardResult``. A body over ``SABHA_MAX_RESULT_BYTES``
+    was refused with 413 before authentication (``set_request_size_limit``).
     """
     if request.endpoint != f"{api.name}.post_result":
         return None
-    limit = int(current_app.extensions["sabha.settings"].max_result_bytes)
-    size = request.content_length
-    if size is None or size > limit:
+    if request.content_length is None:
+        limit = int(current_app.extensions["sabha.settings"].max_result_bytes)
         return problem_response(
-            413 if size else 411,
-            f"A shard result may have at most {limit} bytes; this one has "
-            f"{size if size is not None else 'no declared'} bytes.",
+            411,
+            f"A shard result must declare its size; it may have at most {limit} bytes.",
             "Send the result with a Content-Length within the limit "
             "(SABHA_MAX_RESULT_BYTES on the server).",
             kind="result-too-large",

@@ -1,4 +1,9 @@
-"""Public read operations: benchmarks, leaderboards, runs and job status (no sign-in)."""
+"""Public read operations: benchmarks, leaderboards, runs and job status (no sign-in).
+
+Runs and jobs of a submission stay private to its submitters and admins until
+the job completes (``services.status``): others get 404, as for a missing id.
+A caller shows who they are by a personal access token or the session cookie.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,15 @@ from pydantic import BaseModel, Field
 from sabha.leaderboards.board import benchmark_summaries, leaderboard, run_details
 from sabha.leaderboards.public import BenchmarkSummary, LeaderboardPage, RunPublic
 from sabha.platform.db import get_session
-from sabha.platform.services.status import JobStatusPublic, job_status
+from sabha.platform.domain import Role, TokenScope
+from sabha.platform.services.status import JobStatusPublic, check_run_visible, visible_job_status
+from sabha.platform.web import current_roles, current_user
+from sabha.platform.wire import MAX_DB_ID
 
+from ._auth import optional_caller
 from ._blueprint import TAGS, api, json_response
 
 __all__ = ["BenchmarkList", "BenchmarkPath", "JobPath", "PageQuery"]
-
-MAX_ID = 2**31 - 1
 
 
 class BenchmarkList(BaseModel):
@@ -35,7 +42,7 @@ class PageQuery(BaseModel):
 
 
 class JobPath(BaseModel):
-    job_id: int = Field(ge=1, le=MAX_ID, description="The job's id")
+    job_id: int = Field(ge=1, le=MAX_DB_ID, description="The job's id")
 
 
 @api.get("/benchmarks", tags=[TAGS["benchmarks"]], responses={200: BenchmarkList})
@@ -60,21 +67,52 @@ def get_leaderboard(path: BenchmarkPath, query: PageQuery) -> Response:
     return json_response(leaderboard(get_session(), path.name, query.page))
 
 
-@api.get("/runs/<int:job_id>", tags=[TAGS["benchmarks"]], responses={200: RunPublic})
+# Anyone, or a personal access token (which may show a submitter their private jobs).
+_OPTIONAL_TOKEN: list[dict[str, list[str]]] = [{}, {"personalAccessToken": []}]
+
+
+def _viewer() -> tuple[int | None, bool]:
+    """Who asks (user id, acts as admin): by token when one is sent, else by cookie."""
+    caller = optional_caller()
+    if caller is not None:
+        return caller.user_id, TokenScope.ADMIN.value in caller.scopes
+    user = current_user()
+    if user is None:
+        return None, False
+    return user.id, Role.ADMIN in current_roles()
+
+
+@api.get(
+    "/runs/<int:job_id>",
+    tags=[TAGS["benchmarks"]],
+    security=_OPTIONAL_TOKEN,
+    responses={200: RunPublic},
+)
 def get_run(path: JobPath) -> Response:
     """A run's provenance and scores.
 
     Dataset version, model revision, decoding, the pools that ran each shard,
     metric signatures and every score. Samples come from public splits only.
+    A submission's run is shown only to its submitter (and admins) until it
+    completes; to anyone else it does not exist (404).
     """
-    return json_response(run_details(get_session(), path.job_id))
+    session = get_session()
+    check_run_visible(session, path.job_id, *_viewer())
+    return json_response(run_details(session, path.job_id))
 
 
-@api.get("/jobs/<int:job_id>", tags=[TAGS["jobs"]], responses={200: JobStatusPublic})
+@api.get(
+    "/jobs/<int:job_id>",
+    tags=[TAGS["jobs"]],
+    security=_OPTIONAL_TOKEN,
+    responses={200: JobStatusPublic},
+)
 def get_job(path: JobPath) -> Response:
     """A job's status with each shard's state.
 
     Shards are queued, leased, running, done, failed or cancelled; a shard
-    whose last attempt stopped carries the reason.
+    whose last attempt stopped carries the reason. A submission's job is shown
+    only to its submitter (and admins) until it completes; to anyone else it
+    does not exist (404).
     """
-    return json_response(job_status(get_session(), path.job_id))
+    return json_response(visible_job_status(get_session(), path.job_id, *_viewer()))

@@ -26,6 +26,7 @@ from sabha.platform.services.submissions import (
     get_submission,
     list_submissions,
 )
+from sabha.platform.wire import MAX_DB_ID
 
 from ._auth import current_caller, require_scope, security
 from ._blueprint import TAGS, api, json_response
@@ -58,7 +59,7 @@ class SubmissionList(BaseModel):
 
 
 class SubmissionPath(BaseModel):
-    submission_id: int = Field(ge=1, le=2**31 - 1, description="The submission's id")
+    submission_id: int = Field(ge=1, le=MAX_DB_ID, description="The submission's id")
 
 
 def _user_id() -> int:

@@ -330,6 +330,16 @@ class DecodingSpec(Strict):
         return self
 
 
+def _refuse_booleans(value: object) -> object:
+    # Numbers may come as text (the web form), but true is not 1.
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+_NOT_A_BOOLEAN = BeforeValidator(_refuse_booleans)
+
+
 class DecodingOverrides(Strict):
     """What a submission may change about a benchmark's decoding, within these bounds.
 
@@ -338,9 +348,9 @@ class DecodingOverrides(Strict):
     identity: its job is scored but not ranked beside the benchmark's own.
     """
 
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: Annotated[float | None, _NOT_A_BOOLEAN] = Field(default=None, ge=0.0, le=2.0)
+    top_p: Annotated[float | None, _NOT_A_BOOLEAN] = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: Annotated[int | None, _NOT_A_BOOLEAN] = Field(default=None, ge=1, le=4096)
 
 
 def apply_decoding_overrides(

@@ -1,9 +1,10 @@
 """Accounts: the one place adapters import users, roles, tokens and pool credentials from.
 
 Users and roles live in ``users.py``; personal access tokens, pool
-credentials and worker tokens in ``credentials.py``; this module re-exports
-both and defines the ``*Public`` shapes that pages and JSON show (never an
-email, a hash or a secret).
+credentials and worker tokens in ``credentials.py``; sign-ins of browsers in
+``web_sessions.py``; this module re-exports them all and defines the
+``*Public`` shapes that pages and JSON show (never an email, a hash or a
+secret).
 
 Every function takes the caller's session and only flushes; wrap calls in
 ``session_scope`` so a refused change leaves nothing behind::
@@ -29,6 +30,7 @@ from .credentials import (
     WORKER_TOKEN_PREFIX,
     create_access_token,
     create_pool_credential,
+    identify_bearer_token,
     issue_worker_token,
     list_access_tokens,
     list_pool_credentials,
@@ -59,6 +61,14 @@ from .users import (
     set_password,
     username_key,
 )
+from .web_sessions import (
+    end_user_web_sessions,
+    end_web_session,
+    find_web_session,
+    start_web_session,
+    touch_web_session,
+    web_session_needs_touch,
+)
 
 __all__ = [
     "ACCESS_TOKEN_PREFIX",
@@ -78,13 +88,18 @@ __all__ = [
     "create_admin",
     "create_pool_credential",
     "create_user",
+    "end_user_web_sessions",
+    "end_web_session",
     "find_or_create_oidc_user",
+    "find_web_session",
     "get_user",
     "grant_role",
+    "identify_bearer_token",
     "issue_worker_token",
     "list_access_tokens",
     "list_pool_credentials",
     "list_users",
+    "web_session_needs_touch",
     "parse_role",
     "revoke_access_token",
     "revoke_pool_credential",
@@ -92,6 +107,8 @@ __all__ = [
     "revoke_worker_token",
     "roles_of",
     "set_password",
+    "start_web_session",
+    "touch_web_session",
     "user_public",
     "username_key",
     "verify_access_token",

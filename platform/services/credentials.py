@@ -47,6 +47,7 @@ __all__ = [
     "WORKER_TOKEN_PREFIX",
     "create_access_token",
     "create_pool_credential",
+    "identify_bearer_token",
     "issue_worker_token",
     "list_access_tokens",
     "list_pool_credentials",
@@ -204,6 +205,39 @@ def verify_access_token(session: Session, plaintext: str) -> tuple[User, frozens
     known = {scope.value for scope in TokenScope}
     granted = frozenset(TokenScope(s) for s in token.scopes if s in known)
     return user, granted & allowed_scopes(roles_of(session, user))
+
+
+def identify_bearer_token(session: Session, plaintext: str) -> str | None:
+    """Whose bearer token this is, for rate limits: ``user:<id>`` or ``pool:<credential id>``.
+
+    None for anything that is not a valid, unexpired, unrevoked token of an
+    active account. Reads only (records no use), so it can run before the
+    request is authenticated; tokens of one user or one pool share a name, so
+    making more tokens does not make more room.
+    """
+    plaintext = plaintext.strip()
+    now = utcnow()
+    if plaintext.startswith(WORKER_TOKEN_PREFIX):
+        worker = _worker_token_row(session, plaintext)
+        if worker is None or worker.revoked_at is not None or aware(worker.expires_at) <= now:
+            return None
+        credential = session.get(PoolCredential, worker.credential_id)
+        if credential is None or not _credential_usable(session, credential):
+            return None
+        return f"pool:{credential.id}"
+    lookup = _lookup_of(plaintext, ACCESS_TOKEN_PREFIX)
+    token = None
+    if lookup is not None:
+        token = session.exec(select(AccessToken).where(AccessToken.lookup == lookup)).first()
+    if not _digest_matches(token.token_hash if token else None, plaintext):
+        return None
+    assert token is not None
+    if token.revoked_at is not None or aware(token.expires_at) <= now:
+        return None
+    user = session.get(User, token.user_id)
+    if user is None or not user.is_active:
+        return None
+    return f"user:{user.id}"
 
 
 def list_access_tokens(session: Session, user: User) -> list[AccessToken]:

@@ -1,10 +1,16 @@
-"""What a job's owner sees: each shard's state and, on failure, a readable reason.
+"""What a job's owner sees: each shard's state and, on failure, a readable reason; who may.
 
 Shard states: ``queued`` (waiting for a pool), ``leased`` (a pool took it and
 has not reported yet), ``running`` (the pool's heartbeats arrive), ``done``
 (its outputs are accepted), ``failed`` (the job failed before the shard was
 done), ``cancelled`` (the job was cancelled). No item text appears here, so
 private splits never leak through it.
+
+A job of a submission is private to its submitters (and admins) until it is
+completed: its model may be unpublished, and a failed or cancelled one stays
+private for good. Anyone else is told the job does not exist, exactly as for
+an id that was never used, so ids cannot be enumerated. Jobs that no
+submission made (a maintainer's ``sabha eval``) are public.
 """
 
 from __future__ import annotations
@@ -13,14 +19,30 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from sabha.platform.domain import Benchmark, Job, JobStatus, Model, ShardStatus
+from sabha.platform.domain import (
+    Benchmark,
+    Job,
+    JobStatus,
+    Model,
+    ShardStatus,
+    Submission,
+    SubmissionJob,
+)
 from sabha.platform.errors import NotFoundError
 
 from .queue import job_progress, shard_states
 
-__all__ = ["JobStatusPublic", "ShardStatePublic", "ShardStateName", "job_status"]
+__all__ = [
+    "JobStatusPublic",
+    "ShardStateName",
+    "ShardStatePublic",
+    "check_run_visible",
+    "job_status",
+    "job_visible_to",
+    "visible_job_status",
+]
 
 
 def _utc(moment: datetime) -> datetime:
@@ -82,17 +104,65 @@ def _shard_state(status: str, running: bool, job_status: str) -> ShardStateName:
     return "queued"
 
 
+def job_visible_to(session: Session, job_id: int, user_id: int | None, is_admin: bool) -> bool:
+    """Whether job ``job_id`` exists and may be shown to this viewer (see the module's rule).
+
+    Args:
+        user_id: The viewer (None: nobody signed in).
+        is_admin: Whether the viewer acts as an admin.
+    """
+    job = session.get(Job, job_id)
+    if job is None:
+        return False
+    if is_admin or job.status == JobStatus.COMPLETED:
+        return True
+    submitters = session.exec(
+        select(Submission.user_id)
+        .join(SubmissionJob, col(SubmissionJob.submission_id) == Submission.id)
+        .where(SubmissionJob.job_id == job_id)
+    ).all()
+    return not submitters or user_id in submitters
+
+
+def _no_job(job_id: int) -> NotFoundError:
+    return NotFoundError(
+        f"There is no job {job_id}.", "Take the job id from the submission's status."
+    )
+
+
+def visible_job_status(
+    session: Session, job_id: int, user_id: int | None, is_admin: bool
+) -> JobStatusPublic:
+    """:func:`job_status` for a viewer who may see the job.
+
+    Raises:
+        NotFoundError: no such job, or one private to someone else (the same answer).
+    """
+    if not job_visible_to(session, job_id, user_id, is_admin):
+        raise _no_job(job_id)
+    return job_status(session, job_id)
+
+
+def check_run_visible(session: Session, job_id: int, user_id: int | None, is_admin: bool) -> None:
+    """Refuse a run page the viewer may not see, as if the run did not exist.
+
+    Raises:
+        NotFoundError: no such run, or one private to someone else (the same answer).
+    """
+    if not job_visible_to(session, job_id, user_id, is_admin):
+        raise NotFoundError(f"There is no run {job_id}.", "Pick a run from a leaderboard.")
+
+
 def job_status(session: Session, job_id: int) -> JobStatusPublic:
-    """The status of job ``job_id`` with each shard's state.
+    """The status of job ``job_id`` with each shard's state (for anyone: see
+    :func:`visible_job_status`).
 
     Raises:
         NotFoundError: no such job.
     """
     job = session.get(Job, job_id)
     if job is None:
-        raise NotFoundError(
-            f"There is no job {job_id}.", "Take the job id from the submission's status."
-        )
+        raise _no_job(job_id)
     model = session.get(Model, job.model_id)
     benchmark = session.get(Benchmark, job.benchmark_id)
     progress = job_progress(session, job_id)

@@ -37,6 +37,8 @@ from sabha.platform.errors import (
     ValidationFailed,
 )
 
+from .web_sessions import end_user_web_sessions
+
 __all__ = [
     "PASSWORD_MAX_CHARS",
     "PASSWORD_MIN_CHARS",
@@ -261,7 +263,7 @@ def authenticate_password(session: Session, username: str, password: str) -> Use
 
 
 def set_password(session: Session, user: User, password: str) -> None:
-    """Set or replace a user's password.
+    """Set or replace a user's password; every session of the user ends.
 
     Raises:
         ValidationFailed: the password is too short or too long.
@@ -269,6 +271,7 @@ def set_password(session: Session, user: User, password: str) -> None:
     user.password_hash = password_hasher().hash(_check_password(password))
     session.add(user)
     session.flush()
+    end_user_web_sessions(session, id_of(user))
 
 
 def _username_from_claims(preferred_username: str | None, email: str | None) -> str:

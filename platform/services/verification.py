@@ -119,7 +119,7 @@ class VerificationPolicy:
             item_share=s.replica_item_share,
             score_delta=s.replica_score_delta,
             audit_jobs=s.replication_audit_jobs,
-            key=s.secret_key,
+            key=s.resolved_secret_key,
         )
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .auth import current_user, login_required, role_required
+from .auth import current_roles, current_user, login_required, role_required
 from .security import set_content_security_policy, uses_cookie_auth
 
 __all__ = [
+    "current_roles",
     "current_user",
     "init_app",
     "login_required",

@@ -135,7 +135,7 @@ def create_token() -> ResponseReturnValue:
     )
 
 
-@blueprint.post("/account/tokens/<int:token_id>/revoke")
+@blueprint.post("/account/tokens/<dbid:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int) -> ResponseReturnValue:
     """Revoke one of my tokens."""
@@ -162,7 +162,7 @@ def create_credential() -> ResponseReturnValue:
     )
 
 
-@blueprint.post("/account/credentials/<int:credential_id>/revoke")
+@blueprint.post("/account/credentials/<dbid:credential_id>/revoke")
 @login_required
 def revoke_credential(credential_id: int) -> ResponseReturnValue:
     """Revoke one of my pool credentials (and its worker tokens)."""

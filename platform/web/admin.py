@@ -59,7 +59,7 @@ def _user(session: Session, user_id: int) -> User:
     return user
 
 
-@blueprint.post("/admin/users/<int:user_id>/roles")
+@blueprint.post("/admin/users/<dbid:user_id>/roles")
 @role_required(Role.ADMIN)
 def grant_role(user_id: int) -> ResponseReturnValue:
     """Grant the role named in the form to a user."""
@@ -71,7 +71,7 @@ def grant_role(user_id: int) -> ResponseReturnValue:
     return redirect(url_for("admin.users_page"))
 
 
-@blueprint.post("/admin/users/<int:user_id>/roles/revoke")
+@blueprint.post("/admin/users/<dbid:user_id>/roles/revoke")
 @role_required(Role.ADMIN)
 def revoke_role(user_id: int) -> ResponseReturnValue:
     """Take the role named in the form from a user."""

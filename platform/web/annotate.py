@@ -102,7 +102,7 @@ def _shown_once(sign_in: LabelStudioSignIn, title: str) -> Response:
     return response
 
 
-@blueprint.post("/annotate/projects/<int:project_id>/join")
+@blueprint.post("/annotate/projects/<dbid:project_id>/join")
 @role_required(Role.ANNOTATOR)
 def join_project(project_id: int) -> ResponseReturnValue:
     """Join a project: a Label Studio account the first time, then the project itself."""

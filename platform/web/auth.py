@@ -1,10 +1,11 @@
 """Sign-in: local accounts and OpenID Connect; who is signed in; role checks.
 
-The session cookie holds ``auth = {"user": id, "v": SESSION_VERSION,
-"check": ...}``. ``check`` is an HMAC of the user's password hash and
-active flag under the secret key, so changing a password or disabling an
-account ends every session of that user, and raising ``SESSION_VERSION``
-ends all sessions.
+Sessions live on the server (``web_session``): the signed cookie holds
+``auth = {"sid": <random session id>}`` and the table its SHA-256. Signing
+out ends the session, so a copy of the cookie stops working too; a password
+change ends every session of that user; a disabled account is signed out at
+its next request. A session also ends after ``SABHA_SESSION_HOURS`` without
+use and ``SABHA_SESSION_MAX_HOURS`` after sign-in, whatever the cookie says.
 
 :func:`current_user`, :func:`login_required` and :func:`role_required` are
 shared with the JSON API for its session-cookie authentication. On requests
@@ -14,9 +15,8 @@ an ``Authorization`` header) :func:`current_user` is always None.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -42,7 +42,7 @@ from joserfc.errors import JoseError
 from sqlalchemy.engine import Engine
 
 from sabha.platform.db import get_session, session_scope
-from sabha.platform.domain import Role, User
+from sabha.platform.domain import Role, User, id_of
 from sabha.platform.errors import (
     AuthenticationFailed,
     NotFoundError,
@@ -51,15 +51,19 @@ from sabha.platform.errors import (
 )
 from sabha.platform.services.accounts import (
     authenticate_password,
+    end_web_session,
     find_or_create_oidc_user,
+    find_web_session,
     roles_of,
+    start_web_session,
+    touch_web_session,
+    web_session_needs_touch,
 )
 from sabha.platform.settings import OidcProvider, Settings
 
-from .security import limit_endpoint, uses_cookie_auth
+from .security import limit_endpoint, remote_address, uses_cookie_auth
 
 __all__ = [
-    "SESSION_VERSION",
     "blueprint",
     "current_roles",
     "current_user",
@@ -68,9 +72,9 @@ __all__ = [
     "render_refusal",
     "role_required",
     "sign_in",
+    "sign_out",
 ]
 
-SESSION_VERSION = 1
 _OAUTH_KEY = "sabha.oidc_clients"
 
 blueprint = Blueprint("auth", __name__, template_folder="templates")
@@ -97,10 +101,13 @@ def init_app(app: Flask) -> None:
         )
     app.extensions[_OAUTH_KEY] = oauth
     app.register_blueprint(blueprint)
-    # Sign-in attempts: the form's POSTs and each step of an OIDC sign-in.
-    limit_endpoint(app, "auth.login", settings.rate_limit_login, methods=["POST"])
+    # Sign-in attempts: the form's POSTs and each step of an OIDC sign-in, per client
+    # address whatever credentials the request carries (each attempt costs an Argon2 hash).
+    limit_endpoint(
+        app, "auth.login", settings.rate_limit_login, key_func=remote_address, methods=["POST"]
+    )
     for endpoint in ("auth.oidc_login", "auth.oidc_callback"):
-        limit_endpoint(app, endpoint, settings.rate_limit_login)
+        limit_endpoint(app, endpoint, settings.rate_limit_login, key_func=remote_address)
 
     @app.context_processor
     def _signed_in() -> dict[str, Any]:
@@ -115,17 +122,43 @@ def engine() -> Engine:
 # -- who is signed in --------------------------------------------------------------------
 
 
-def _session_check(user: User) -> str:
-    message = f"{SESSION_VERSION}:{user.id}:{user.password_hash or ''}:{user.is_active}"
-    key = str(current_app.secret_key).encode()
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+def _lifetimes() -> tuple[timedelta, timedelta]:
+    """How long a session lasts without use, and at most."""
+    settings: Settings = current_app.extensions["sabha.settings"]
+    return timedelta(hours=settings.session_hours), timedelta(hours=settings.session_max_hours)
+
+
+def _cookie_session_id() -> str | None:
+    auth = session.get("auth")
+    session_id = auth.get("sid") if isinstance(auth, dict) else None
+    return session_id if isinstance(session_id, str) else None
 
 
 def sign_in(user: User) -> None:
-    """Start a fresh session for ``user`` (a new cookie: no session fixation)."""
+    """Start a fresh session for ``user`` (a new id and cookie: no session fixation).
+
+    The session this browser had before ends.
+    """
+    previous = _cookie_session_id()
+    assert user.id is not None
+    with session_scope(engine()) as db_session:
+        if previous:
+            end_web_session(db_session, previous)
+        session_id = start_web_session(db_session, user.id, _lifetimes()[1])
     session.clear()
     session.permanent = True
-    session["auth"] = {"user": user.id, "v": SESSION_VERSION, "check": _session_check(user)}
+    session["auth"] = {"sid": session_id}
+    g.pop("sabha_user", None)
+    g.pop("sabha_roles", None)
+
+
+def sign_out() -> None:
+    """End this browser's session on the server and clear its cookie."""
+    session_id = _cookie_session_id()
+    if session_id:
+        with session_scope(engine()) as db_session:
+            end_web_session(db_session, session_id)
+    session.clear()
     g.pop("sabha_user", None)
     g.pop("sabha_roles", None)
 
@@ -133,22 +166,23 @@ def sign_in(user: User) -> None:
 def current_user() -> User | None:
     """The signed-in user of this request, or None.
 
-    None also when the account was disabled or its password changed since
-    sign-in, and on requests that authenticate without cookies.
+    None also when the session ended (signed out, password changed, idle or
+    too old), the account was disabled, and on requests that authenticate
+    without cookies.
     """
     if "sabha_user" in g:
         return cast(User | None, g.sabha_user)
     user = None
-    auth = session.get("auth") if uses_cookie_auth() else None
-    if isinstance(auth, dict) and auth.get("v") == SESSION_VERSION:
-        user_id = auth.get("user")
-        candidate = get_session().get(User, user_id) if isinstance(user_id, int) else None
-        if (
-            candidate is not None
-            and candidate.is_active
-            and hmac.compare_digest(str(auth.get("check", "")), _session_check(candidate))
-        ):
+    session_id = _cookie_session_id() if uses_cookie_auth() else None
+    if session_id:
+        db_session = get_session()
+        live = find_web_session(db_session, session_id, *_lifetimes())
+        candidate = db_session.get(User, live.user_id) if live is not None else None
+        if live is not None and candidate is not None and candidate.is_active:
             user = candidate
+            if web_session_needs_touch(live):
+                with session_scope(engine()) as write:
+                    touch_web_session(write, id_of(live))
     g.sabha_user = user
     return user
 
@@ -280,8 +314,8 @@ def login() -> ResponseReturnValue:
 
 @blueprint.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the session (a form POST with its CSRF token)."""
-    session.clear()
+    """End the session, on the server too (a form POST with its CSRF token)."""
+    sign_out()
     return redirect(url_for("leaderboard.index"))
 
 

@@ -239,7 +239,7 @@ def create() -> ResponseReturnValue:
     return redirect(url_for("submissions.submission_page", submission_id=created.id), 303)
 
 
-@blueprint.get("/submissions/<int:submission_id>")
+@blueprint.get("/submissions/<dbid:submission_id>")
 @role_required(*SUBMIT_ROLES)
 def submission_page(submission_id: int) -> ResponseReturnValue:
     """One submission: each benchmark's job and each shard's state (owner or admin)."""
@@ -253,7 +253,7 @@ def submission_page(submission_id: int) -> ResponseReturnValue:
     )
 
 
-@blueprint.post("/submissions/<int:submission_id>/cancel")
+@blueprint.post("/submissions/<dbid:submission_id>/cancel")
 @role_required(*SUBMIT_ROLES)
 def cancel(submission_id: int) -> ResponseReturnValue:
     """Cancel a submission (owner or admin); a finished one stays as it is."""
