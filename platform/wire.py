@@ -29,9 +29,12 @@ __all__ = [
     "PoolCapabilities",
     "PoolInfo",
     "PoolRegistration",
+    "PROTOCOL_HEADER",
+    "PROTOCOL_VERSION",
     "ShardLease",
     "ShardResult",
     "SubmitReceipt",
+    "protocol_refusal",
 ]
 
 ChatTemplatePolicy = Literal["auto", "never", "required"]
@@ -40,6 +43,45 @@ ChatTemplatePolicy = Literal["auto", "never", "required"]
 # pool again.
 CANNOT_RUN_HERE = "cannot run here:"
 MAX_TEXT_CHARS = 1_000_000
+
+# -- the lease protocol's version -------------------------------------------------------
+# Agents send it in every call (header PROTOCOL_HEADER). A change an agent one minor
+# version behind may ignore (a new optional field) bumps the minor version; any other
+# change bumps the major. The platform serves agents of its major version from one minor
+# version behind, and tells every other agent to upgrade.
+PROTOCOL_VERSION = "1.0"
+PROTOCOL_HEADER = "Sabha-Protocol"
+
+
+def protocol_refusal(agent: str | None, platform: str = PROTOCOL_VERSION) -> str | None:
+    """Why a platform speaking ``platform`` will not serve an agent speaking ``agent``.
+
+    Returns:
+        None when it serves it: the same major version, and a minor version at most
+        one behind (an agent ahead of the platform is served too: the platform sends
+        nothing it does not know).
+    """
+    ours = _version(platform)
+    assert ours is not None
+    theirs = _version(agent) if agent else None
+    if theirs is None:
+        shown = f"{agent!r}" if agent else "none (an agent older than protocol versions)"
+        return f"this platform speaks the lease protocol {platform}; the agent's version is {shown}"
+    if theirs[0] != ours[0] or theirs[1] < ours[1] - 1:
+        return (
+            f"this platform speaks the lease protocol {platform}, and serves agents of "
+            f"{ours[0]}.{max(ours[1] - 1, 0)} or newer; the agent speaks {agent}"
+        )
+    return None
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    major, dot, minor = text.strip().partition(".")
+    if not dot or not major.isdigit() or not minor.isdigit() or len(text) > 20:
+        return None
+    return int(major), int(minor)
+
+
 MAX_DB_ID = 2**31 - 1
 """The largest id a database row can have (PostgreSQL ``integer``)."""
 DbId = Annotated[int, Field(ge=0, le=MAX_DB_ID)]

@@ -15,6 +15,7 @@ from sabha.platform.services.accounts import (
     create_user,
 )
 from sabha.platform.settings import Settings
+from sabha.platform.wire import PROTOCOL_HEADER, PROTOCOL_VERSION
 
 PROBLEM = "application/problem+json"
 
@@ -54,5 +55,6 @@ def pool_credential(db: Engine, owner: str = "volunteer") -> tuple[str, str]:
 
 
 def bearer(token: str) -> dict[str, str]:
-    """The Authorization header of a bearer token."""
-    return {"Authorization": f"Bearer {token}"}
+    """The Authorization header of a bearer token, and the lease protocol's version (an agent
+    sends it with every call; other endpoints ignore it)."""
+    return {"Authorization": f"Bearer {token}", PROTOCOL_HEADER: PROTOCOL_VERSION}

@@ -18,6 +18,7 @@ import pytest
 import requests
 from apitools import PROBLEM, api_settings, bearer, pool_credential
 from conftest import ScriptedEngine, generation_items, write_benchmark
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from werkzeug.serving import make_server
@@ -41,7 +42,13 @@ from sabha.platform.services.accounts import revoke_pool_credential
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 from sabha.platform.services.verification import quarantine_pool
-from sabha.platform.wire import PoolCapabilities
+from sabha.platform.wire import (
+    PROTOCOL_HEADER,
+    PoolCapabilities,
+    PoolRegistration,
+    ShardLease,
+    protocol_refusal,
+)
 from sabha.workers.agent import Agent, AgentOptions
 from sabha.workers.platform_client import HttpPlatformClient, PlatformRefused
 from sabha.workers.spool import Spool
@@ -313,3 +320,61 @@ def test_the_lease_protocol_has_its_own_budget_not_the_people_write_limit(
     assert 429 not in codes and len(set(codes)) == 1
     refused = client.post("/api/v1/leases", headers=headers)
     assert refused.status_code == 429 and refused.mimetype == PROBLEM
+
+
+def test_an_agent_too_old_for_the_protocol_is_told_to_upgrade_and_changes_nothing(
+    served: dict[str, Any], tmp_path: Path
+) -> None:
+    url, db = served["url"], served["db"]
+    client_id, secret = pool_credential(db, "asha")
+    token = _token(url, client_id, secret)
+    for version in (None, "0.9", "2.0", "one.two"):
+        headers = {"Authorization": f"Bearer {token}"}
+        if version is not None:
+            headers[PROTOCOL_HEADER] = version
+        answer = requests.post(f"{url}/api/v1/leases", headers=headers, timeout=30)
+        assert answer.status_code == 426 and answer.headers["Content-Type"] == PROBLEM
+        problem = answer.json()
+        assert "must be upgraded" in problem["detail"] and "make setup" in problem["fix"]
+    assert _runs(db) == []
+    # The real agent sends its version with every call, and hears the platform out.
+    client = HttpPlatformClient(url, client_id, secret, retry_seconds=5)
+    client.register(PoolRegistration(name="asha-pool", capabilities=PoolCapabilities()))
+    lease = client.lease()
+    assert lease is not None and _runs(db) == [(lease.run_id, RunStatus.LEASED)]
+
+
+def test_the_platform_serves_agents_one_minor_version_behind() -> None:
+    assert protocol_refusal("1.0", platform="1.1") is None
+    assert protocol_refusal("1.1", platform="1.1") is None
+    assert protocol_refusal("1.2", platform="1.1") is None  # a newer agent: served
+    assert "1.1 or newer" in str(protocol_refusal("1.0", platform="1.2"))
+    assert "speaks 1.3" in str(protocol_refusal("1.3", platform="2.0"))
+    assert "older than protocol versions" in str(protocol_refusal(None, platform="1.0"))
+
+
+def test_an_agent_reads_a_newer_platforms_answers_leaving_out_what_it_does_not_know(
+    served: dict[str, Any],
+) -> None:
+    """A platform one minor version ahead may add optional fields; the agent ignores them."""
+    from unittest import mock
+
+    url, db = served["url"], served["db"]
+    client_id, secret = pool_credential(db, "asha")
+    client = HttpPlatformClient(url, client_id, secret, retry_seconds=5)
+    client.register(PoolRegistration(name="asha-pool", capabilities=PoolCapabilities()))
+    real_send = client._send
+
+    def newer(*args: Any, **kwargs: Any) -> Any:
+        answer = real_send(*args, **kwargs)
+        if isinstance(answer, dict) and "requests" in answer:
+            answer["future_field"] = {"from": "1.1"}
+            answer["requests"][0]["future_hint"] = "ignored"
+            answer["model"]["future_source"] = "ignored"
+        return answer
+
+    with mock.patch.object(client, "_send", side_effect=newer):
+        lease = client.lease()
+    assert lease is not None and lease.requests and lease.model.name == "m"
+    with pytest.raises(ValidationError):  # what it does know is still checked strictly
+        ShardLease.model_validate({**lease.model_dump(), "run_id": "seven"})

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from sabha.platform.errors import SabhaError
 from sabha.platform.wire import (
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
     LeaseReceipt,
     LeaseRelease,
     LeaseRenewed,
@@ -117,30 +121,31 @@ class HttpPlatformClient:
     def register(self, registration: PoolRegistration) -> PoolInfo:
         """Register (or update) this credential's pool."""
         answer = self._call("POST", "/api/v1/pools", registration.model_dump(mode="json"))
-        return PoolInfo.model_validate(answer)
+        return _read(PoolInfo, answer)
 
     def lease(self) -> ShardLease | None:
         """Lease the next shard this pool may run, or None when there is no work."""
         answer = self._call("POST", "/api/v1/leases", None)
-        return None if answer is None else ShardLease.model_validate(answer)
+        return None if answer is None else _read(ShardLease, answer)
 
     def heartbeat(self, run_id: int, token: str) -> datetime:
         """Extend a lease; ``LeaseGone`` when it is no longer held."""
         body = LeaseToken(token=token).model_dump(mode="json")
         answer = self._call("POST", f"/api/v1/leases/{run_id}/heartbeat", body)
-        return LeaseRenewed.model_validate(answer).expires_at
+        return _read(LeaseRenewed, answer).expires_at
 
     def submit(self, result: ShardResult) -> SubmitReceipt:
         """Post a shard's results (idempotent)."""
         body = result.model_dump(mode="json")
         answer = self._call("POST", f"/api/v1/leases/{result.run_id}/result", body)
-        return SubmitReceipt.model_validate(answer)
+        return _read(SubmitReceipt, answer)
 
     def release(self, run_id: int, token: str, reason: str | None = None) -> None:
         """Hand a lease back so the shard is leased again at once."""
         body = LeaseRelease(token=token, reason=reason).model_dump(mode="json")
-        LeaseReceipt.model_validate(
-            self._call("POST", f"/api/v1/leases/{run_id}/release", body) or {"released": True}
+        _read(
+            LeaseReceipt,
+            self._call("POST", f"/api/v1/leases/{run_id}/release", body) or {"released": True},
         )
 
     # -- plumbing --------------------------------------------------------------------
@@ -152,6 +157,7 @@ class HttpPlatformClient:
         if session is None:
             session = self._local.session = requests.Session()
             session.headers["User-Agent"] = "sabha-worker"
+            session.headers[PROTOCOL_HEADER] = PROTOCOL_VERSION
         return session
 
     def _access_token(self, renew: bool = False) -> str:
@@ -255,6 +261,49 @@ class HttpPlatformClient:
                 "Finished results stay in the spool and are posted when it answers again.",
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _read(model: type[M], answer: Any) -> M:
+    """The platform's answer as ``model``, leaving out fields this agent does not know.
+
+    A platform one minor protocol version ahead may send optional fields an
+    agent can ignore (see ``wire.PROTOCOL_VERSION``); what the agent knows is
+    still checked strictly.
+    """
+    return model.model_validate(_known(model, answer))
+
+
+def _known(model: type[BaseModel], data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    known: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name not in data:
+            continue
+        inner = _model_in(field.annotation)
+        value = data[name]
+        if inner is not None and isinstance(value, list):
+            value = [_known(inner, v) for v in value]
+        elif inner is not None:
+            value = _known(inner, value)
+        known[name] = value
+    return known
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (``M``, ``list[M]``, ``M | None``), if any."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 class _Unauthorized(Exception):

@@ -26,6 +26,7 @@ from sabha.platform.services.pools import (
 )
 from sabha.platform.services.verification import VerificationPolicy
 from sabha.platform.wire import (
+    PROTOCOL_HEADER,
     DbId,
     LeaseReceipt,
     LeaseRelease,
@@ -36,6 +37,7 @@ from sabha.platform.wire import (
     ShardLease,
     ShardResult,
     SubmitReceipt,
+    protocol_refusal,
 )
 
 from ._auth import current_caller, require_scope, security
@@ -44,7 +46,7 @@ from ._problems import problem_response, problem_responses
 
 __all__ = ["LeasePath"]
 
-POOL_PROBLEMS: ResponseDict = problem_responses(401, 403, 409)
+POOL_PROBLEMS: ResponseDict = problem_responses(401, 403, 409, 426)
 
 
 class LeasePath(BaseModel):
@@ -149,6 +151,33 @@ def _check_result_size() -> Response | None:
 
 
 api.before_request(_check_result_size)
+
+
+_PROTOCOL_VIEWS = ("post_pool", "post_lease", "post_heartbeat", "post_result", "post_release")
+
+
+def _check_protocol() -> Response | None:
+    """``before_request``: a pool's agent must speak a lease protocol this platform serves.
+
+    An agent too old (or too new in its major version) gets 426 with what to
+    upgrade, before anything it sent is read.
+    """
+    if request.endpoint not in {f"{api.name}.{name}" for name in _PROTOCOL_VIEWS}:
+        return None
+    refusal = protocol_refusal(request.headers.get(PROTOCOL_HEADER))
+    if refusal is None:
+        return None
+    return problem_response(
+        426,
+        f"The agent must be upgraded: {refusal}.",
+        "Upgrade Sabha on the pool's machine (`git pull && make setup`, or "
+        "`pip install -U sabha`, or pull the new worker image), then start the agent again. "
+        "Its spooled results are posted after the upgrade.",
+        kind="upgrade-required",
+    )
+
+
+api.before_request(_check_protocol)
 
 
 @api.post(
