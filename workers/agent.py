@@ -3,18 +3,18 @@
 ``Agent.run`` is the loop behind ``sabha worker run``:
 
 - it registers the pool's capabilities, then leases shards while an engine
-  has room (``shards_per_engine`` each: one runs while the next waits);
-- each engine slot is one long-lived engine (a vLLM actor on one GPU, on
-  ``k`` GPUs of one node with tensor parallelism, or on the CPU) with one
-  thread feeding it; a model is loaded once and reused for every shard of
-  it; a shard of another model goes to an idle slot, whose least recently
-  used model is closed to make room;
-- GPUs are accounted per node: loading a ``k``-GPU engine closes idle engines,
-  least recently used first, until ``k`` GPUs of one node are free, and
-  otherwise waits (its lease held, heartbeats going on, no new leases taken)
-  while busy engines finish; it never takes more GPUs than a node has. A
-  lease the pool cannot run at all (``gpus_for`` raises) is handed back with
-  the reason;
+  has room: ``shards_per_engine`` each, and once an engine is loaded as many
+  as keep twice its batch in hand;
+- each engine slot (``slots.EngineSlot``) is one long-lived engine (a vLLM
+  actor on one GPU, on ``k`` GPUs of one node with tensor parallelism, or on
+  the CPU) with one thread streaming leases of its model into it; a shard of
+  another model goes to an idle slot, whose least recently used model is
+  closed to make room;
+- GPUs are accounted per node (``gpus.GpuLedger``): loading a ``k``-GPU
+  engine closes idle engines, least recently used first, until ``k`` GPUs of
+  one node are free, and otherwise waits (its lease held, heartbeats going
+  on, no new leases taken) while busy engines finish. A lease the pool
+  cannot run at all (``gpus_for`` raises) is handed back with the reason;
 - a heartbeat thread keeps the leases in flight alive;
 - every finished shard is written to the spool first, then posted by the
   poster thread, which retries until the platform answers, so an outage or a
@@ -38,14 +38,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from sabha.platform.wire import (
-    CANNOT_RUN_HERE,
     ChatTemplatePolicy,
     DecodingParams,
     EngineInfo,
@@ -57,11 +55,12 @@ from sabha.platform.wire import (
     PoolRegistration,
     ShardLease,
     ShardResult,
-    SubmitReceipt,
 )
 
-from .busy import BusyClock
+from .gpus import GpuLedger, HeldGpus
+from .messages import posted_line, registered_lines
 from .platform_client import LeaseGone, PlatformClient, PlatformRefused, PlatformUnavailable
+from .slots import EnginePlacement, EngineSlot, model_key
 from .spool import Spool
 
 __all__ = [
@@ -94,19 +93,6 @@ class Engine(Protocol):
     ) -> Iterator[tuple[ShardLease, list[GenerationResult]]]: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class EnginePlacement:
-    """Where the agent put an engine.
-
-    Attributes:
-        tensor_parallel_size: GPUs the engine spans (1 on CPU).
-        node: The Ray node address it must run on (None: anywhere, CPU pools).
-    """
-
-    tensor_parallel_size: int = 1
-    node: str | None = None
 
 
 EngineFactory = Callable[[ModelSource, int, int, EnginePlacement], Engine]
@@ -165,204 +151,6 @@ class AgentSummary:
     cannot_run: list[str] = field(default_factory=list)
 
 
-def _model_key(lease: ShardLease) -> tuple[str, str | None, int]:
-    return (lease.model.target, lease.model.revision, lease.max_model_len)
-
-
-def _posted_line(run_id: int, receipt: SubmitReceipt) -> str:
-    """What a posted result's receipt means, for the volunteer."""
-    if receipt.verdict == "agreed":
-        meaning = "it agreed with another volunteer's run of the same shard: verified" + (
-            ", and it counts" if receipt.status == "accepted" else ""
-        )
-    elif receipt.verdict in ("disagreed", "withdrawn"):
-        meaning = f"{receipt.verdict}: it does not count"
-    else:
-        meaning = {
-            "accepted": "it counts now",
-            "submitted": "it waits for another volunteer's pool to run the same shard; "
-            "it counts once they agree",
-            "late": "the shard was finished by another pool meanwhile; kept, not counted",
-        }.get(receipt.status, receipt.status)
-    again = " (posted before)" if receipt.duplicate else ""
-    return f"Posted run {run_id}{again}: {meaning}."
-
-
-class _Slot:
-    """One engine and the thread that feeds it."""
-
-    def __init__(self, agent: Agent, index: int) -> None:
-        self.agent = agent
-        self.index = index
-        self.queue: deque[ShardLease] = deque()
-        self.busy = 0  # leases assigned and not finished
-        self.items = 0  # their items
-        self.pulled: set[int] = set()  # leases its engine took and has not finished
-        self.batch: int | None = None  # the loaded engine's batch (max_num_seqs)
-        self.engine: Engine | None = None
-        self.model: tuple[str, str | None, int] | None = None
-        self.held: tuple[int, int] | None = None  # (node index, GPUs) while an engine is loaded
-        self.working = False  # feeding its engine: never evicted then
-        self.expected: tuple[str, str | None, int] | None = None  # model of the last lease queued
-        self.last_used = 0.0
-        self.thread = threading.Thread(target=self._run, name=f"sabha-engine-{index}", daemon=True)
-
-    def unassign(self, lease: ShardLease) -> None:
-        """Forget a lease that finished or was handed back (under the agent's lock)."""
-        self.busy -= 1
-        self.items -= len(lease.requests)
-        self.pulled.discard(lease.run_id)
-
-    def has_room(self) -> bool:
-        """Whether it may take another lease (under the agent's lock).
-
-        Always ``shards_per_engine`` leases; once its engine is loaded, as many
-        more as keep ``items_per_engine`` items (default: twice the engine's
-        batch) in hand, so vLLM's batch stays full while shards come and go.
-        """
-        options = self.agent.options
-        if self.busy < options.shards_per_engine:
-            return True
-        target = options.items_per_engine or (2 * self.batch if self.batch else 0)
-        return self.items < target
-
-    def _run(self) -> None:
-        agent = self.agent
-        while True:
-            with agent.lock:
-                while not self.queue and not agent.stopping.is_set():
-                    agent.changed.wait()
-                if agent.stopping.is_set():
-                    return
-                first = self.queue.popleft()
-                self.working = True
-            try:
-                self._generate(first)
-            finally:
-                with agent.lock:
-                    self.working = False
-                    agent.changed.notify_all()
-
-    def _take(self, key: tuple[str, str | None, int]) -> ShardLease | None:
-        """The next queued lease of the model ``key``, removed from the queue (under the lock)."""
-        for lease in self.queue:
-            if _model_key(lease) == key:
-                self.queue.remove(lease)
-                return lease
-        return None
-
-    def _feed(self, first: ShardLease, clock: BusyClock) -> Iterator[Work | None]:
-        """The engine's work: ``first``, then each lease of its model queued on this slot.
-
-        It stays open while the engine has shards of the model, handing the
-        engine new leases as they arrive (None while there is none yet), and
-        ends when the engine has nothing left and no lease of the model waits,
-        when a lease of another model waits, or when the agent stops.
-        """
-        agent = self.agent
-        key = _model_key(first)
-        lease: ShardLease | None = first
-        while True:
-            if lease is not None:
-                with agent.lock:
-                    self.pulled.add(lease.run_id)
-                clock.start(lease.run_id, len(lease.requests))
-                yield (lease, lease.requests, lease.decoding, lease.chat_template)
-            with agent.changed:
-                lease = self._take(key)
-                if lease is None:
-                    other = any(_model_key(queued) != key for queued in self.queue)
-                    if agent.stopping.is_set() or not self.pulled or other:
-                        return
-                    agent.changed.wait(timeout=0.02)
-                    lease = self._take(key)
-            if lease is None:
-                yield None
-
-    def _give_back_model(self, first: ShardLease, reason: str) -> None:
-        """Hand back ``first``, what the engine took, and every queued lease of its model."""
-        agent = self.agent
-        key = _model_key(first)
-        with agent.lock:
-            queued = [lease for lease in self.queue if _model_key(lease) == key]
-            for lease in queued:
-                self.queue.remove(lease)
-            pulled = [agent.in_flight[r] for r in self.pulled if r in agent.in_flight]
-            self.pulled.clear()
-        leases = {lease.run_id: lease for lease in [first, *pulled, *queued]}
-        for lease in leases.values():
-            agent._give_back(self, lease, reason)
-
-    def _generate(self, first: ShardLease) -> None:
-        agent = self.agent
-        key = _model_key(first)
-        try:
-            gpus = agent.gpus_for(first)
-            if gpus > max(agent.node_gpus):
-                raise ValueError(
-                    f"an engine of {gpus} GPUs does not fit a node of this pool "
-                    f"(at most {max(agent.node_gpus)})"
-                )
-        except Exception as exc:  # this pool cannot run the model: someone else may
-            reason = f"{CANNOT_RUN_HERE} {' '.join(str(exc).split())[:400]}"
-            log.warning("engine %d: %s", self.index, reason)
-            agent.summary.cannot_run.append(reason)
-            self._give_back_model(first, reason)
-            return
-        try:
-            engine = self.engine
-            if self.model != key or engine is None:
-                self._close()  # the least recently used model on this slot makes room
-                node = agent._acquire(self, gpus)
-                placement = EnginePlacement(gpus, agent.node_names[node])
-                engine = agent.engine_factory(
-                    first.model, first.max_model_len, self.index, placement
-                )
-                with agent.lock:  # shutdown closes what it finds here, so check under the lock
-                    stopping = agent.stopping.is_set()
-                    if not stopping:
-                        self.engine, self.model = engine, key
-                if stopping:
-                    engine.close()
-                    raise RuntimeError("the agent is stopping")
-            info = engine.info()
-            with agent.lock:
-                self.batch = info.max_num_seqs
-                agent.changed.notify_all()  # it may take more leases now
-            in_flight = agent.options.items_per_engine or 2 * (info.max_num_seqs or 128)
-            self.last_used = time.monotonic()
-            clock = BusyClock()
-            for lease, results in engine.generate_shards(self._feed(first, clock), in_flight):
-                seconds = clock.finish(lease.run_id)
-                agent._finished(self, lease, results, info, seconds)
-                self.last_used = time.monotonic()
-        except Exception as exc:  # the engine failed: hand the shards back with the reason
-            reason = f"engine failed: {' '.join(str(exc).split())[:400]}"
-            if not agent.stopping.is_set():
-                log.warning("engine %d: %s", self.index, reason)
-                agent.summary.engine_failures.append(reason)
-            self._close()
-            self._give_back_model(first, reason)
-
-    def _close(self) -> None:
-        with self.agent.lock:
-            engine = self._detach()
-        if engine is not None:
-            with contextlib.suppress(Exception):
-                engine.close()
-
-    def _detach(self) -> Engine | None:
-        """Forget the engine and free its GPUs (under the agent's lock); close it after."""
-        agent = self.agent
-        engine, self.engine, self.model = self.engine, None, None
-        if self.held is not None:
-            node, gpus = self.held
-            agent.free_gpus[node] += gpus
-            self.held = None
-            agent.changed.notify_all()
-        return engine
-
-
 class Agent:
     """Leases shards from a platform and runs them on a pool's engines.
 
@@ -404,10 +192,9 @@ class Agent:
         self._releasing: set[int] = set()
         nodes = options.gpus_per_node or ((None, max(1, options.engines)),)
         self.node_names = [name for name, _ in nodes]
-        self.node_gpus = [gpus for _, gpus in nodes]
-        self.free_gpus = list(self.node_gpus)
+        self.gpus = GpuLedger([gpus for _, gpus in nodes])
         self.waiting_for_gpus = 0
-        self.slots = [_Slot(self, i) for i in range(max(1, sum(self.node_gpus)))]
+        self.slots = [EngineSlot(self, i) for i in range(max(1, sum(self.gpus.total)))]
         self._post_now = threading.Event()
         self._post_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -425,7 +212,8 @@ class Agent:
             self.pool = self.client.register(
                 PoolRegistration(name=self.options.pool_name, capabilities=self.capabilities)
             )
-            self._say_registered(self.pool)
+            for line in registered_lines(self.pool):
+                self.report(line)
             self._start_threads()
             self._loop()
         except KeyboardInterrupt:
@@ -458,12 +246,12 @@ class Agent:
             if any(s.held is not None and s.has_room() for s in self.slots):
                 return True  # a loaded engine has room
             # A slot without an engine has room only while GPUs are free or idle.
-            room = max(self.free_gpus) > 0 or any(
+            room = self.gpus.fits_now(1) or any(
                 s.held is not None and s.busy == 0 and not s.working for s in self.slots
             )
             return room and any(s.held is None and s.has_room() for s in self.slots)
 
-    def _acquire(self, slot: _Slot, gpus: int) -> int:
+    def _acquire(self, slot: EngineSlot, gpus: int) -> int:
         """Reserve ``gpus`` GPUs of one node for ``slot``; returns the node's index.
 
         Closes idle engines (least recently used first) when that frees
@@ -477,10 +265,8 @@ class Agent:
             with self.changed:
                 if self.stopping.is_set():
                     raise RuntimeError("the agent is stopping")
-                fitting = [n for n, free in enumerate(self.free_gpus) if free >= gpus]
-                if fitting:  # the fullest node that fits keeps big gaps for big engines
-                    node = min(fitting, key=lambda n: self.free_gpus[n])
-                    self.free_gpus[node] -= gpus
+                node = self.gpus.place(gpus)
+                if node is not None:
                     slot.held = (node, gpus)
                     return node
                 victims = self._victims(slot, gpus)
@@ -502,48 +288,20 @@ class Agent:
 
     def _room_for(self, gpus: int) -> bool:
         """Whether an engine of ``gpus`` GPUs could load now (free or idle GPUs); under the lock."""
-        return max(self.free_gpus) >= gpus or self._victims(None, gpus) is not None
+        return self.gpus.fits_now(gpus) or self._victims(None, gpus) is not None
 
-    def _victims(self, slot: _Slot | None, gpus: int) -> list[_Slot] | None:
-        """The fewest idle engines (least recently used first) whose GPUs make room on one node.
+    def _victims(self, slot: EngineSlot | None, gpus: int) -> list[EngineSlot] | None:
+        """The slots whose idle engines to close to make room (``GpuLedger.victims``).
 
         Called under the lock. None: no node can make room now.
         """
-        best: list[_Slot] | None = None
-        for node, free in enumerate(self.free_gpus):
-            idle = sorted(
-                (
-                    s
-                    for s in self.slots
-                    if s is not slot
-                    and s.held is not None
-                    and s.held[0] == node
-                    and s.busy == 0
-                    and not s.working
-                ),
-                key=lambda s: s.last_used,
-            )
-            chosen: list[_Slot] = []
-            for candidate in idle:
-                if free >= gpus:
-                    break
-                chosen.append(candidate)
-                free += candidate.held[1] if candidate.held else 0
-            if free >= gpus and (best is None or len(chosen) < len(best)):
-                best = chosen
-        return best
-
-    def _say_registered(self, pool: PoolInfo) -> None:
-        self.report(
-            f"Registered pool {pool.name!r} ({pool.status}; {pool.agreements} result(s) "
-            "verified by other volunteers so far)."
-        )
-        if pool.verifications_needed:
-            self.report(
-                f"A new pool's results count once another volunteer's pool has run the same "
-                f"shards and agreed: the next {pool.verifications_needed} verified result(s) "
-                "make this pool proven, and then most of its results count at once."
-            )
+        idle = [
+            HeldGpus(s.index, s.held[0], s.held[1], s.last_used)
+            for s in self.slots
+            if s is not slot and s.held is not None and s.busy == 0 and not s.working
+        ]
+        chosen = self.gpus.victims(idle, gpus)
+        return None if chosen is None else [self.slots[held.slot] for held in chosen]
 
     def _loop(self) -> None:
         idle_since: float | None = None
@@ -601,7 +359,7 @@ class Agent:
         them (up to twice ``shards_per_engine``) rather than on a new engine
         that would have to close theirs.
         """
-        key = _model_key(lease)
+        key = model_key(lease)
         limit = self.options.shards_per_engine
         try:
             size = self.gpus_for(lease)  # outside the lock: it may read the model's config
@@ -635,7 +393,7 @@ class Agent:
 
     def _finished(
         self,
-        slot: _Slot,
+        slot: EngineSlot,
         lease: ShardLease,
         results: list[GenerationResult],
         info: EngineInfo,
@@ -656,7 +414,7 @@ class Agent:
             self.changed.notify_all()
         self._post_now.set()
 
-    def _give_back(self, slot: _Slot | None, lease: ShardLease, reason: str) -> None:
+    def _give_back(self, slot: EngineSlot | None, lease: ShardLease, reason: str) -> None:
         """Release a lease (once, whoever calls first); it stays in flight until released."""
         with self.lock:
             held = lease.run_id in self.in_flight and lease.run_id not in self._releasing
@@ -723,7 +481,7 @@ class Agent:
                 self.spool.remove(result.run_id)
                 self.summary.posted += 1
                 posted += 1
-                self.report(_posted_line(result.run_id, receipt))
+                self.report(posted_line(result.run_id, receipt))
         return posted
 
     def _shutdown(self, reason: str) -> None:
