@@ -22,14 +22,13 @@
   in the spool are posted before any new lease is taken, so after an outage
   the platform hears of finished shards before it hands out their leases'
   successors;
-- ``report`` (the CLI prints it) says what the agent does as it does it:
-  registered, leased, posted and whether a result counts now or waits for
-  another volunteer's pool to verify it.
+- ``report`` (the CLI prints it) says what it does: registered, leased,
+  posted, and whether a result counts now or waits for another pool's;
 - an engine that fails hands its leases back with the reason; Ctrl-C (or
   ``stop``) hands back every lease not yet finished and stops cleanly.
 
-The loop decides retries: engines are built with ``max_task_retries=0``, and
-a shard whose engine failed is released, never silently rerun.
+Engines are built with ``max_task_retries=0``: a shard whose engine failed is
+released, never silently rerun.
 """
 
 from __future__ import annotations
