@@ -39,6 +39,7 @@ from sabha.platform.services.annotation import (
 from sabha.platform.services.judging import refresh_community_scores
 from sabha.platform.services.labelstudio import connect_labelstudio
 from sabha.platform.settings import Settings
+from sabha.platform.web.security import set_request_size_limit
 
 __all__ = ["WEBHOOK_MAX_BYTES", "init_app"]
 
@@ -124,6 +125,10 @@ def labelstudio_webhook() -> ResponseReturnValue:
 def init_app(app: Flask) -> None:
     """Register the Label Studio webhook endpoint (exempt from CSRF: it is a machine caller)."""
     app.register_blueprint(hooks)
+    # Label Studio's notices carry whole annotations: they get their own bound.
+    set_request_size_limit(
+        app, "labelstudio_hooks.labelstudio_webhook", WEBHOOK_MAX_BYTES, "WEBHOOK_MAX_BYTES"
+    )
     csrf = app.extensions.get("csrf")
     if csrf is not None:
         csrf.exempt(labelstudio_webhook)

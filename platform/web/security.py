@@ -136,6 +136,8 @@ def init_app(app: Flask) -> None:
             return _problem(
                 status, "Content Too Large" if status == 413 else "Length Required", detail, fix
             )
+        if request.path.startswith("/hooks/"):  # machine callers: the hooks' own JSON shape
+            return jsonify(error=detail, hint=fix), status
         html = render_template("refused.html", title="Not accepted", message=detail, hint=fix)
         return Response(html, status, mimetype="text/html")
 
