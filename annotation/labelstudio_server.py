@@ -110,6 +110,9 @@ def server_environment(
         "FRONTEND_SENTRY_DSN": "",
         "LATEST_VERSION_CHECK": "false",
         "COLLECT_ANALYTICS": "false",
+        # Accounts come only through Sabha: Label Studio's own sign-up page refuses
+        # everyone (403) unless they carry the organization's invite token.
+        "DISABLE_SIGNUP_WITHOUT_LINK": "true",
     }
     if allow_loopback_webhooks:
         env["SSRF_PROTECTION_ENABLED"] = "false"
