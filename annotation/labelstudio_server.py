@@ -328,17 +328,23 @@ class LabelStudioServer:
             )
         finally:
             log.close()
+        try:
+            self._wait_until_ready(log_start, timeout)
+        except BaseException:  # a failed start, Ctrl-C or SIGTERM: leave no server behind
+            self.stop()
+            raise
+
+    def _wait_until_ready(self, log_start: int, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self._home.cleanup()
                 raise LabelStudioServerError(
                     f"Label Studio exited with status {self.process.returncode} while starting.",
                     f"Read its log: {self.log_path}",
                 )
             port = self._announced_port(log_start)
             if port is not None and port != self.port:
-                self.stop()
                 raise LabelStudioServerError(
                     f"Label Studio moved to port {port} because {self.port} was taken.",
                     "Stop what listens on the port or choose another port (--port).",
@@ -346,7 +352,6 @@ class LabelStudioServer:
             if port == self.port and self._answers():
                 return
             time.sleep(0.5)
-        self.stop()
         raise LabelStudioServerError(
             f"Label Studio did not answer on {self.url} within {timeout:.0f} s.",
             f"Read its log: {self.log_path}",

@@ -57,29 +57,33 @@ def labelstudio_start(ctx: click.Context, port: int | None, allow_loopback_webho
     The first start migrates its data dir (under Sabha's data dir) and creates
     an admin account; later starts reuse both.
     """
+    from .cli_signals import Terminated, stop_on_sigterm
     from .services.labelstudio import start_labelstudio, stop_labelstudio
 
     settings = _settings(ctx)
     data_dir = settings.resolved_label_studio_data_dir
     click.echo(f"Starting Label Studio (data in {data_dir}) ...")
-    server, admin = start_labelstudio(
-        settings, port=port, allow_loopback_webhooks=allow_loopback_webhooks
-    )
-    try:
-        click.echo(f"Label Studio runs at {server.url}")
-        click.echo(
-            f"Admin sign-in: {admin.username} (password and API token in "
-            f"{data_dir / 'sabha-admin.json'})"
+    with stop_on_sigterm():  # SIGTERM stops the server too, as Ctrl-C does
+        server, admin = start_labelstudio(
+            settings, port=port, allow_loopback_webhooks=allow_loopback_webhooks
         )
-        click.echo("Press Ctrl-C to stop it.")
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(1)
-        click.secho(f"Label Studio stopped by itself; see {server.log_path}", fg="red", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("Stopping Label Studio ...")
-    finally:
-        stop_labelstudio(settings, server)
+        try:
+            click.echo(f"Label Studio runs at {server.url}")
+            click.echo(
+                f"Admin sign-in: {admin.username} (password and API token in "
+                f"{data_dir / 'sabha-admin.json'})"
+            )
+            click.echo("Press Ctrl-C to stop it.")
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(1)
+            click.secho(
+                f"Label Studio stopped by itself; see {server.log_path}", fg="red", err=True
+            )
+            sys.exit(1)
+        except (KeyboardInterrupt, Terminated):
+            click.echo("Stopping Label Studio ...")
+        finally:
+            stop_labelstudio(settings, server)
 
 
 def _demo_webhook_secret(settings: Settings) -> str:

@@ -108,6 +108,8 @@ def _layer_of(module: str) -> str:
             "cli",
             "cli_accounts",
             "cli_annotation",
+            "cli_annotation_items",
+            "cli_signals",
             "app",
             "api",
             "web",

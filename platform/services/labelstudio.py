@@ -10,6 +10,7 @@ so other ``sabha`` commands find it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from sabha.annotation.labelstudio import LabelStudioClient
@@ -76,10 +77,32 @@ def stop_labelstudio(settings: Settings, server: LabelStudioServer) -> None:
 
 
 def _running_local_url(data_dir: Path) -> str | None:
+    """Where the local server listens, from ``server.json``; None when it no longer runs.
+
+    A server killed without its clean-up (SIGKILL, a power cut) leaves the file
+    behind: when its process is gone, the file is removed, so no command talks
+    to whatever listens on that port now.
+    """
+    path = data_dir / _SERVER_FILE
     try:
-        return str(json.loads((data_dir / _SERVER_FILE).read_text("utf-8"))["url"])
+        said = json.loads(path.read_text("utf-8"))
+        url, pid = str(said["url"]), said.get("pid")
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if isinstance(pid, int) and not _alive(pid):
+        path.unlink(missing_ok=True)
+        return None
+    return url
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
 
 
 def connect_labelstudio(settings: Settings) -> LabelStudioClient:
