@@ -224,6 +224,21 @@ class LabelStudioClient:
         )
         return [int(task.id) for task in self._call("list tasks", lambda: list(pages))]
 
+    def delete_task(self, task_id: int) -> bool:
+        """Delete one task with its annotations; False when Label Studio has no such task."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        def delete() -> bool:
+            try:
+                self._sdk.tasks.delete(task_id)
+            except ApiError as exc:
+                if exc.status_code == 404:
+                    return False
+                raise
+            return True
+
+        return self._call("delete a task", delete)
+
     # -- annotations ---------------------------------------------------------------------
 
     def task_annotations(self, task_id: int) -> list[LabelStudioAnnotation]:

@@ -20,11 +20,11 @@ from sabha.platform.domain import AnnotationTaskType
 from sabha.platform.errors import ValidationFailed
 
 from .configs import task_fields
+from .gold import SOURCE_SPLITS
 
 __all__ = ["SourceRow", "parse_source_items", "read_source_file"]
 
 _KEY_CHARS = 100
-_SPLIT_CHARS = 20
 _MAX_PROBLEMS = 50
 
 
@@ -110,9 +110,10 @@ def parse_source_items(
         else:
             seen[key] = number
         split = row.get("split", "test")
-        if not isinstance(split, str) or not split.strip() or len(split) > _SPLIT_CHARS:
+        if split not in SOURCE_SPLITS:
             problems.append(
-                f"line {number}: field 'split' must be a name of 1-{_SPLIT_CHARS} characters"
+                f"line {number}: field 'split' is {split!r}; use one of "
+                f"{', '.join(SOURCE_SPLITS)} (or leave it out for test)"
             )
         row_language = row.get("language")
         if row_language not in (None, "", language):

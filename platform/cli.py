@@ -745,6 +745,7 @@ cli.add_command(credentials)
 # -- annotation (platform/cli_annotation.py) -------------------------------------------
 
 from .cli_annotation import annotations_group, labelstudio  # noqa: E402  (they use _database above)
+from .cli_annotation_upkeep import annotations_sync  # noqa: E402, F401  (registers its commands)
 
 cli.add_command(labelstudio)
 cli.add_command(annotations_group)

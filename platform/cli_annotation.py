@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from .domain import AnnotationProject, AnnotationTaskType
+from .domain import AnnotationTaskType
 from .errors import PrerequisiteError, SabhaError
 from .settings import Settings
 
@@ -218,16 +218,33 @@ def annotations_upload(ctx: click.Context, dataset: str, path: Path, language: s
     click.echo(f"Uploaded {count} items to {project.title}.")
 
 
+def _say_webhook(settings: Settings, url: str | None) -> None:
+    if url and settings.label_studio_webhook_secret:
+        click.echo(f"Label Studio calls {url} when an annotation changes.")
+        return
+    missing = "SABHA_LABEL_STUDIO_WEBHOOK_SECRET" if url else "--webhook-url (or SABHA_PUBLIC_URL)"
+    click.secho(
+        f"No webhook ({missing} is not set): annotations reach Sabha only through "
+        "`sabha annotations sync` (run `sabha annotations sync --every 300` beside the web app).",
+        fg="yellow",
+    )
+
+
 @annotations_group.command("provision")
 @click.argument("dataset")
 @click.option("--language", required=True, help="The project's language.")
-@click.option("--webhook-url", help="Sabha's webhook endpoint as Label Studio reaches it.")
+@click.option(
+    "--webhook-url",
+    help="Sabha's webhook endpoint as Label Studio reaches it [default: SABHA_PUBLIC_URL"
+    "/hooks/labelstudio].",
+)
 @click.pass_context
 def annotations_provision(
     ctx: click.Context, dataset: str, language: str, webhook_url: str | None
 ) -> None:
     """Create DATASET's project in Label Studio (once) and import items not there yet."""
     from .services.annotation import get_annotation_project, provision_project
+    from .services.annotation_upkeep import webhook_url_for
     from .services.labelstudio import connect_labelstudio
 
     settings = _settings(ctx)
@@ -235,46 +252,17 @@ def annotations_provision(
     with Session(engine) as session:
         project = get_annotation_project(session, dataset, language)
     client = connect_labelstudio(settings)
+    hook = webhook_url_for(settings, webhook_url)
     ls_id = provision_project(
         engine,
         client,
         project.id or 0,
-        webhook_url=webhook_url,
+        webhook_url=hook,
         webhook_secret=settings.label_studio_webhook_secret,
     )
+    if project.labelstudio_project_id is None:  # the webhook is added when the project is made
+        _say_webhook(settings, hook)
     click.echo(f"{project.title} is Label Studio project {ls_id}: {client.url}/projects/{ls_id}")
-
-
-@annotations_group.command("sync")
-@click.argument("dataset", required=False)
-@click.pass_context
-def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
-    """Pull every annotation from Label Studio (all projects, or DATASET's); safe to repeat."""
-    from .services.annotation import sync_project
-    from .services.labelstudio import connect_labelstudio
-
-    engine = _engine(ctx)
-    with Session(engine) as session:
-        query = select(AnnotationProject).where(
-            col(AnnotationProject.labelstudio_project_id).is_not(None)
-        )
-        if dataset:
-            query = query.where(AnnotationProject.dataset_name == dataset)
-        projects = session.exec(query.order_by(col(AnnotationProject.id))).all()
-    client = connect_labelstudio(_settings(ctx))
-    for project in projects:
-        report = sync_project(engine, client, project.id or 0)
-        click.echo(
-            f"{project.title}: {report.created} new, {report.updated} updated, "
-            f"{report.deleted} deleted, {report.unchanged} unchanged."
-        )
-    if not projects:
-        click.echo("No annotation project is in Label Studio yet (sabha annotations provision).")
-    elif any(p.dataset_name.startswith("judging-") for p in projects):
-        from .services.judging import refresh_community_scores
-
-        stored = refresh_community_scores(engine)
-        click.echo(f"Community scores from judgements: {stored} stored; leaderboards updated.")
 
 
 @annotations_group.command("judge")
@@ -292,6 +280,11 @@ def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
 @click.option("--against", "other_job_id", type=int, help="The other job (pairwise only).")
 @click.option("-k", "--annotations-per-item", default=2, show_default=True, type=int)
 @click.option("--instructions", default="", help="Shown to annotators above each task.")
+@click.option(
+    "--webhook-url",
+    help="Sabha's webhook endpoint as Label Studio reaches it [default: SABHA_PUBLIC_URL"
+    "/hooks/labelstudio].",
+)
 @click.pass_context
 def annotations_judge(
     ctx: click.Context,
@@ -302,18 +295,22 @@ def annotations_judge(
     other_job_id: int | None,
     annotations_per_item: int,
     instructions: str,
+    webhook_url: str | None,
 ) -> None:
     """Sample a finished JOB's accepted answers into a judging project in Label Studio.
 
     After annotators judged them, `sabha annotations sync` updates the
     leaderboard's community columns.
     """
+    from .services.annotation_upkeep import webhook_url_for
     from .services.judging import check_job_finished, sample_job_for_judging
     from .services.labelstudio import connect_labelstudio
 
     engine = _engine(ctx)
+    settings = _settings(ctx)
     check_job_finished(engine, job_id)  # before reaching for Label Studio
-    client = connect_labelstudio(_settings(ctx))
+    client = connect_labelstudio(settings)
+    hook = webhook_url_for(settings, webhook_url)
     sample = sample_job_for_judging(
         engine,
         job_id,
@@ -324,7 +321,10 @@ def annotations_judge(
         annotations_per_item=annotations_per_item,
         instructions=instructions,
         client=client,
+        webhook_url=hook,
+        webhook_secret=settings.label_studio_webhook_secret,
     )
+    _say_webhook(settings, hook)
     click.echo(
         f"Judging project {sample.dataset_name}: {sample.tasks} tasks in Label Studio project "
         f"{sample.labelstudio_project_id}: {client.url}/projects/{sample.labelstudio_project_id}"

@@ -73,6 +73,7 @@ __all__ = [
     "SubmissionStatus",
     "TokenScope",
     "User",
+    "WithdrawnItem",
     "WorkerToken",
     "id_of",
     "utcnow",
@@ -653,6 +654,25 @@ class SourceItem(SQLModel, table=True):
     data: dict[str, Any] = _json()
     labelstudio_task_id: int | None = Field(default=None, unique=True)
     created_at: datetime = _when()
+
+
+class WithdrawnItem(SQLModel, table=True):
+    """A source item a maintainer withdrew before release: what it was, why, and what it lost.
+
+    The item, its Label Studio task and its annotations are gone; this row is
+    the record that it existed.
+    """
+
+    __tablename__ = "withdrawn_item"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="annotation_project.id", index=True)
+    key: str = Field(max_length=100)
+    split: str = Field(max_length=20)
+    data: dict[str, Any] = _json()
+    reason: str = Field(max_length=500)
+    annotations: int = 0
+    withdrawn_at: datetime = _when()
 
 
 class Annotation(SQLModel, table=True):

@@ -108,7 +108,7 @@ def _layer_of(module: str) -> str:
             "cli",
             "cli_accounts",
             "cli_annotation",
-            "cli_annotation_items",
+            "cli_annotation_upkeep",
             "cli_signals",
             "app",
             "api",
