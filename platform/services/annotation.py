@@ -223,7 +223,9 @@ def provision_project(
             raise NotFoundError(f"Annotation project {project_id} does not exist.")
     if project.labelstudio_project_id is None:
         config = labeling_config(
-            AnnotationTaskType(project.task_type), LabelingOptions.from_json(project.options)
+            AnnotationTaskType(project.task_type),
+            LabelingOptions.from_json(project.options),
+            language=project.language,
         )
         ls_id = client.create_project(
             project.title,
