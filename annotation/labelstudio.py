@@ -101,13 +101,39 @@ class LabelStudioClient:
         token: An API token (legacy token auth, as ``label-studio init
             --enable-legacy-api-token`` sets up).
         timeout: Seconds per request.
+        private: The private server (items of the private split, trusted
+            annotators only), whose ids start at ``PRIVATE_ID_BASE``; the
+            community server's stay below it. New ids on the wrong side are
+            refused before Sabha stores them.
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 60.0, private: bool = False
+    ) -> None:
         from label_studio_sdk import LabelStudio
 
         self.url = url.rstrip("/")
+        self.private = private
         self._sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout)
+
+    def _check_ids(self, what: str, ids: Sequence[int]) -> None:
+        from .labelstudio_server import PRIVATE_ID_BASE
+
+        wrong = [i for i in ids if (i >= PRIVATE_ID_BASE) != self.private]
+        if not wrong:
+            return
+        if self.private:
+            raise LabelStudioError(
+                f"The private Label Studio at {self.url} numbered new {what} from {min(wrong)}, "
+                f"below {PRIVATE_ID_BASE:,}: they could be taken for the community server's.",
+                "Use a server whose ids start at 1,000,000,000 (`sabha labelstudio start "
+                "--private` sets that up; for another server see README, 'Private items').",
+            )
+        raise LabelStudioError(
+            f"The community Label Studio at {self.url} numbered new {what} from {min(wrong)}, "
+            f"at or above {PRIVATE_ID_BASE:,}, where the private server's ids are.",
+            "Point SABHA_LABEL_STUDIO_URL at the community server, not the private one.",
+        )
 
     def _call(self, what: str, call: Callable[[], _T]) -> _T:
         from label_studio_sdk.core.api_error import ApiError
@@ -163,6 +189,7 @@ class LabelStudioClient:
         )
         if user.id is None:
             raise LabelStudioError(f"Label Studio created user {email} without an id.")
+        self._check_ids("users", [int(user.id)])
         return int(user.id)
 
     def project_url(self, project_id: int) -> str:
@@ -184,6 +211,7 @@ class LabelStudioClient:
         )
         if project.id is None:
             raise LabelStudioError(f"Label Studio created project {title!r} without an id.")
+        self._check_ids("projects", [int(project.id)])
         return int(project.id)
 
     def label_config(self, project_id: int) -> str:
@@ -214,6 +242,7 @@ class LabelStudioClient:
                 "Check the server's log; run the import again (Sabha imports only items "
                 "without a task).",
             )
+        self._check_ids("tasks", ids)
         return ids
 
     def task_ids(self, project_id: int) -> list[int]:

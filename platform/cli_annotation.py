@@ -50,22 +50,36 @@ def labelstudio() -> None:
     help="Let Label Studio call webhooks on 127.0.0.1 (development only: turns off its "
     "SSRF protection).",
 )
+@click.option(
+    "--private",
+    is_flag=True,
+    help="The private server, for items of the private split (its own data dir and "
+    "accounts; port 8081 by default).",
+)
 @click.pass_context
-def labelstudio_start(ctx: click.Context, port: int | None, allow_loopback_webhooks: bool) -> None:
-    """Start Label Studio offline on 127.0.0.1 and keep it running until Ctrl-C.
+def labelstudio_start(
+    ctx: click.Context, port: int | None, allow_loopback_webhooks: bool, private: bool
+) -> None:
+    """Start Label Studio offline on 127.0.0.1 and keep it running until Ctrl-C or SIGTERM.
 
     The first start migrates its data dir (under Sabha's data dir) and creates
-    an admin account; later starts reuse both.
+    an admin account; later starts reuse both. Sign-up is off: accounts come
+    only through Sabha.
     """
     from .cli_signals import Terminated, stop_on_sigterm
     from .services.labelstudio import start_labelstudio, stop_labelstudio
 
     settings = _settings(ctx)
-    data_dir = settings.resolved_label_studio_data_dir
-    click.echo(f"Starting Label Studio (data in {data_dir}) ...")
+    data_dir = (
+        settings.resolved_label_studio_private_data_dir
+        if private
+        else settings.resolved_label_studio_data_dir
+    )
+    which = "the private Label Studio" if private else "Label Studio"
+    click.echo(f"Starting {which} (data in {data_dir}) ...")
     with stop_on_sigterm():  # SIGTERM stops the server too, as Ctrl-C does
         server, admin = start_labelstudio(
-            settings, port=port, allow_loopback_webhooks=allow_loopback_webhooks
+            settings, port=port, allow_loopback_webhooks=allow_loopback_webhooks, private=private
         )
         try:
             click.echo(f"Label Studio runs at {server.url}")
@@ -174,6 +188,11 @@ def annotations_group() -> None:
 @click.option("-k", "--annotations-per-item", default=2, show_default=True, type=int)
 @click.option("--hazard", "hazards", multiple=True, help="A hazard category (label projects).")
 @click.option("--instructions", default="", help="Shown to annotators above each task.")
+@click.option(
+    "--private",
+    is_flag=True,
+    help="The project of DATASET's private held-out items, on the private Label Studio.",
+)
 @click.pass_context
 def annotations_create(
     ctx: click.Context,
@@ -183,6 +202,7 @@ def annotations_create(
     annotations_per_item: int,
     hazards: tuple[str, ...],
     instructions: str,
+    private: bool,
 ) -> None:
     """Create DATASET's annotation project in one language."""
     from sabha.annotation.configs import LabelingOptions
@@ -196,6 +216,7 @@ def annotations_create(
         task_type,
         annotations_per_item=annotations_per_item,
         options=LabelingOptions(instructions=instructions, hazards=hazards),
+        private=private,
     )
     click.echo(f"Created annotation project {project.id}: {project.title} ({task_type}).")
 
@@ -204,14 +225,21 @@ def annotations_create(
 @click.argument("dataset")
 @click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--language", required=True, help="The project's language.")
+@click.option("--private", is_flag=True, help="To DATASET's private project (private items).")
 @click.pass_context
-def annotations_upload(ctx: click.Context, dataset: str, path: Path, language: str) -> None:
-    """Add the rows of a JSONL or CSV file to DATASET's project: all of them or none."""
+def annotations_upload(
+    ctx: click.Context, dataset: str, path: Path, language: str, private: bool
+) -> None:
+    """Add the rows of a JSONL or CSV file to DATASET's project: all of them or none.
+
+    Items of the private split go to the private project (--private), never to
+    the community one.
+    """
     from .services.annotation import get_annotation_project, upload_source_items
 
     engine = _engine(ctx)
     with Session(engine) as session:
-        project = get_annotation_project(session, dataset, language)
+        project = get_annotation_project(session, dataset, language, private)
     count = upload_source_items(
         engine, project.id or 0, path, max_field_chars=_settings(ctx).max_field_chars
     )
@@ -238,20 +266,23 @@ def _say_webhook(settings: Settings, url: str | None) -> None:
     help="Sabha's webhook endpoint as Label Studio reaches it [default: SABHA_PUBLIC_URL"
     "/hooks/labelstudio].",
 )
+@click.option(
+    "--private", is_flag=True, help="DATASET's private project, on the private Label Studio."
+)
 @click.pass_context
 def annotations_provision(
-    ctx: click.Context, dataset: str, language: str, webhook_url: str | None
+    ctx: click.Context, dataset: str, language: str, webhook_url: str | None, private: bool
 ) -> None:
     """Create DATASET's project in Label Studio (once) and import items not there yet."""
     from .services.annotation import get_annotation_project, provision_project
     from .services.annotation_upkeep import webhook_url_for
-    from .services.labelstudio import connect_labelstudio
+    from .services.labelstudio import labelstudio_for
 
     settings = _settings(ctx)
     engine = _engine(ctx)
     with Session(engine) as session:
-        project = get_annotation_project(session, dataset, language)
-    client = connect_labelstudio(settings)
+        project = get_annotation_project(session, dataset, language, private)
+    client = labelstudio_for(settings, project)
     hook = webhook_url_for(settings, webhook_url)
     ls_id = provision_project(
         engine,

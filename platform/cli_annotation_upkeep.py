@@ -71,14 +71,14 @@ def annotations_sync(ctx: click.Context, dataset: str | None, every: int | None)
 def _sync_round(engine: Engine, settings: Settings, dataset: str | None, *, quiet: bool) -> bool:
     """Sync once and print what changed (quiet: only changes and errors); True on errors."""
     from .services.annotation_upkeep import sync_annotation_projects
-    from .services.labelstudio import connect_labelstudio
+    from .services.labelstudio import labelstudio_for
 
-    clients: dict[str, Any] = {}
+    clients: dict[bool, Any] = {}
 
-    def client_for(_project: AnnotationProject) -> Any:
-        if "community" not in clients:  # connected afresh each round: it may have moved
-            clients["community"] = connect_labelstudio(settings)
-        return clients["community"]
+    def client_for(project: AnnotationProject) -> Any:
+        if project.private not in clients:  # connected afresh each round: it may have moved
+            clients[project.private] = labelstudio_for(settings, project)
+        return clients[project.private]
 
     done = sync_annotation_projects(engine, client_for, dataset)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S ") if quiet else ""
@@ -108,14 +108,15 @@ def _sync_round(engine: Engine, settings: Settings, dataset: str | None, *, quie
 @click.argument("item")
 @click.argument("split")
 @click.option("--language", required=True, help="The project's language.")
+@click.option("--private", is_flag=True, help="An item of DATASET's private project.")
 @click.pass_context
 def annotations_set_split(
-    ctx: click.Context, dataset: str, item: str, split: str, language: str
+    ctx: click.Context, dataset: str, item: str, split: str, language: str, private: bool
 ) -> None:
     """Correct the SPLIT of ITEM (its uploaded id) in DATASET's project, before release."""
     from .services.annotation_upkeep import set_item_split
 
-    old = set_item_split(_engine(ctx), dataset, language, item, split)
+    old = set_item_split(_engine(ctx), dataset, language, item, split, private=private)
     if old == split:
         click.echo(f"{dataset} ({language}) item {item} is in split {split} already.")
     else:
@@ -127,9 +128,10 @@ def annotations_set_split(
 @click.argument("item")
 @click.option("--language", required=True, help="The project's language.")
 @click.option("--reason", required=True, help="Why (kept with the record of the item).")
+@click.option("--private", is_flag=True, help="An item of DATASET's private project.")
 @click.pass_context
 def annotations_withdraw(
-    ctx: click.Context, dataset: str, item: str, language: str, reason: str
+    ctx: click.Context, dataset: str, item: str, language: str, reason: str, private: bool
 ) -> None:
     """Withdraw ITEM from DATASET's project before release (its task and annotations too)."""
     from .errors import SabhaError
@@ -138,10 +140,10 @@ def annotations_withdraw(
 
     settings = _settings(ctx)
     try:
-        client = connect_labelstudio(settings)
+        client = connect_labelstudio(settings, private=private)
     except SabhaError:
         client = None  # an item never opened in Label Studio needs none
-    record = withdraw_item(_engine(ctx), client, dataset, language, item, reason)
+    record = withdraw_item(_engine(ctx), client, dataset, language, item, reason, private=private)
     click.echo(
         f"Withdrew {dataset} ({language}) item {item} with {record.annotations} "
         "annotation(s); it is in no later release."

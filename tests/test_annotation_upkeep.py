@@ -116,11 +116,11 @@ def test_a_wrong_split_is_fixed_by_a_maintainer_and_no_longer_blocks_the_release
         cli, ["annotations", "set-split", "moto", "i9", "dev", "--language", "sw-Latn"]
     )
     assert missing.exit_code == 1 and "has no item 'i9'" in missing.output
-    # Into the private split: no, every annotator has read the item in Label Studio.
+    # Into the private split: no, every annotator can read a community project's items.
     leaked = runner.invoke(
         cli, ["annotations", "set-split", "moto", "i1", "private", "--language", "sw-Latn"]
     )
-    assert leaked.exit_code == 1 and "can no longer be held out" in leaked.output
+    assert leaked.exit_code == 1 and "cannot be held out" in leaked.output
     fixed = runner.invoke(
         cli, ["annotations", "set-split", "moto", "i1", "dev", "--language", "sw-Latn"]
     )

@@ -48,6 +48,7 @@ from sabha.platform.errors import NotFoundError, SabhaError, ValidationFailed
 from sabha.platform.languages import check_language_tag
 
 from .accounts import roles_of
+from .private_items import PRIVATE_SPLIT, check_private_split, check_server_of
 
 __all__ = [
     "WebhookRefused",
@@ -82,11 +83,14 @@ def create_annotation_project(
     annotations_per_item: int = 2,
     title: str | None = None,
     options: LabelingOptions | None = None,
+    private: bool = False,
 ) -> AnnotationProject:
     """Register a dataset's annotation project in one language.
 
     The labeling config is built now, so a bad option (a ``label`` project
-    without hazards) is refused before anything is stored.
+    without hazards) is refused before anything is stored. A ``private``
+    project holds the dataset's private held-out items in that language, on
+    the private Label Studio (``services/private_items.py``).
 
     Raises:
         ValidationFailed: an unknown task type, a bad k or bad options.
@@ -122,27 +126,32 @@ def create_annotation_project(
             select(AnnotationProject).where(
                 AnnotationProject.dataset_name == dataset_name,
                 AnnotationProject.language == tag,
+                AnnotationProject.private == private,
             )
         ).first():
+            which = "a private" if private else "an"
             raise SabhaError(
-                f"Dataset {dataset_name!r} already has an annotation project in {tag}.",
+                f"Dataset {dataset_name!r} already has {which} annotation project in {tag}.",
                 "Upload more items to that project instead.",
             )
         project = AnnotationProject(
             dataset_name=dataset_name,
             language=tag,
             task_type=kind,
-            title=title or f"{dataset_name} ({tag})",
+            title=title or f"{dataset_name} ({tag}{', private' if private else ''})",
             annotations_per_item=annotations_per_item,
             options=options.to_json(),
+            private=private,
         )
         session.add(project)
         session.flush()
         return project
 
 
-def get_annotation_project(session: Session, dataset_name: str, language: str) -> AnnotationProject:
-    """The project of a dataset in a language.
+def get_annotation_project(
+    session: Session, dataset_name: str, language: str, private: bool = False
+) -> AnnotationProject:
+    """The project of a dataset in a language (its private one when ``private``).
 
     Raises:
         NotFoundError: there is none.
@@ -150,13 +159,16 @@ def get_annotation_project(session: Session, dataset_name: str, language: str) -
     tag = language
     project = session.exec(
         select(AnnotationProject).where(
-            AnnotationProject.dataset_name == dataset_name, AnnotationProject.language == tag
+            AnnotationProject.dataset_name == dataset_name,
+            AnnotationProject.language == tag,
+            AnnotationProject.private == private,
         )
     ).first()
     if project is None:
+        kind = "private annotation project" if private else "annotation project"
         raise NotFoundError(
-            f"Dataset {dataset_name!r} has no annotation project in {tag}.",
-            "Create it first (sabha annotations create).",
+            f"Dataset {dataset_name!r} has no {kind} in {tag}.",
+            "Create it first (sabha annotations create" + (" --private)." if private else ")."),
         )
     return project
 
@@ -179,7 +191,9 @@ def upload_source_items(
         AnnotationTaskType(project.task_type),
         project.language,
         max_field_chars=max_field_chars,
+        default_split=PRIVATE_SPLIT if project.private else "test",
     )
+    check_private_split(project, path, rows)
     with session_scope(db) as session:
         existing = set(
             session.exec(select(SourceItem.key).where(SourceItem.project_id == project_id)).all()
@@ -221,6 +235,7 @@ def provision_project(
         project = session.get(AnnotationProject, project_id)
         if project is None:
             raise NotFoundError(f"Annotation project {project_id} does not exist.")
+    check_server_of(project, client)
     if project.labelstudio_project_id is None:
         config = labeling_config(
             AnnotationTaskType(project.task_type),
@@ -444,16 +459,23 @@ def annotator_counts(db: Engine, project_id: int) -> dict[int, int]:
 
 
 def link_labelstudio_account(
-    db: Engine, user_id: int, labelstudio_user_id: int, labelstudio_username: str
+    db: Engine,
+    user_id: int,
+    labelstudio_user_id: int,
+    labelstudio_username: str,
+    private: bool = False,
 ) -> LabelStudioAccount:
-    """Record which Label Studio user a Sabha user annotates as (once per user)."""
+    """Record which Label Studio user a Sabha user annotates as (once per user and server)."""
     with session_scope(db) as session:
         account = session.exec(
-            select(LabelStudioAccount).where(LabelStudioAccount.user_id == user_id)
+            select(LabelStudioAccount).where(
+                LabelStudioAccount.user_id == user_id, LabelStudioAccount.private == private
+            )
         ).first() or LabelStudioAccount(
             user_id=user_id,
             labelstudio_user_id=labelstudio_user_id,
             labelstudio_username=labelstudio_username,
+            private=private,
         )
         if account.labelstudio_user_id != labelstudio_user_id:
             raise SabhaError(

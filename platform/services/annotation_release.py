@@ -327,18 +327,21 @@ class Contribution:
 def contribution_of(db: Engine, user_id: int) -> Contribution:
     """How much a Sabha user annotated (through their linked Label Studio account) and reviewed."""
     with Session(db) as session:
-        linked = session.exec(
-            select(LabelStudioAccount.labelstudio_user_id).where(
-                LabelStudioAccount.user_id == user_id
-            )
-        ).first()
+        # Their accounts on the community and the private Label Studio.
+        linked = list(
+            session.exec(
+                select(LabelStudioAccount.labelstudio_user_id).where(
+                    LabelStudioAccount.user_id == user_id
+                )
+            ).all()
+        )
         annotations = accepted = 0
-        if linked is not None:
+        if linked:
             annotations = session.exec(
                 select(func.count())
                 .select_from(Annotation)
                 .where(
-                    Annotation.labelstudio_user_id == linked,
+                    col(Annotation.labelstudio_user_id).in_(linked),
                     col(Annotation.was_cancelled).is_(False),
                 )
             ).one()
@@ -347,7 +350,7 @@ def contribution_of(db: Engine, user_id: int) -> Contribution:
                 .select_from(Annotation)
                 .join(AnnotationReview, col(AnnotationReview.annotation_id) == col(Annotation.id))
                 .where(
-                    Annotation.labelstudio_user_id == linked,
+                    col(Annotation.labelstudio_user_id).in_(linked),
                     AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
                 )
             ).one()

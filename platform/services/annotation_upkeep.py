@@ -135,8 +135,8 @@ def sync_annotation_projects(
     return done
 
 
-def _item(session: Session, dataset: str, language: str, key: str) -> SourceItem:
-    project = get_annotation_project(session, dataset, language)
+def _item(session: Session, dataset: str, language: str, key: str, private: bool) -> SourceItem:
+    project = get_annotation_project(session, dataset, language, private)
     item = session.exec(
         select(SourceItem).where(SourceItem.project_id == id_of(project), SourceItem.key == key)
     ).first()
@@ -148,12 +148,18 @@ def _item(session: Session, dataset: str, language: str, key: str) -> SourceItem
     return item
 
 
-def set_item_split(db: Engine, dataset: str, language: str, key: str, split: str) -> str:
+def set_item_split(
+    db: Engine, dataset: str, language: str, key: str, split: str, *, private: bool = False
+) -> str:
     """Correct the split of one source item before release; returns the split it had.
 
+    An item of a community project may move between the public splits; the
+    private split is only for items of the dataset's private project, which
+    no other annotator has seen (``private_items.py``).
+
     Raises:
-        ValidationFailed: an unknown split, or ``private`` for an item already
-            in Label Studio (every annotator has seen it: withdraw it instead).
+        ValidationFailed: an unknown split, ``private`` for a community item, or
+            another split for an item of the private project.
         NotFoundError: no such project or item.
     """
     where = f"Cannot change the split of {dataset} ({language}) item {key!r}:"
@@ -161,26 +167,39 @@ def set_item_split(db: Engine, dataset: str, language: str, key: str, split: str
         raise ValidationFailed(
             where, [f"split {split!r} is unknown; use one of {', '.join(SOURCE_SPLITS)}"]
         )
+    if private and split != PRIVATE_SPLIT:
+        raise ValidationFailed(
+            where,
+            [f"split {split!r}: the private project holds the private held-out split only"],
+            "Withdraw the item here and upload it to the community project.",
+        )
+    if not private and split == PRIVATE_SPLIT:
+        raise ValidationFailed(
+            where,
+            [
+                "split 'private': the item is in a community project, where every annotator "
+                "can read it, so it cannot be held out"
+            ],
+            "Withdraw it (sabha annotations withdraw) and upload a new item to the dataset's "
+            "private project (upload --private).",
+        )
     with session_scope(db) as session:
-        item = _item(session, dataset, language, key)
+        item = _item(session, dataset, language, key, private)
         old = item.split
-        if split == PRIVATE_SPLIT and old != PRIVATE_SPLIT and item.labelstudio_task_id:
-            raise ValidationFailed(
-                where,
-                [
-                    "split 'private': the item is in Label Studio already, where every "
-                    "annotator could read it, so it can no longer be held out"
-                ],
-                "Withdraw it (sabha annotations withdraw) and write a new item for the "
-                "private split.",
-            )
         item.split = split
         session.add(item)
     return old
 
 
 def withdraw_item(
-    db: Engine, client: LabelStudioClient | None, dataset: str, language: str, key: str, reason: str
+    db: Engine,
+    client: LabelStudioClient | None,
+    dataset: str,
+    language: str,
+    key: str,
+    reason: str,
+    *,
+    private: bool = False,
 ) -> WithdrawnItem:
     """Withdraw one source item before release: from Label Studio, then from Sabha.
 
@@ -203,7 +222,7 @@ def withdraw_item(
             [f"reason: say why, in 1-{MAX_REASON_CHARS} characters"],
         )
     with Session(db) as session:
-        item = _item(session, dataset, language, key)
+        item = _item(session, dataset, language, key, private)
         if session.exec(
             select(JudgedResponse.id).where(JudgedResponse.source_item_id == id_of(item))
         ).first():
@@ -217,6 +236,12 @@ def withdraw_item(
                 f"{dataset} item {key!r} is in Label Studio, which Sabha cannot reach now.",
                 "Start it (sabha labelstudio start) or set SABHA_LABEL_STUDIO_URL, then "
                 "withdraw the item again.",
+            )
+        if client.private != private:
+            raise SabhaError(
+                f"{dataset} item {key!r} is on the {'private' if private else 'community'} "
+                "Label Studio, not on the one given.",
+                "Withdraw it with that server's client.",
             )
         client.delete_task(item.labelstudio_task_id)  # already gone: nothing to do there
     with session_scope(db) as session:

@@ -125,6 +125,10 @@ def join_project(project_id: int) -> ResponseReturnValue:
 @blueprint.post("/annotate/labelstudio-password")
 @role_required(Role.ANNOTATOR)
 def new_password() -> ResponseReturnValue:
-    """Replace my Label Studio password (when I lost it) and show the new one once."""
-    sign_in = new_labelstudio_password(engine(), _settings(), _me())
+    """Replace my Label Studio password (when I lost it) and show the new one once.
+
+    ``server=private``: my account on the private Label Studio.
+    """
+    private = request.form.get("server") == "private"
+    sign_in = new_labelstudio_password(engine(), _settings(), _me(), private=private)
     return _sign_in_page(sign_in, "Your new Label Studio password")
