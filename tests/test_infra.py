@@ -138,3 +138,15 @@ def test_kuberay_matches_the_project_ray_version() -> None:
     assert cluster["spec"]["rayVersion"] == ray_version.group(1)
     group = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert group["resources"]["limits"]["nvidia.com/gpu"] >= 1
+
+
+def test_the_annotation_sync_unit_runs_a_real_command_and_holds_no_secret() -> None:
+    unit = (INFRA / "systemd" / "sabha-annotations-sync.service").read_text(encoding="utf-8")
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[0].isalpha()
+    )
+    assert settings["ExecStart"] == "/opt/sabha/bin/sabha annotations sync --every 300"
+    _command_options(["sabha", "annotations", "sync", "--every", "300"])
+    assert settings["EnvironmentFile"] == "/etc/sabha/platform.env"
+    assert settings["KillSignal"] == "SIGTERM" and settings["Restart"] == "on-failure"
+    assert not re.search(r"^Environment=.*(TOKEN|SECRET|DATABASE_URL)", unit, re.MULTILINE)
