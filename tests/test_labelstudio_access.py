@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,6 @@ from sabha.annotation.labelstudio import LabelStudioClient, LabelStudioError
 from sabha.annotation.labelstudio_server import (
     PRIVATE_ID_BASE,
     LabelStudioAccount,
-    LabelStudioServer,
-    find_labelstudio_command,
-    number_ids_from,
 )
 from sabha.platform.db import session_scope
 from sabha.platform.domain import DatasetVersion, Role, SourceItem
@@ -78,29 +74,6 @@ def test_labelstudio_sign_up_page_refuses_a_stranger(labelstudio: LabelStudioFor
 
 
 # -- private items: a separate, private Label Studio --------------------------------------
-
-
-@pytest.fixture(scope="module")
-def labelstudio_private(
-    labelstudio_template: tuple[Path, LabelStudioAccount, dict[str, LabelStudioAccount]],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LabelStudioForTests]:
-    """A second Label Studio, set up as `sabha labelstudio start --private` sets it up."""
-    template, admin, people = labelstudio_template
-    data_dir = tmp_path_factory.mktemp("labelstudio-private") / "data"
-    shutil.copytree(template, data_dir)
-    number_ids_from(data_dir, PRIVATE_ID_BASE)
-    server = LabelStudioServer(
-        find_labelstudio_command(REPO / ".venv-labelstudio"),
-        data_dir,
-        free_port(),
-        allow_loopback_webhooks=True,
-    )
-    server.start()
-    try:
-        yield LabelStudioForTests(server, admin, people)
-    finally:
-        server.stop()
 
 
 def _rows(path: Path, rows: list[dict[str, Any]]) -> Path:
