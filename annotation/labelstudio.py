@@ -259,7 +259,7 @@ class LabelStudioClient:
 
         def delete() -> bool:
             try:
-                self._sdk.tasks.delete(task_id)
+                self._sdk.tasks.delete(str(task_id))  # the SDK types the id as a string
             except ApiError as exc:
                 if exc.status_code == 404:
                     return False
