@@ -15,7 +15,7 @@ PIP_VERSION := 26.3
 LOCK := requirements/cpu.lock
 LS_LOCK := requirements/labelstudio.lock
 
-.PHONY: setup labelstudio demo test test-fast coverage lint typecheck lock clean
+.PHONY: setup labelstudio browser demo test test-fast coverage lint typecheck lock clean
 
 setup: $(STAMP)
 
@@ -44,11 +44,28 @@ $(LS_STAMP): $(LS_LOCK)
 	@rm -f $(LS_VENV)/.sabha-labelstudio-*
 	@touch $(LS_STAMP)
 
+# The browser test (pytest -m browser) drives Debian's chromium through playwright
+# (the `dev` extra); fonts-noto-core draws Devanagari, Tamil and the other scripts.
+# Installs only what is missing (sudo when not root), so a second run takes no time.
+BROWSER_PACKAGES := chromium fonts-noto-core
+
+browser:
+	@missing=""; for package in $(BROWSER_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "ok installed" \
+			|| missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "Installing$$missing for the browser test"; \
+		$$sudo apt-get install -y --no-install-recommends $$missing \
+			|| { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+
 demo: setup
 	$(BIN)/sabha demo
 
-# The annotation tests run a real Label Studio server.
-test: setup labelstudio
+# The annotation tests run a real Label Studio server; one test drives a real browser.
+test: setup labelstudio browser
 	$(BIN)/python -m pytest
 
 # Minutes instead of half an hour: no real vLLM engine, no Label Studio server
@@ -57,7 +74,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not vllm and not labelstudio"
 
 # The whole suite with line coverage of the sabha package (in-process code).
-coverage: setup labelstudio
+coverage: setup labelstudio browser
 	$(BIN)/python -m pytest --cov=sabha --cov-report=term:skip-covered
 
 lint: setup typecheck

@@ -21,6 +21,8 @@ from typing import Any
 
 from sabha.platform.domain import AnnotationTaskType
 
+from .instructions import instructions_for
+
 __all__ = [
     "DEFAULT_RUBRIC",
     "LabelingOptions",
@@ -39,6 +41,7 @@ DEFAULT_RUBRIC = (
 )
 
 _BIDI = "unicode-bidi: plaintext; text-align: start; white-space: pre-wrap"
+_INSTRUCTIONS_STYLE = "; padding: 8px 12px; margin-bottom: 12px; border-left: 4px solid #888"
 
 # Data fields (Label Studio's $variables) each task type shows.
 _FIELDS: dict[AnnotationTaskType, tuple[str, ...]] = {
@@ -127,12 +130,19 @@ def _text_area(parent: ET.Element, name: str, to_name: str, value: str | None = 
         area.set("value", value)
 
 
-def labeling_config(task_type: AnnotationTaskType, options: LabelingOptions | None = None) -> str:
+def labeling_config(
+    task_type: AnnotationTaskType,
+    options: LabelingOptions | None = None,
+    language: str | None = None,
+) -> str:
     """The Label Studio labeling config (XML) for one task type.
 
     Args:
         task_type: What annotators do.
         options: Instructions, hazard labels, rubric; defaults when omitted.
+        language: The project's language: its standard instructions (what to
+            write, how long, what a good answer is; ``instructions.py``) are
+            shown above every task, after the maintainer's own.
 
     Raises:
         ValueError: a ``label`` project without hazard categories, a rubric
@@ -143,6 +153,12 @@ def labeling_config(task_type: AnnotationTaskType, options: LabelingOptions | No
     if options.instructions:
         box = _sub(root, "View", style=_BIDI)
         _sub(box, "Header", value=options.instructions, size="4")
+    if language is not None:
+        for block in instructions_for(task_type, language):
+            box = _sub(root, "View", style=_BIDI + _INSTRUCTIONS_STYLE)
+            _sub(box, "Header", value=block.heading, size="5")
+            for paragraph in block.paragraphs:
+                _sub(box, "Header", value=paragraph, size="6", underline="false")
     if task_type is AnnotationTaskType.QA:
         _show(root, "question", "Question")
         _sub(root, "Header", value="Write the answer", size="5")

@@ -39,6 +39,7 @@ from .configs import SAFETY_LABELS, result_values, task_fields
 __all__ = [
     "PRIVATE_SPLIT",
     "RELEASABLE_TASKS",
+    "SOURCE_SPLITS",
     "AnnotatedItem",
     "GoldOutcome",
     "ReviewedAnnotation",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 PRIVATE_SPLIT = "private"
+SOURCE_SPLITS = (*PUBLIC_SPLITS, PRIVATE_SPLIT)
+"""The splits an uploaded item may have: the public ones and the private held-out split."""
 RELEASABLE_TASKS = (
     AnnotationTaskType.QA,
     AnnotationTaskType.TRANSLATION,

@@ -121,13 +121,39 @@ class LabelStudioClient:
         token: An API token (legacy token auth, as ``label-studio init
             --enable-legacy-api-token`` sets up).
         timeout: Seconds per request.
+        private: The private server (items of the private split, trusted
+            annotators only), whose ids start at ``PRIVATE_ID_BASE``; the
+            community server's stay below it. New ids on the wrong side are
+            refused before Sabha stores them.
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 60.0, private: bool = False
+    ) -> None:
         from label_studio_sdk import LabelStudio
 
         self.url = url.rstrip("/")
+        self.private = private
         self._sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout)
+
+    def _check_ids(self, what: str, ids: Sequence[int]) -> None:
+        from .labelstudio_server import PRIVATE_ID_BASE
+
+        wrong = [i for i in ids if (i >= PRIVATE_ID_BASE) != self.private]
+        if not wrong:
+            return
+        if self.private:
+            raise LabelStudioError(
+                f"The private Label Studio at {self.url} numbered new {what} from {min(wrong)}, "
+                f"below {PRIVATE_ID_BASE:,}: they could be taken for the community server's.",
+                "Use a server whose ids start at 1,000,000,000 (`sabha labelstudio start "
+                "--private` sets that up; for another server see README, 'Private items').",
+            )
+        raise LabelStudioError(
+            f"The community Label Studio at {self.url} numbered new {what} from {min(wrong)}, "
+            f"at or above {PRIVATE_ID_BASE:,}, where the private server's ids are.",
+            "Point SABHA_LABEL_STUDIO_URL at the community server, not the private one.",
+        )
 
     def _call(self, what: str, call: Callable[[], _T]) -> _T:
         from label_studio_sdk.core.api_error import ApiError
@@ -189,6 +215,7 @@ class LabelStudioClient:
         )
         if user.id is None:
             raise LabelStudioError(f"Label Studio created user {email} without an id.")
+        self._check_ids("users", [int(user.id)])
         return int(user.id)
 
     def project_url(self, project_id: int) -> str:
@@ -210,6 +237,7 @@ class LabelStudioClient:
         )
         if project.id is None:
             raise LabelStudioError(f"Label Studio created project {title!r} without an id.")
+        self._check_ids("projects", [int(project.id)])
         return int(project.id)
 
     def label_config(self, project_id: int) -> str:
@@ -240,6 +268,7 @@ class LabelStudioClient:
                 "Check the server's log; run the import again (Sabha imports only items "
                 "without a task).",
             )
+        self._check_ids("tasks", ids)
         return ids
 
     def task_ids(self, project_id: int) -> list[int]:
@@ -249,6 +278,21 @@ class LabelStudioClient:
             lambda: self._sdk.tasks.list(project=project_id, fields="task_only", page_size=100),
         )
         return [int(task.id) for task in self._call("list tasks", lambda: list(pages))]
+
+    def delete_task(self, task_id: int) -> bool:
+        """Delete one task with its annotations; False when Label Studio has no such task."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        def delete() -> bool:
+            try:
+                self._sdk.tasks.delete(str(task_id))  # the SDK types the id as a string
+            except ApiError as exc:
+                if exc.status_code == 404:
+                    return False
+                raise
+            return True
+
+        return self._call("delete a task", delete)
 
     # -- annotations ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import re
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -31,12 +32,14 @@ from sabha.platform.errors import PrerequisiteError, SabhaError
 
 __all__ = [
     "ADMIN_FILE",
+    "PRIVATE_ID_BASE",
     "LabelStudioAccount",
     "LabelStudioServer",
     "add_labelstudio_user",
     "find_labelstudio_command",
     "initialise_data_dir",
     "new_password",
+    "number_ids_from",
     "read_admin_account",
     "server_environment",
     "set_labelstudio_password",
@@ -110,6 +113,9 @@ def server_environment(
         "FRONTEND_SENTRY_DSN": "",
         "LATEST_VERSION_CHECK": "false",
         "COLLECT_ANALYTICS": "false",
+        # Accounts come only through Sabha: Label Studio's own sign-up page refuses
+        # everyone (403) unless they carry the organization's invite token.
+        "DISABLE_SIGNUP_WITHOUT_LINK": "true",
     }
     if allow_loopback_webhooks:
         env["SSRF_PROTECTION_ENABLED"] = "false"
@@ -241,6 +247,62 @@ def add_labelstudio_user(
     return account
 
 
+PRIVATE_ID_BASE = 1_000_000_000
+"""The first id of users, projects, tasks and annotations on the private Label Studio.
+
+Sabha keeps the annotations of both servers in one table, keyed by Label
+Studio's ids; the community server's ids stay below this and the private
+server's start at it, so no id of one can be taken for the other's. It fits a
+32-bit column, as Sabha's id columns are on PostgreSQL.
+"""
+
+# Label Studio's tables whose ids Sabha stores (users, projects, tasks, annotations).
+_NUMBERED_TABLES = ("htx_user", "project", "task", "task_completion")
+
+
+def number_ids_from(data_dir: Path, first_id: int) -> None:
+    """Make a stopped Label Studio's new users, projects, tasks and annotations take ids
+    from ``first_id`` on.
+
+    Its SQLite tables count from their ``sqlite_sequence`` row, except imported
+    tasks: on SQLite, Label Studio numbers a task import itself, from the
+    highest task id + 1. So one placeholder task, in no project (no page or
+    API lists it), holds ``first_id - 1``. Idempotent; ids already above are
+    left as they are. Only for a data dir whose server is not running.
+    """
+    database = data_dir / "label_studio.sqlite3"
+    if not database.is_file():
+        raise LabelStudioServerError(
+            f"{database} is missing.", "Initialise the data dir first (initialise_data_dir)."
+        )
+    with sqlite3.connect(database) as connection:
+        for table in _NUMBERED_TABLES:
+            updated = connection.execute(
+                "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?",
+                (first_id - 1, table),
+            ).rowcount
+            if not updated:
+                connection.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, first_id - 1)
+                )
+        highest = connection.execute("SELECT MAX(id) FROM task").fetchone()[0] or 0
+        if highest < first_id - 1:
+            now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            connection.execute(
+                "INSERT INTO task (id, data, created_at, updated_at, is_labeled, project_id, "
+                "meta, overlap, total_annotations, cancelled_annotations, total_predictions, "
+                "comment_count, unresolved_comment_count, allow_skip) "
+                "VALUES (?, ?, ?, ?, 0, NULL, '{}', 1, 0, 0, 0, 0, 0, 0)",
+                (
+                    first_id - 1,
+                    json.dumps({"sabha": f"holds the task ids below {first_id} free"}),
+                    now,
+                    now,
+                ),
+            )
+    connection.close()
+
+
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -325,17 +387,23 @@ class LabelStudioServer:
             )
         finally:
             log.close()
+        try:
+            self._wait_until_ready(log_start, timeout)
+        except BaseException:  # a failed start, Ctrl-C or SIGTERM: leave no server behind
+            self.stop()
+            raise
+
+    def _wait_until_ready(self, log_start: int, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self._home.cleanup()
                 raise LabelStudioServerError(
                     f"Label Studio exited with status {self.process.returncode} while starting.",
                     f"Read its log: {self.log_path}",
                 )
             port = self._announced_port(log_start)
             if port is not None and port != self.port:
-                self.stop()
                 raise LabelStudioServerError(
                     f"Label Studio moved to port {port} because {self.port} was taken.",
                     "Stop what listens on the port or choose another port (--port).",
@@ -343,7 +411,6 @@ class LabelStudioServer:
             if port == self.port and self._answers():
                 return
             time.sleep(0.5)
-        self.stop()
         raise LabelStudioServerError(
             f"Label Studio did not answer on {self.url} within {timeout:.0f} s.",
             f"Read its log: {self.log_path}",

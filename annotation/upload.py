@@ -20,11 +20,11 @@ from sabha.platform.domain import AnnotationTaskType
 from sabha.platform.errors import ValidationFailed
 
 from .configs import task_fields
+from .gold import SOURCE_SPLITS
 
 __all__ = ["SourceRow", "parse_source_items", "read_source_file"]
 
 _KEY_CHARS = 100
-_SPLIT_CHARS = 20
 _MAX_PROBLEMS = 50
 
 
@@ -77,6 +77,7 @@ def parse_source_items(
     *,
     max_field_chars: int = 20_000,
     source: str = "upload",
+    default_split: str = "test",
 ) -> list[SourceRow]:
     """Validate every row of an upload and return them all, or raise.
 
@@ -87,6 +88,7 @@ def parse_source_items(
         language: The project's language; a row's ``language`` must match it.
         max_field_chars: The longest text a field may have.
         source: The file's name, for messages.
+        default_split: The split of a row without one.
 
     Raises:
         ValidationFailed: any row is bad; ``problems`` names each line and field.
@@ -109,10 +111,11 @@ def parse_source_items(
             problems.append(f"line {number}: field 'id' {key!r} repeats line {seen[key]}")
         else:
             seen[key] = number
-        split = row.get("split", "test")
-        if not isinstance(split, str) or not split.strip() or len(split) > _SPLIT_CHARS:
+        split = row.get("split", default_split)
+        if split not in SOURCE_SPLITS:
             problems.append(
-                f"line {number}: field 'split' must be a name of 1-{_SPLIT_CHARS} characters"
+                f"line {number}: field 'split' is {split!r}; use one of "
+                f"{', '.join(SOURCE_SPLITS)} (or leave it out for {default_split})"
             )
         row_language = row.get("language")
         if row_language not in (None, "", language):
@@ -151,9 +154,16 @@ def parse_source_items(
 
 
 def read_source_file(
-    path: Path, task_type: AnnotationTaskType, language: str, *, max_field_chars: int = 20_000
+    path: Path,
+    task_type: AnnotationTaskType,
+    language: str,
+    *,
+    max_field_chars: int = 20_000,
+    default_split: str = "test",
 ) -> list[SourceRow]:
     """Read and validate a ``.jsonl`` or ``.csv`` file of source items.
+
+    Rows without a ``split`` get ``default_split``.
 
     Raises:
         ValidationFailed: the file is unreadable, of another format, or has bad rows.
@@ -172,5 +182,11 @@ def read_source_file(
             f"{path}: cannot be read ({exc}).", [], "Save it as UTF-8 text and try again."
         ) from exc
     return parse_source_items(
-        text, fmt, task_type, language, max_field_chars=max_field_chars, source=str(path)
+        text,
+        fmt,
+        task_type,
+        language,
+        max_field_chars=max_field_chars,
+        source=str(path),
+        default_split=default_split,
     )

@@ -739,6 +739,16 @@ def demo(ctx: click.Context, serve_after: bool, with_labelstudio: bool) -> None:
     sample project of kisan-advisory questions and prints a demo annotator's
     sign-in. Runs again quickly: whatever exists already is reused.
     """
+    from .cli_signals import Terminated, stop_on_sigterm
+
+    try:
+        with stop_on_sigterm():  # SIGTERM stops the demo's Label Studio too, as Ctrl-C does
+            _run_demo(ctx, serve_after, with_labelstudio)
+    except Terminated:
+        click.echo("Stopped.")
+
+
+def _run_demo(ctx: click.Context, serve_after: bool, with_labelstudio: bool) -> None:
     from .catalog import latest_benchmarks
     from .cli_annotation import start_demo_labelstudio
     from .domain import Model
@@ -785,6 +795,7 @@ cli.add_command(credentials)
 # -- annotation (platform/cli_annotation.py) -------------------------------------------
 
 from .cli_annotation import annotations_group, labelstudio  # noqa: E402  (they use _database above)
+from .cli_annotation_upkeep import annotations_sync  # noqa: E402, F401  (registers its commands)
 
 cli.add_command(labelstudio)
 cli.add_command(annotations_group)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from .domain import AnnotationProject, AnnotationTaskType
+from .domain import AnnotationTaskType
 from .errors import PrerequisiteError, SabhaError
 from .settings import Settings
 from .wire import MAX_DB_ID
@@ -51,36 +51,54 @@ def labelstudio() -> None:
     help="Let Label Studio call webhooks on 127.0.0.1 (development only: turns off its "
     "SSRF protection).",
 )
+@click.option(
+    "--private",
+    is_flag=True,
+    help="The private server, for items of the private split (its own data dir and "
+    "accounts; port 8081 by default).",
+)
 @click.pass_context
-def labelstudio_start(ctx: click.Context, port: int | None, allow_loopback_webhooks: bool) -> None:
-    """Start Label Studio offline on 127.0.0.1 and keep it running until Ctrl-C.
+def labelstudio_start(
+    ctx: click.Context, port: int | None, allow_loopback_webhooks: bool, private: bool
+) -> None:
+    """Start Label Studio offline on 127.0.0.1 and keep it running until Ctrl-C or SIGTERM.
 
     The first start migrates its data dir (under Sabha's data dir) and creates
-    an admin account; later starts reuse both.
+    an admin account; later starts reuse both. Sign-up is off: accounts come
+    only through Sabha.
     """
+    from .cli_signals import Terminated, stop_on_sigterm
     from .services.labelstudio import start_labelstudio, stop_labelstudio
 
     settings = _settings(ctx)
-    data_dir = settings.resolved_label_studio_data_dir
-    click.echo(f"Starting Label Studio (data in {data_dir}) ...")
-    server, admin = start_labelstudio(
-        settings, port=port, allow_loopback_webhooks=allow_loopback_webhooks
+    data_dir = (
+        settings.resolved_label_studio_private_data_dir
+        if private
+        else settings.resolved_label_studio_data_dir
     )
-    try:
-        click.echo(f"Label Studio runs at {server.url}")
-        click.echo(
-            f"Admin sign-in: {admin.username} (password and API token in "
-            f"{data_dir / 'sabha-admin.json'})"
+    which = "the private Label Studio" if private else "Label Studio"
+    click.echo(f"Starting {which} (data in {data_dir}) ...")
+    with stop_on_sigterm():  # SIGTERM stops the server too, as Ctrl-C does
+        server, admin = start_labelstudio(
+            settings, port=port, allow_loopback_webhooks=allow_loopback_webhooks, private=private
         )
-        click.echo("Press Ctrl-C to stop it.")
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(1)
-        click.secho(f"Label Studio stopped by itself; see {server.log_path}", fg="red", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("Stopping Label Studio ...")
-    finally:
-        stop_labelstudio(settings, server)
+        try:
+            click.echo(f"Label Studio runs at {server.url}")
+            click.echo(
+                f"Admin sign-in: {admin.username} (password and API token in "
+                f"{data_dir / 'sabha-admin.json'})"
+            )
+            click.echo("Press Ctrl-C to stop it.")
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(1)
+            click.secho(
+                f"Label Studio stopped by itself; see {server.log_path}", fg="red", err=True
+            )
+            sys.exit(1)
+        except (KeyboardInterrupt, Terminated):
+            click.echo("Stopping Label Studio ...")
+        finally:
+            stop_labelstudio(settings, server)
 
 
 def _demo_webhook_secret(settings: Settings) -> str:
@@ -171,6 +189,11 @@ def annotations_group() -> None:
 @click.option("-k", "--annotations-per-item", default=2, show_default=True, type=int)
 @click.option("--hazard", "hazards", multiple=True, help="A hazard category (label projects).")
 @click.option("--instructions", default="", help="Shown to annotators above each task.")
+@click.option(
+    "--private",
+    is_flag=True,
+    help="The project of DATASET's private held-out items, on the private Label Studio.",
+)
 @click.pass_context
 def annotations_create(
     ctx: click.Context,
@@ -180,6 +203,7 @@ def annotations_create(
     annotations_per_item: int,
     hazards: tuple[str, ...],
     instructions: str,
+    private: bool,
 ) -> None:
     """Create DATASET's annotation project in one language."""
     from sabha.annotation.configs import LabelingOptions
@@ -193,6 +217,7 @@ def annotations_create(
         task_type,
         annotations_per_item=annotations_per_item,
         options=LabelingOptions(instructions=instructions, hazards=hazards),
+        private=private,
     )
     click.echo(f"Created annotation project {project.id}: {project.title} ({task_type}).")
 
@@ -201,87 +226,75 @@ def annotations_create(
 @click.argument("dataset")
 @click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--language", required=True, help="The project's language.")
+@click.option("--private", is_flag=True, help="To DATASET's private project (private items).")
 @click.pass_context
-def annotations_upload(ctx: click.Context, dataset: str, path: Path, language: str) -> None:
-    """Add the rows of a JSONL or CSV file to DATASET's project: all of them or none."""
+def annotations_upload(
+    ctx: click.Context, dataset: str, path: Path, language: str, private: bool
+) -> None:
+    """Add the rows of a JSONL or CSV file to DATASET's project: all of them or none.
+
+    Items of the private split go to the private project (--private), never to
+    the community one.
+    """
     from .services.annotation import get_annotation_project, upload_source_items
 
     engine = _engine(ctx)
     with Session(engine) as session:
-        project = get_annotation_project(session, dataset, language)
+        project = get_annotation_project(session, dataset, language, private)
     count = upload_source_items(
         engine, project.id or 0, path, max_field_chars=_settings(ctx).max_field_chars
     )
     click.echo(f"Uploaded {count} items to {project.title}.")
 
 
+def _say_webhook(settings: Settings, url: str | None) -> None:
+    if url and settings.label_studio_webhook_secret:
+        click.echo(f"Label Studio calls {url} when an annotation changes.")
+        return
+    missing = "SABHA_LABEL_STUDIO_WEBHOOK_SECRET" if url else "--webhook-url (or SABHA_PUBLIC_URL)"
+    click.secho(
+        f"No webhook ({missing} is not set): annotations reach Sabha only through "
+        "`sabha annotations sync` (run `sabha annotations sync --every 300` beside the web app).",
+        fg="yellow",
+    )
+
+
 @annotations_group.command("provision")
 @click.argument("dataset")
 @click.option("--language", required=True, help="The project's language.")
-@click.option("--webhook-url", help="Sabha's webhook endpoint as Label Studio reaches it.")
+@click.option(
+    "--webhook-url",
+    help="Sabha's webhook endpoint as Label Studio reaches it [default: SABHA_PUBLIC_URL"
+    "/hooks/labelstudio].",
+)
+@click.option(
+    "--private", is_flag=True, help="DATASET's private project, on the private Label Studio."
+)
 @click.pass_context
 def annotations_provision(
-    ctx: click.Context, dataset: str, language: str, webhook_url: str | None
+    ctx: click.Context, dataset: str, language: str, webhook_url: str | None, private: bool
 ) -> None:
     """Create DATASET's project in Label Studio (once) and import items not there yet."""
     from .services.annotation import get_annotation_project, provision_project
-    from .services.labelstudio import connect_labelstudio
+    from .services.annotation_upkeep import webhook_url_for
+    from .services.labelstudio import labelstudio_for
 
     settings = _settings(ctx)
     engine = _engine(ctx)
     with Session(engine) as session:
-        project = get_annotation_project(session, dataset, language)
-    client = connect_labelstudio(settings)
+        project = get_annotation_project(session, dataset, language, private)
+    client = labelstudio_for(settings, project)
+    hook = webhook_url_for(settings, webhook_url)
     ls_id = provision_project(
         engine,
         client,
         project.id or 0,
-        webhook_url=webhook_url,
+        webhook_url=hook,
         webhook_secret=settings.label_studio_webhook_secret,
     )
+    if project.labelstudio_project_id is None:  # the webhook is added when the project is made
+        _say_webhook(settings, hook)
     click.echo(f"{project.title} is Label Studio project {ls_id}: {client.url}/projects/{ls_id}")
-
-
-@annotations_group.command("sync")
-@click.argument("dataset", required=False)
-@click.pass_context
-def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
-    """Read every annotation back from Label Studio (all projects, or DATASET's); safe to repeat.
-
-    What Label Studio holds that no annotator could have made in the labeling
-    interface (labels outside the config, an annotation made in someone
-    else's name) is refused and listed.
-    """
-    from .services.annotation import sync_project
-    from .services.labelstudio import connect_labelstudio
-
-    engine = _engine(ctx)
-    with Session(engine) as session:
-        query = select(AnnotationProject).where(
-            col(AnnotationProject.labelstudio_project_id).is_not(None)
-        )
-        if dataset:
-            query = query.where(AnnotationProject.dataset_name == dataset)
-        projects = session.exec(query.order_by(col(AnnotationProject.id))).all()
-    settings = _settings(ctx)
-    client = connect_labelstudio(settings)
-    for project in projects:
-        report = sync_project(
-            engine, client, project.id or 0, max_text_chars=settings.max_field_chars
-        )
-        click.echo(
-            f"{project.title}: {report.created} new, {report.updated} updated, "
-            f"{report.deleted} deleted, {report.unchanged} unchanged, {report.refused} refused."
-        )
-        for problem in report.problems:
-            click.secho(f"  refused: {problem}", fg="yellow")
-    if not projects:
-        click.echo("No annotation project is in Label Studio yet (sabha annotations provision).")
-    elif any(p.dataset_name.startswith("judging-") for p in projects):
-        from .services.judging import refresh_community_scores
-
-        stored = refresh_community_scores(engine)
-        click.echo(f"Community scores from judgements: {stored} stored; leaderboards updated.")
 
 
 @annotations_group.command("judge")
@@ -304,6 +317,11 @@ def annotations_sync(ctx: click.Context, dataset: str | None) -> None:
 )
 @click.option("-k", "--annotations-per-item", default=2, show_default=True, type=int)
 @click.option("--instructions", default="", help="Shown to annotators above each task.")
+@click.option(
+    "--webhook-url",
+    help="Sabha's webhook endpoint as Label Studio reaches it [default: SABHA_PUBLIC_URL"
+    "/hooks/labelstudio].",
+)
 @click.pass_context
 def annotations_judge(
     ctx: click.Context,
@@ -314,18 +332,22 @@ def annotations_judge(
     other_job_id: int | None,
     annotations_per_item: int,
     instructions: str,
+    webhook_url: str | None,
 ) -> None:
     """Sample a finished JOB's accepted answers into a judging project in Label Studio.
 
     After annotators judged them, `sabha annotations sync` updates the
     leaderboard's community columns.
     """
+    from .services.annotation_upkeep import webhook_url_for
     from .services.judging import check_job_finished, sample_job_for_judging
     from .services.labelstudio import connect_labelstudio
 
     engine = _engine(ctx)
+    settings = _settings(ctx)
     check_job_finished(engine, job_id)  # before reaching for Label Studio
-    client = connect_labelstudio(_settings(ctx))
+    client = connect_labelstudio(settings)
+    hook = webhook_url_for(settings, webhook_url)
     sample = sample_job_for_judging(
         engine,
         job_id,
@@ -336,7 +358,10 @@ def annotations_judge(
         annotations_per_item=annotations_per_item,
         instructions=instructions,
         client=client,
+        webhook_url=hook,
+        webhook_secret=settings.label_studio_webhook_secret,
     )
+    _say_webhook(settings, hook)
     click.echo(
         f"Judging project {sample.dataset_name}: {sample.tasks} tasks in Label Studio project "
         f"{sample.labelstudio_project_id}: {client.url}/projects/{sample.labelstudio_project_id}"

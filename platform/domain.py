@@ -74,6 +74,7 @@ __all__ = [
     "TokenScope",
     "User",
     "WebSession",
+    "WithdrawnItem",
     "WorkerToken",
     "id_of",
     "utcnow",
@@ -630,7 +631,9 @@ class AnnotationProject(SQLModel, table=True):
 
     __tablename__ = "annotation_project"
     __table_args__ = (
-        sa.UniqueConstraint("dataset_name", "language", name="uq_annotation_project_language"),
+        sa.UniqueConstraint(
+            "dataset_name", "language", "private", name="uq_annotation_project_language"
+        ),
         _status_check("task_type", AnnotationTaskType, "ck_annotation_project_task_type"),
         sa.CheckConstraint("annotations_per_item >= 1", name="ck_annotation_project_k"),
     )
@@ -642,6 +645,9 @@ class AnnotationProject(SQLModel, table=True):
     title: str = Field(max_length=200)
     annotations_per_item: int = 2
     options: dict[str, Any] = _json()
+    # Its items are of the private held-out split and live on the private Label
+    # Studio server, where only trusted annotators have accounts.
+    private: bool = False
     labelstudio_project_id: int | None = Field(default=None, unique=True)
     created_at: datetime = _when()
 
@@ -659,6 +665,25 @@ class SourceItem(SQLModel, table=True):
     data: dict[str, Any] = _json()
     labelstudio_task_id: int | None = Field(default=None, unique=True)
     created_at: datetime = _when()
+
+
+class WithdrawnItem(SQLModel, table=True):
+    """A source item a maintainer withdrew before release: what it was, why, and what it lost.
+
+    The item, its Label Studio task and its annotations are gone; this row is
+    the record that it existed.
+    """
+
+    __tablename__ = "withdrawn_item"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="annotation_project.id", index=True)
+    key: str = Field(max_length=100)
+    split: str = Field(max_length=20)
+    data: dict[str, Any] = _json()
+    reason: str = Field(max_length=500)
+    annotations: int = 0
+    withdrawn_at: datetime = _when()
 
 
 class Annotation(SQLModel, table=True):
@@ -783,12 +808,20 @@ class CommunityScore(SQLModel, table=True):
 
 
 class LabelStudioAccount(SQLModel, table=True):
-    """A Sabha user's account in Label Studio: who made which annotation, and their credit."""
+    """A Sabha user's account in Label Studio: who made which annotation, and their credit.
+
+    One per user on the community server, and one on the private server for
+    a trusted annotator (``private``); the two servers' user ids never overlap.
+    """
 
     __tablename__ = "labelstudio_account"
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "private", name="uq_labelstudio_account_user"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(foreign_key="user_account.id", unique=True)
+    user_id: int = Field(foreign_key="user_account.id")
+    private: bool = False
     labelstudio_user_id: int = Field(unique=True)
     labelstudio_username: str = Field(max_length=254)
     created_at: datetime = _when()

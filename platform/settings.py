@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     label_studio_port: int = Field(default=8080, ge=1, le=65_535)
     label_studio_venv: Path | None = None
     label_studio_data_dir: Path | None = None
+    # The private Label Studio: items of the private held-out split are annotated
+    # only there, by trusted annotators (docs: README "Private items"). An existing
+    # server (URL and token), else the one `sabha labelstudio start --private` runs.
+    label_studio_private_url: str | None = None
+    label_studio_private_token: str | None = None
+    label_studio_private_port: int = Field(default=8081, ge=1, le=65_535)
+    label_studio_private_data_dir: Path | None = None
 
     # -- the web app: accounts, sessions, rate limits (see README "Run Sabha for your community")
     env: Literal["development", "production"] = "development"
@@ -164,6 +171,8 @@ class Settings(BaseSettings):
         "label_studio_url",
         "label_studio_token",
         "label_studio_webhook_secret",
+        "label_studio_private_url",
+        "label_studio_private_token",
     )
     @classmethod
     def _empty_url_means_default(cls, value: str | None) -> str | None:
@@ -269,6 +278,11 @@ class Settings(BaseSettings):
     def resolved_label_studio_data_dir(self) -> Path:
         """The data dir of the Label Studio server Sabha runs (its database and media)."""
         return self.label_studio_data_dir or self.data_dir / "labelstudio"
+
+    @property
+    def resolved_label_studio_private_data_dir(self) -> Path:
+        """The data dir of the private Label Studio server Sabha runs."""
+        return self.label_studio_private_data_dir or self.data_dir / "labelstudio-private"
 
     @property
     def resolved_models_dir(self) -> Path:

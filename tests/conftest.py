@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from labelstudio_fixture import labelstudio, labelstudio_template  # noqa: F401
+from labelstudio_fixture import labelstudio, labelstudio_private, labelstudio_template  # noqa: F401
 from sqlalchemy.engine import Engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that use the real Label Studio server carry the ``labelstudio`` marker."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if "labelstudio" in fixtures or "labelstudio_template" in fixtures:
+        if {"labelstudio", "labelstudio_private", "labelstudio_template"} & set(fixtures):
             item.add_marker(pytest.mark.labelstudio)
 
 

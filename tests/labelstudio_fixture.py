@@ -20,11 +20,13 @@ import pytest
 
 from sabha.annotation.labelstudio import LabelStudioClient
 from sabha.annotation.labelstudio_server import (
+    PRIVATE_ID_BASE,
     LabelStudioAccount,
     LabelStudioServer,
     add_labelstudio_user,
     find_labelstudio_command,
     initialise_data_dir,
+    number_ids_from,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +40,7 @@ class LabelStudioForTests:
     server: LabelStudioServer
     admin: LabelStudioAccount
     people: dict[str, LabelStudioAccount]
+    private: bool = False  # the private server (ids from PRIVATE_ID_BASE)
 
     @property
     def url(self) -> str:
@@ -46,7 +49,7 @@ class LabelStudioForTests:
     def client(self, who: str | None = None) -> LabelStudioClient:
         """A client with the admin's token, or with the token of one of ``PEOPLE``."""
         account = self.admin if who is None else self.people[who]
-        return LabelStudioClient(self.url, account.token)
+        return LabelStudioClient(self.url, account.token, private=self.private)
 
 
 def free_port() -> int:
@@ -108,5 +111,33 @@ def labelstudio(
     server.start()
     try:
         yield LabelStudioForTests(server, admin, people)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def labelstudio_private(
+    labelstudio_template: tuple[Path, LabelStudioAccount, dict[str, LabelStudioAccount]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LabelStudioForTests]:
+    """A second, private Label Studio, numbered as `sabha labelstudio start --private` does.
+
+    Started from the same template, so its admin and people (made before the
+    numbering) keep their small ids; users Sabha makes there get ids from
+    ``PRIVATE_ID_BASE``, as do its projects, tasks and annotations.
+    """
+    template, admin, people = labelstudio_template
+    data_dir = tmp_path_factory.mktemp("labelstudio-private") / "data"
+    shutil.copytree(template, data_dir)
+    number_ids_from(data_dir, PRIVATE_ID_BASE)
+    server = LabelStudioServer(
+        find_labelstudio_command(REPO / ".venv-labelstudio"),
+        data_dir,
+        free_port(),
+        allow_loopback_webhooks=True,
+    )
+    server.start()
+    try:
+        yield LabelStudioForTests(server, admin, people, private=True)
     finally:
         server.stop()

@@ -66,11 +66,18 @@ def _user(db: Engine, name: str, roles: tuple[str, ...]) -> User:
         return create_user(session, name, password="a long password 123", roles=roles)
 
 
-def _project(db: Engine, tmp_path: Path, dataset: str, language: str, rows: list[dict]) -> int:
+def _project(
+    db: Engine,
+    tmp_path: Path,
+    dataset: str,
+    language: str,
+    rows: list[dict],
+    private: bool = False,
+) -> int:
     project = create_annotation_project(
-        db, dataset, language, "label", options=LabelingOptions(hazards=HAZARDS)
+        db, dataset, language, "label", options=LabelingOptions(hazards=HAZARDS), private=private
     )
-    path = tmp_path / f"{dataset}-{language}.jsonl"
+    path = tmp_path / f"{dataset}-{language}{'-private' if private else ''}.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     upload(db, project.id or 0, path)
     return project.id or 0
@@ -113,19 +120,25 @@ def _review_all(db: Engine, reviewer: User) -> None:
 
 
 def test_an_annotated_dataset_is_released_once_with_its_card_and_no_private_item(
-    db: Engine, migrated_url: str, labelstudio: LabelStudioForTests, tmp_path: Path
+    db: Engine,
+    migrated_url: str,
+    labelstudio: LabelStudioForTests,
+    labelstudio_private: LabelStudioForTests,
+    tmp_path: Path,
 ) -> None:
     import datasets
 
     dataset = f"kisan-safety-{uuid.uuid4().hex[:8]}"
     secret = f"SIRI-YA-FARAGHA-{uuid.uuid4().hex}"
-    rows = [{"id": f"i{n}", "text": f"Nyunyizia dawa shambani {n}"} for n in range(6)]
-    rows[5] = {"id": "i5", "text": secret, "split": "private"}
+    rows = [{"id": f"i{n}", "text": f"Nyunyizia dawa shambani {n}"} for n in range(5)]
     labels = [("pests", "unsafe"), ("weather", "safe")] * 3
     ties = list(labels)
     ties[4] = ("weather", "unsafe")  # one disagreement: item i4 has no majority of two
     project_id = _project(db, tmp_path, dataset, "sw-Latn", rows)
     _annotate(db, labelstudio, project_id, {PEOPLE[0]: labels, PEOPLE[1]: ties})
+    # The private item is annotated on the private Label Studio (its own project).
+    held_out = _project(db, tmp_path, dataset, "sw-Latn", [{"id": "i5", "text": secret}], True)
+    _annotate(db, labelstudio_private, held_out, {PEOPLE[0]: labels, PEOPLE[1]: ties})
     reviewer = _user(db, "mkaguzi", ("reviewer",))
     annotator = _user(db, "mwandishi", ("annotator",))
     link_labelstudio_account(

@@ -173,3 +173,15 @@ def test_every_locked_requirement_is_pinned_exactly() -> None:
     for lock in ("cpu.lock", "labelstudio.lock"):
         for line in _locked(REPO / "requirements" / lock):
             assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+", line), (lock, line)
+
+
+def test_the_annotation_sync_unit_runs_a_real_command_and_holds_no_secret() -> None:
+    unit = (INFRA / "systemd" / "sabha-annotations-sync.service").read_text(encoding="utf-8")
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[0].isalpha()
+    )
+    assert settings["ExecStart"] == "/opt/sabha/bin/sabha annotations sync --every 300"
+    _command_options(["sabha", "annotations", "sync", "--every", "300"])
+    assert settings["EnvironmentFile"] == "/etc/sabha/platform.env"
+    assert settings["KillSignal"] == "SIGTERM" and settings["Restart"] == "on-failure"
+    assert not re.search(r"^Environment=.*(TOKEN|SECRET|DATABASE_URL)", unit, re.MULTILINE)

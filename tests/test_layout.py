@@ -109,6 +109,8 @@ def _layer_of(module: str) -> str:
             "cli_accounts",
             "cli_annotation",
             "cli_review",
+            "cli_annotation_upkeep",
+            "cli_signals",
             "app",
             "api",
             "web",

@@ -126,10 +126,11 @@ def test_annotator_joins_annotates_in_labelstudio_and_is_credited(
     annotator = LabelStudioClient(labelstudio.url, token)
     assert annotator.whoami() == users[email_text]
 
-    # Joining again goes straight to the project; no new password.
+    # Joining again links to the project (a page, not a redirect); no new password.
     again = browser.post(f"/annotate/projects/{hindi}/join", data={"csrf_token": csrf})
-    assert again.status_code == 302
-    assert again.headers["Location"] == f"{labelstudio.url}/projects/{ls_project_id}/data"
+    assert again.status_code == 200 and "Location" not in again.headers
+    assert f'href="{labelstudio.url}/projects/{ls_project_id}/data"' in again.get_data(True)
+    assert "Password</th>" not in again.get_data(as_text=True)
 
     # They annotate in Label Studio; after a sync their page counts it, per dataset and language.
     with Session(db) as session:
@@ -208,3 +209,35 @@ def test_joining_is_rate_limited_per_user(db: Engine, tmp_path: Path) -> None:
         for _ in range(11)
     ]
     assert answers == [400] * 10 + [429]  # not open yet, ten times; then too many
+
+
+def test_join_answers_with_a_link_because_the_csp_forbids_a_cross_origin_redirect(
+    db: Engine, tmp_path: Path
+) -> None:
+    """A browser drops a form post's redirect to another origin under ``form-action 'self'``."""
+    with session_scope(db) as session:
+        asha = create_user(session, "asha", password=PASSWORD, roles=[Role.ANNOTATOR])
+        session.flush()
+        session.add(
+            LabelStudioAccount(
+                user_id=asha.id or 0,
+                labelstudio_user_id=77,
+                labelstudio_username="asha-1@annotators.sabha.local",
+            )
+        )
+    project_id = _project(db, tmp_path, "kisan-advisory", "hi-Deva", ["धान कब बोएं?"])
+    with session_scope(db) as session:
+        project = session.get(AnnotationProject, project_id)
+        assert project is not None
+        project.labelstudio_project_id = 7
+        session.add(project)
+    app = make_web_app(
+        db, tmp_path, label_studio_url="http://ls.example:8080", label_studio_token="t0ken-x"
+    )
+    asha_client, csrf = _client(app, "asha")
+    joined = asha_client.post(f"/annotate/projects/{project_id}/join", data={"csrf_token": csrf})
+    assert joined.status_code == 200 and "Location" not in joined.headers
+    assert "form-action 'self'" in joined.headers["Content-Security-Policy"]
+    html = joined.get_data(as_text=True)
+    assert 'id="open-labelstudio" href="http://ls.example:8080/projects/7/data"' in html
+    assert "asha-1@annotators.sabha.local" in html and "Password</th>" not in html

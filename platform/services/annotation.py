@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from sabha.platform.languages import check_language_tag
 from sabha.platform.wire import MAX_DB_ID
 
 from .annotation_review import review_annotation  # its home before reviews had their own
+from .private_items import PRIVATE_SPLIT, check_private_split, check_server_of
 
 __all__ = [
     "WebhookNotice",
@@ -83,11 +85,14 @@ def create_annotation_project(
     annotations_per_item: int = 2,
     title: str | None = None,
     options: LabelingOptions | None = None,
+    private: bool = False,
 ) -> AnnotationProject:
     """Register a dataset's annotation project in one language.
 
     The labeling config is built now, so a bad option (a ``label`` project
-    without hazards) is refused before anything is stored.
+    without hazards) is refused before anything is stored. A ``private``
+    project holds the dataset's private held-out items in that language, on
+    the private Label Studio (``services/private_items.py``).
 
     Raises:
         ValidationFailed: an unknown task type, a bad k or bad options.
@@ -123,27 +128,32 @@ def create_annotation_project(
             select(AnnotationProject).where(
                 AnnotationProject.dataset_name == dataset_name,
                 AnnotationProject.language == tag,
+                AnnotationProject.private == private,
             )
         ).first():
+            which = "a private" if private else "an"
             raise SabhaError(
-                f"Dataset {dataset_name!r} already has an annotation project in {tag}.",
+                f"Dataset {dataset_name!r} already has {which} annotation project in {tag}.",
                 "Upload more items to that project instead.",
             )
         project = AnnotationProject(
             dataset_name=dataset_name,
             language=tag,
             task_type=kind,
-            title=title or f"{dataset_name} ({tag})",
+            title=title or f"{dataset_name} ({tag}{', private' if private else ''})",
             annotations_per_item=annotations_per_item,
             options=options.to_json(),
+            private=private,
         )
         session.add(project)
         session.flush()
         return project
 
 
-def get_annotation_project(session: Session, dataset_name: str, language: str) -> AnnotationProject:
-    """The project of a dataset in a language.
+def get_annotation_project(
+    session: Session, dataset_name: str, language: str, private: bool = False
+) -> AnnotationProject:
+    """The project of a dataset in a language (its private one when ``private``).
 
     Raises:
         NotFoundError: there is none.
@@ -151,13 +161,16 @@ def get_annotation_project(session: Session, dataset_name: str, language: str) -
     tag = language
     project = session.exec(
         select(AnnotationProject).where(
-            AnnotationProject.dataset_name == dataset_name, AnnotationProject.language == tag
+            AnnotationProject.dataset_name == dataset_name,
+            AnnotationProject.language == tag,
+            AnnotationProject.private == private,
         )
     ).first()
     if project is None:
+        kind = "private annotation project" if private else "annotation project"
         raise NotFoundError(
-            f"Dataset {dataset_name!r} has no annotation project in {tag}.",
-            "Create it first (sabha annotations create).",
+            f"Dataset {dataset_name!r} has no {kind} in {tag}.",
+            "Create it first (sabha annotations create" + (" --private)." if private else ")."),
         )
     return project
 
@@ -180,7 +193,9 @@ def upload_source_items(
         AnnotationTaskType(project.task_type),
         project.language,
         max_field_chars=max_field_chars,
+        default_split=PRIVATE_SPLIT if project.private else "test",
     )
+    check_private_split(project, path, rows)
     with session_scope(db) as session:
         existing = set(
             session.exec(select(SourceItem.key).where(SourceItem.project_id == project_id)).all()
@@ -222,9 +237,12 @@ def provision_project(
         project = session.get(AnnotationProject, project_id)
         if project is None:
             raise NotFoundError(f"Annotation project {project_id} does not exist.")
+    check_server_of(project, client)
     if project.labelstudio_project_id is None:
         config = labeling_config(
-            AnnotationTaskType(project.task_type), LabelingOptions.from_json(project.options)
+            AnnotationTaskType(project.task_type),
+            LabelingOptions.from_json(project.options),
+            language=project.language,
         )
         ls_id = client.create_project(
             project.title,
@@ -407,9 +425,17 @@ def webhook_notice(payload: Any) -> WebhookNotice:
 
 
 def apply_webhook(
-    db: Engine, client: LabelStudioClient, notice: WebhookNotice, *, max_text_chars: int = 20_000
+    db: Engine,
+    client_for: Callable[[bool], LabelStudioClient],
+    notice: WebhookNotice,
+    *,
+    max_text_chars: int = 20_000,
 ) -> SyncReport:
     """Check what a webhook notice names against Label Studio, and record that.
+
+    ``client_for(private)`` is the Label Studio client of the community
+    (False) or the private (True) server: each item is read back from the
+    server its project lives on, whichever server sent the notice.
 
     Only the notice's ids are used, and only to decide which tasks to read
     back: every item whose task it names, or which holds an annotation it
@@ -437,8 +463,17 @@ def apply_webhook(
                 col(Annotation.labelstudio_annotation_id).in_(annotation_ids)
             )
         ).all()
+        named = sorted({int(i) for i in [*by_task.values(), *by_annotation] if i is not None})
+        private = dict(
+            session.exec(
+                select(SourceItem.id, AnnotationProject.private)
+                .join(AnnotationProject, col(AnnotationProject.id) == SourceItem.project_id)
+                .where(col(SourceItem.id).in_(named))
+            ).all()
+        )
     report = SyncReport(unknown_tasks=len(set(task_ids) - set(by_task)))
-    for item_id in sorted({int(i) for i in [*by_task.values(), *by_annotation] if i is not None}):
+    for item_id in named:
+        client = client_for(bool(private.get(item_id, False)))
         report.merge(_refresh_item(db, client, item_id, max_text_chars=max_text_chars))
     return report
 
@@ -550,16 +585,23 @@ def annotator_counts(db: Engine, project_id: int) -> dict[int, int]:
 
 
 def link_labelstudio_account(
-    db: Engine, user_id: int, labelstudio_user_id: int, labelstudio_username: str
+    db: Engine,
+    user_id: int,
+    labelstudio_user_id: int,
+    labelstudio_username: str,
+    private: bool = False,
 ) -> LabelStudioAccount:
-    """Record which Label Studio user a Sabha user annotates as (once per user)."""
+    """Record which Label Studio user a Sabha user annotates as (once per user and server)."""
     with session_scope(db) as session:
         account = session.exec(
-            select(LabelStudioAccount).where(LabelStudioAccount.user_id == user_id)
+            select(LabelStudioAccount).where(
+                LabelStudioAccount.user_id == user_id, LabelStudioAccount.private == private
+            )
         ).first() or LabelStudioAccount(
             user_id=user_id,
             labelstudio_user_id=labelstudio_user_id,
             labelstudio_username=labelstudio_username,
+            private=private,
         )
         if account.labelstudio_user_id != labelstudio_user_id:
             raise SabhaError(

@@ -377,17 +377,20 @@ def contribution_of(db: Engine, user_id: int) -> Contribution:
     version they have now.
     """
     with Session(db) as session:
-        linked = session.exec(
-            select(LabelStudioAccount.labelstudio_user_id).where(
-                LabelStudioAccount.user_id == user_id
-            )
-        ).first()
+        # Their accounts on the community and the private Label Studio.
+        linked = list(
+            session.exec(
+                select(LabelStudioAccount.labelstudio_user_id).where(
+                    LabelStudioAccount.user_id == user_id
+                )
+            ).all()
+        )
         votes: list[Annotation] = []
         accepted = 0
-        if linked is not None:
+        if linked:
             votes = votes_of(
                 session.exec(
-                    select(Annotation).where(Annotation.labelstudio_user_id == linked)
+                    select(Annotation).where(col(Annotation.labelstudio_user_id).in_(linked))
                 ).all()
             )
             current = {id_of(v): annotation_version(v.result) for v in votes}

@@ -48,7 +48,8 @@ from sabha.platform.languages import check_language_tag, primary_subtag
 from sabha.platform.settings import Settings
 
 from .annotation import link_labelstudio_account
-from .labelstudio import connect_labelstudio
+from .labelstudio import connect_labelstudio, labelstudio_for
+from .private_items import may_annotate_private_items, require_trust
 from .users import roles_of
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "credit_by_project",
     "join_annotation_project",
     "labelstudio_email",
+    "linked_labelstudio_users",
     "new_labelstudio_password",
     "projects_for_annotator",
     "set_annotator_languages",
@@ -78,6 +80,7 @@ class JoinableProject:
     title: str
     items: int
     mine: int  # items the annotator annotated there (skipped ones do not count)
+    private: bool = False  # on the private Label Studio (trusted annotators only)
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,10 @@ def projects_for_annotator(session: Session, user: User) -> list[JoinableProject
         .where(col(AnnotationProject.labelstudio_project_id).is_not(None))
         .order_by(col(AnnotationProject.language), col(AnnotationProject.dataset_name))
     ).all()
-    chosen = [p for p in projects if _speaks(user.languages, p.language)]
+    trusted = may_annotate_private_items(session, user)
+    chosen = [
+        p for p in projects if _speaks(user.languages, p.language) and (trusted or not p.private)
+    ]
     if not chosen:
         return []
     ids = [id_of(p) for p in chosen]
@@ -159,15 +165,15 @@ def projects_for_annotator(session: Session, user: User) -> list[JoinableProject
         ).all()
     )
     mine: dict[int, int] = {}
-    linked = _linked_labelstudio_user(session, id_of(user))
-    if linked is not None:
+    linked = linked_labelstudio_users(session, id_of(user))
+    if linked:
         mine = dict(
             session.exec(
                 select(SourceItem.project_id, func.count(func.distinct(col(SourceItem.id))))
                 .join(Annotation, col(Annotation.item_id) == col(SourceItem.id))
                 .where(
                     col(SourceItem.project_id).in_(ids),
-                    Annotation.labelstudio_user_id == linked,
+                    col(Annotation.labelstudio_user_id).in_(linked),
                     col(Annotation.was_cancelled).is_(False),
                 )
                 .group_by(col(SourceItem.project_id))
@@ -182,15 +188,21 @@ def projects_for_annotator(session: Session, user: User) -> list[JoinableProject
             title=p.title,
             items=int(items.get(id_of(p), 0)),
             mine=int(mine.get(id_of(p), 0)),
+            private=p.private,
         )
         for p in chosen
     ]
 
 
-def _linked_labelstudio_user(session: Session, user_id: int) -> int | None:
-    return session.exec(
-        select(LabelStudioAccount.labelstudio_user_id).where(LabelStudioAccount.user_id == user_id)
-    ).first()
+def linked_labelstudio_users(session: Session, user_id: int) -> list[int]:
+    """The Label Studio user ids a Sabha user annotates as (community and private server)."""
+    return list(
+        session.exec(
+            select(LabelStudioAccount.labelstudio_user_id).where(
+                LabelStudioAccount.user_id == user_id
+            )
+        ).all()
+    )
 
 
 def labelstudio_email(user: User) -> str:
@@ -205,22 +217,26 @@ def labelstudio_email(user: User) -> str:
     return f"{slug}-{id_of(user)}@{LABELSTUDIO_EMAIL_DOMAIN}"
 
 
-def _local_server(settings: Settings) -> tuple[Path, Path]:
-    """The ``label-studio`` command and data dir of the server Sabha runs.
+def _local_server(settings: Settings, private: bool = False) -> tuple[Path, Path]:
+    """The ``label-studio`` command and data dir of the (private) server Sabha runs.
 
     Raises:
         SabhaError: Sabha connects to a server it does not run.
         PrerequisiteError: Label Studio is not installed here.
     """
-    if settings.label_studio_url:
+    url = settings.label_studio_private_url if private else settings.label_studio_url
+    if url:
         raise SabhaError(
-            f"Sabha uses the Label Studio at {settings.label_studio_url}, which it does not run, "
+            f"Sabha uses the Label Studio at {url}, which it does not run, "
             "so it cannot give you an account there.",
             "Ask that server's administrator for an account.",
         )
-    return find_labelstudio_command(settings.label_studio_venv), (
-        settings.resolved_label_studio_data_dir
+    data_dir = (
+        settings.resolved_label_studio_private_data_dir
+        if private
+        else settings.resolved_label_studio_data_dir
     )
+    return find_labelstudio_command(settings.label_studio_venv), data_dir
 
 
 def _require_annotator(session: Session, user: User) -> None:
@@ -266,46 +282,60 @@ def join_annotation_project(
         project = session.get(AnnotationProject, project_id)
         if project is None:
             raise NotFoundError(f"Annotation project {project_id} does not exist.")
+        require_trust(session, user, project)
         if project.labelstudio_project_id is None:
             raise SabhaError(
                 f"{project.title} is not open in Label Studio yet.",
                 "A maintainer opens it: sabha annotations provision "
                 f"{project.dataset_name} --language {project.language}",
             )
-        account = session.exec(
-            select(LabelStudioAccount).where(LabelStudioAccount.user_id == id_of(user))
-        ).first()
-    client = connect_labelstudio(settings)
+        account = _account(session, user, project.private)
+    client = labelstudio_for(settings, project)
     url = client.project_url(project.labelstudio_project_id)
     if account is not None:
         return LabelStudioSignIn(account.labelstudio_username, None, url)
-    command, data_dir = _local_server(settings)
+    command, data_dir = _local_server(settings, project.private)
     email = labelstudio_email(user)
     labelstudio_user_id = _create_labelstudio_user(client, user, email)
     password = new_password()
     set_labelstudio_password(data_dir, command, email, password)
-    link_labelstudio_account(db, id_of(user), labelstudio_user_id, email)
+    link_labelstudio_account(db, id_of(user), labelstudio_user_id, email, private=project.private)
     return LabelStudioSignIn(email, password, url)
 
 
-def new_labelstudio_password(db: Engine, settings: Settings, user: User) -> LabelStudioSignIn:
+def _account(session: Session, user: User, private: bool) -> LabelStudioAccount | None:
+    return session.exec(
+        select(LabelStudioAccount).where(
+            LabelStudioAccount.user_id == id_of(user), LabelStudioAccount.private == private
+        )
+    ).first()
+
+
+def new_labelstudio_password(
+    db: Engine, settings: Settings, user: User, private: bool = False
+) -> LabelStudioSignIn:
     """Give an annotator's Label Studio account a new password (the old one stops working).
+
+    Args:
+        db: Sabha's database.
+        settings: Where the Label Studio servers are.
+        user: The annotator.
+        private: Their account on the private server instead.
 
     Raises:
         SabhaError: the user has no Label Studio account yet (join a project first).
     """
     with Session(db) as session:
         _require_annotator(session, user)
-        account = session.exec(
-            select(LabelStudioAccount).where(LabelStudioAccount.user_id == id_of(user))
-        ).first()
+        account = _account(session, user, private)
     if account is None:
+        which = "private Label Studio" if private else "Label Studio"
         raise SabhaError(
-            f"{user.username} has no Label Studio account yet.",
+            f"{user.username} has no {which} account yet.",
             "Join a project first: that creates the account.",
         )
-    client = connect_labelstudio(settings)
-    command, data_dir = _local_server(settings)
+    client = connect_labelstudio(settings, private=private)
+    command, data_dir = _local_server(settings, private)
     password = new_password()
     set_labelstudio_password(data_dir, command, account.labelstudio_username, password)
     return LabelStudioSignIn(account.labelstudio_username, password, client.url)
@@ -319,16 +349,16 @@ def credit_by_project(db: Engine, user_id: int) -> list[ProjectCredit]:
     """
     counts: dict[tuple[str, str], list[int]] = {}
     with Session(db) as session:
-        linked = _linked_labelstudio_user(session, user_id)
+        linked = linked_labelstudio_users(session, user_id)
         where = {
             id_of(p): (p.dataset_name, p.language)
             for p in session.exec(select(AnnotationProject)).all()
         }
         project_of_item = dict(session.exec(select(SourceItem.id, SourceItem.project_id)).all())
-        if linked is not None:
+        if linked:
             votes = votes_of(
                 session.exec(
-                    select(Annotation).where(Annotation.labelstudio_user_id == linked)
+                    select(Annotation).where(col(Annotation.labelstudio_user_id).in_(linked))
                 ).all()
             )
             current = {id_of(v): annotation_version(v.result) for v in votes}

@@ -168,6 +168,8 @@ def sample_job_for_judging(
     annotations_per_item: int = 2,
     instructions: str = "",
     client: LabelStudioClient | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
 ) -> JudgingSample:
     """Sample ``n`` of a finished job's accepted answers into a judging project.
 
@@ -183,6 +185,9 @@ def sample_job_for_judging(
         instructions: Shown to annotators above each task.
         client: Label Studio; when given the project is created there and
             its tasks imported.
+        webhook_url: Sabha's webhook endpoint, given to the new Label Studio
+            project (with ``webhook_secret``) so judgements arrive as they are made.
+        webhook_secret: The shared secret Label Studio sends with each call.
 
     Raises:
         ValidationFailed: a bad kind, n or k, or a pairwise sample without
@@ -332,7 +337,13 @@ def sample_job_for_judging(
         )
     if client is None:
         return sample
-    ls_id = provision_project(db, client, sample.annotation_project_id)
+    ls_id = provision_project(
+        db,
+        client,
+        sample.annotation_project_id,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+    )
     return replace(sample, labelstudio_project_id=ls_id)
 
 

@@ -3,8 +3,14 @@
 ``GET /annotate`` lists the annotation projects open in Label Studio in the
 signed-in annotator's languages. ``POST /annotate/projects/<id>/join`` gives
 them a Label Studio account the first time (its e-mail and password shown
-once, never stored or logged) and otherwise sends them straight to the
-project. Every change is a form POST with a CSRF token.
+once, never stored or logged) and answers, every time, with a page that links
+to the project in Label Studio. Every change is a form POST with a CSRF token.
+
+The answer is a page with a link, never a redirect: Label Studio runs on
+another origin, and Sabha's Content-Security-Policy (``form-action 'self'``)
+covers the redirects that follow a form post, so a browser would refuse a
+redirect to Label Studio without a word (Chromium does). Following a link is
+not a form submission, so the strict policy stays.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from sabha.platform.db import get_session
-from sabha.platform.domain import Role, User
+from sabha.platform.domain import AnnotationProject, Role, User
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.annotators import (
     LabelStudioSignIn,
@@ -93,10 +99,12 @@ def save_languages() -> ResponseReturnValue:
     return redirect(url_for("annotate.projects_page"))
 
 
-def _shown_once(sign_in: LabelStudioSignIn, title: str) -> Response:
-    """The page with a new Label Studio password; no cache may keep it."""
+def _sign_in_page(sign_in: LabelStudioSignIn, title: str, project: str | None = None) -> Response:
+    """The page that links to Label Studio (with a new password, shown once); never cached."""
     response = make_response(
-        render_template("labelstudio_sign_in.html", title=title, **vars(sign_in))
+        render_template(
+            "labelstudio_sign_in.html", title=title, project_title=project, **vars(sign_in)
+        )
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -105,16 +113,22 @@ def _shown_once(sign_in: LabelStudioSignIn, title: str) -> Response:
 @blueprint.post("/annotate/projects/<dbid:project_id>/join")
 @role_required(Role.ANNOTATOR)
 def join_project(project_id: int) -> ResponseReturnValue:
-    """Join a project: a Label Studio account the first time, then the project itself."""
+    """Join a project: a Label Studio account the first time, and a link to the project."""
     sign_in = join_annotation_project(engine(), _settings(), _me(), project_id)
+    project = get_session().get(AnnotationProject, project_id)
+    title = project.title if project is not None else None
     if sign_in.password is None:
-        return redirect(sign_in.url)
-    return _shown_once(sign_in, "Your Label Studio account is ready")
+        return _sign_in_page(sign_in, "Open the project in Label Studio", title)
+    return _sign_in_page(sign_in, "Your Label Studio account is ready", title)
 
 
 @blueprint.post("/annotate/labelstudio-password")
 @role_required(Role.ANNOTATOR)
 def new_password() -> ResponseReturnValue:
-    """Replace my Label Studio password (when I lost it) and show the new one once."""
-    sign_in = new_labelstudio_password(engine(), _settings(), _me())
-    return _shown_once(sign_in, "Your new Label Studio password")
+    """Replace my Label Studio password (when I lost it) and show the new one once.
+
+    ``server=private``: my account on the private Label Studio.
+    """
+    private = request.form.get("server") == "private"
+    sign_in = new_labelstudio_password(engine(), _settings(), _me(), private=private)
+    return _sign_in_page(sign_in, "Your new Label Studio password")

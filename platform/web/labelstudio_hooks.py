@@ -27,7 +27,7 @@ from dataclasses import asdict
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from sabha.annotation.labelstudio import WEBHOOK_SECRET_HEADER, LabelStudioError
+from sabha.annotation.labelstudio import WEBHOOK_SECRET_HEADER, LabelStudioClient, LabelStudioError
 from sabha.annotation.sync import SyncReport
 from sabha.platform.errors import SabhaError
 from sabha.platform.services.annotation import (
@@ -99,8 +99,14 @@ def labelstudio_webhook() -> ResponseReturnValue:
         notice = webhook_notice(_read_payload())
         if not notice.annotation_ids:
             return jsonify(asdict(SyncReport())), 200  # an event that does not concern Sabha
-        client = connect_labelstudio(settings)
-        report = apply_webhook(db, client, notice, max_text_chars=settings.max_field_chars)
+        clients: dict[bool, LabelStudioClient] = {}
+
+        def client_for(private: bool) -> LabelStudioClient:
+            if private not in clients:  # the community or the private server, when needed
+                clients[private] = connect_labelstudio(settings, private=private)
+            return clients[private]
+
+        report = apply_webhook(db, client_for, notice, max_text_chars=settings.max_field_chars)
     except _TooLarge as exc:
         size = f"{exc.length} bytes" if exc.length is not None else "too large"
         return _refusal(
