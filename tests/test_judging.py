@@ -223,7 +223,9 @@ def test_a_webhook_judgement_refreshes_the_community_columns(
             source.labelstudio_task_id = task_id
         tasks = {source.data["expected"]: source.labelstudio_task_id for source in sources}
     label_studio = _HeldInLabelStudio()
-    monkeypatch.setattr(labelstudio_hooks, "connect_labelstudio", lambda _settings: label_studio)
+    monkeypatch.setattr(
+        labelstudio_hooks, "connect_labelstudio", lambda _settings, private=False: label_studio
+    )
     client = make_web_app(db, tmp_path, label_studio_webhook_secret="s3cret").test_client()
 
     def hook(action: str, annotation: dict[str, Any]) -> dict[str, Any]:
