@@ -18,7 +18,7 @@ from webtools import make_web_app, sign_in
 
 from sabha.annotation.labelstudio import LabelStudioClient
 from sabha.annotation.labelstudio_server import LabelStudioAccount, read_admin_account
-from sabha.platform.cli_annotation import start_demo_labelstudio
+from sabha.platform.cli.annotation import start_demo_labelstudio
 from sabha.platform.domain import AnnotationProject, SourceItem
 from sabha.platform.services.annotation import sync_project
 from sabha.platform.services.annotation_demo import DEMO_DATASET

@@ -106,10 +106,11 @@ def test_sigterm_to_labelstudio_start_stops_the_server(
 _DEMO = textwrap.dedent(
     """
     import sys
-    import sabha.platform.cli as cli
-    cli.evaluate = lambda *args, **kwargs: None
-    cli._make_tiny = lambda *args, **kwargs: None
-    cli.cli(["demo"], prog_name="sabha")
+    import sabha.platform.cli.serving as serving
+    from sabha.platform.cli import cli
+    serving.evaluate = lambda *args, **kwargs: None
+    serving.make_demo_model = lambda *args, **kwargs: None
+    cli(["demo"], prog_name="sabha")
     """
 )
 

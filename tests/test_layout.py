@@ -106,11 +106,6 @@ def _layer_of(module: str) -> str:
             return "services"
         if rest[0] in {
             "cli",
-            "cli_accounts",
-            "cli_annotation",
-            "cli_review",
-            "cli_annotation_upkeep",
-            "cli_signals",
             "app",
             "api",
             "web",
@@ -136,13 +131,28 @@ def _module_name(path: Path) -> str:
     return "sabha." + ".".join(parts)
 
 
-def _sabha_imports(path: Path) -> set[str]:
+def _is_module(name: str) -> bool:
+    """Whether ``sabha.x.y`` names a module or package of the code folders."""
+    parts = name.split(".")[1:]
+    if not parts or parts[0] not in CODE_FOLDERS:
+        return False
+    path = REPO.joinpath(*parts)
+    return path.with_suffix(".py").is_file() or path.is_dir()
+
+
+def _imports(path: Path) -> list[tuple[str, str]]:
+    """Every ``sabha`` module ``path`` imports, with the names it takes: ``(module, name)``.
+
+    ``from sabha.platform import services`` is an import of the module
+    ``sabha.platform.services``; ``importlib.import_module("sabha.x")`` and
+    ``__import__`` with a literal name count too (name "").
+    """
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    found: set[str] = set()
+    found: list[tuple[str, str]] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("sabha."))
+            found.extend((a.name, "") for a in node.names if a.name.startswith("sabha."))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -150,9 +160,72 @@ def _sabha_imports(path: Path) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target.startswith("sabha."):
-                found.add(target)
+            if not target.startswith("sabha."):
+                continue
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                if _is_module(submodule):
+                    found.append((submodule, ""))
+                else:
+                    found.append((target, alias.name))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name | ast.Attribute)
+            and getattr(node.func, "id", getattr(node.func, "attr", "")) in _DYNAMIC_IMPORTS
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and str(node.args[0].value).startswith("sabha.")
+        ):
+            found.append((str(node.args[0].value), ""))
     return found
+
+
+_DYNAMIC_IMPORTS = {"import_module", "__import__"}
+
+
+def _sabha_imports(path: Path) -> set[str]:
+    return {module for module, _ in _imports(path)}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_module_takes_another_modules_private_names() -> None:
+    """``_name`` is a module's own; ``pkg._module`` is its package's own (STYLE.md)."""
+    wrong = []
+    for folder in CODE_FOLDERS:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            importer = _module_name(path)
+            package = importer if path.name == "__init__.py" else importer.rsplit(".", 1)[0]
+            for module, name in _imports(path):
+                parts = module.split(".")
+                for i, part in enumerate(parts):
+                    owner = ".".join(parts[:i])
+                    if _private(part) and not (package == owner or package.startswith(owner + ".")):
+                        wrong.append(f"{importer} imports the private module {module}")
+                        break
+                if name and _private(name):
+                    wrong.append(f"{importer} takes the private name {name} of {module}")
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_the_import_check_sees_package_and_dynamic_imports(tmp_path: Path) -> None:
+    probe = REPO / "leaderboards" / "_layout_probe.py"
+    probe.write_text(
+        "import importlib\n"
+        "from sabha.platform import services\n"
+        "importlib.import_module('sabha.workers.agent')\n"
+        "from sabha.workers.agent import _private_thing\n",
+        encoding="utf-8",
+    )
+    try:
+        found = _imports(probe)
+    finally:
+        probe.unlink()
+    assert ("sabha.platform.services", "") in found
+    assert ("sabha.workers.agent", "") in found
+    assert ("sabha.workers.agent", "_private_thing") in found
 
 
 def test_imports_point_down_the_layers_only() -> None:

@@ -1,6 +1,7 @@
 """Benchmarks as data: typed YAML definitions with JSONL items."""
 
 from ._answer import AnswerSpec
+from ._identity import definition_identity, generation_identity, scoring_identity
 from ._loader import (
     MAX_ITEMS,
     MAX_ITEMS_FILE_BYTES,
@@ -57,6 +58,9 @@ __all__ = [
     "apply_decoding_overrides",
     "benchmarks_together_problems",
     "content_hash",
+    "definition_identity",
+    "generation_identity",
+    "scoring_identity",
     "datasets_together_problems",
     "load_benchmark_file",
     "load_dataset_file",

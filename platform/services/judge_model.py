@@ -29,8 +29,8 @@ from sabha.leaderboards.judgements import (
     mean_rating,
     safety_rates,
 )
-from sabha.platform.benchmarks import DecodingSpec
-from sabha.platform.benchmarks._identity import (
+from sabha.platform.benchmarks import (
+    DecodingSpec,
     definition_identity,
     generation_identity,
     scoring_identity,

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select, update
 
-from sabha.platform.benchmarks._identity import generation_identity
+from sabha.platform.benchmarks import generation_identity
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     PUBLIC_SPLITS,

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-from sabha.platform.benchmarks._identity import (
+from sabha.platform.benchmarks import (
     definition_identity,
     generation_identity,
     scoring_identity,

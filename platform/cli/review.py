@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .errors import SabhaError
+from ..errors import SabhaError
 
 __all__ = ["annotations_blockers", "review_group"]
 
@@ -35,7 +35,7 @@ def review_list(
     dataset: str | None, language: str | None, include_reviewed: bool, page: int
 ) -> None:
     """List annotations to review, fewest reviews first, each with its version."""
-    from .remote import SabhaClient
+    from ..remote import SabhaClient
 
     queue = SabhaClient.from_stored_credentials().reviews(
         dataset=dataset, language=language, include_reviewed=include_reviewed, page=page
@@ -58,7 +58,7 @@ def review_list(
 
 
 def _review(annotation_id: int, verdict: str, comment: str, version: str) -> None:
-    from .remote import SabhaClient
+    from ..remote import SabhaClient
 
     recorded = SabhaClient.from_stored_credentials().review(
         annotation_id, verdict, comment, version
@@ -110,8 +110,8 @@ def annotations_blockers(
     """Show what still blocks DATASET's release, per language (exit 1 while anything does)."""
     from sabha.annotation.gates import ReleaseGates
 
-    from .cli import _database
-    from .services.annotation_blockers import release_blockers
+    from ..services.annotation_blockers import release_blockers
+    from .context import database as _database
 
     found = release_blockers(
         _database(ctx),

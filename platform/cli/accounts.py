@@ -12,8 +12,8 @@ from datetime import datetime
 import click
 from sqlalchemy.engine import Engine
 
-from .domain import Role, TokenScope
-from .wire import MAX_DB_ID
+from ..domain import Role, TokenScope
+from ..wire import MAX_DB_ID
 
 __all__ = ["credentials", "tokens", "users"]
 
@@ -22,7 +22,7 @@ _SCOPE = click.Choice([s.value for s in TokenScope])
 
 
 def _engine(ctx: click.Context) -> Engine:
-    from .cli import _database
+    from .context import database as _database
 
     return _database(ctx)
 
@@ -54,8 +54,8 @@ def users() -> None:
 @click.pass_context
 def users_create_admin(ctx: click.Context, username: str, password_stdin: bool) -> None:
     """Create an admin who signs in with USERNAME and a password (asked twice, hidden)."""
-    from .db import session_scope
-    from .services.accounts import create_admin
+    from ..db import session_scope
+    from ..services.accounts import create_admin
 
     engine = _engine(ctx)
     password = _read_password(password_stdin)
@@ -82,8 +82,8 @@ def users_create(
     prompt_password: bool,
 ) -> None:
     """Create a user. Without a password they sign in only through an identity provider."""
-    from .db import session_scope
-    from .services.accounts import create_user, roles_of
+    from ..db import session_scope
+    from ..services.accounts import create_user, roles_of
 
     engine = _engine(ctx)
     password = _read_password(password_stdin) if password_stdin or prompt_password else None
@@ -107,8 +107,8 @@ def users_create(
 @click.pass_context
 def users_set_password(ctx: click.Context, username: str, password_stdin: bool) -> None:
     """Set or reset the password of USERNAME."""
-    from .db import session_scope
-    from .services.accounts import get_user, set_password
+    from ..db import session_scope
+    from ..services.accounts import get_user, set_password
 
     engine = _engine(ctx)
     password = _read_password(password_stdin)
@@ -124,8 +124,8 @@ def users_set_password(ctx: click.Context, username: str, password_stdin: bool) 
 @click.pass_context
 def users_grant(ctx: click.Context, username: str, role: str) -> None:
     """Grant ROLE to USERNAME."""
-    from .db import session_scope
-    from .services.accounts import get_user, grant_role, roles_of
+    from ..db import session_scope
+    from ..services.accounts import get_user, grant_role, roles_of
 
     with session_scope(_engine(ctx)) as session:
         user = get_user(session, username)
@@ -140,8 +140,8 @@ def users_grant(ctx: click.Context, username: str, role: str) -> None:
 @click.pass_context
 def users_revoke(ctx: click.Context, username: str, role: str) -> None:
     """Revoke ROLE from USERNAME; their tokens lose the scopes it gave at once."""
-    from .db import session_scope
-    from .services.accounts import get_user, revoke_role, roles_of
+    from ..db import session_scope
+    from ..services.accounts import get_user, revoke_role, roles_of
 
     with session_scope(_engine(ctx)) as session:
         user = get_user(session, username)
@@ -159,7 +159,7 @@ def users_list(ctx: click.Context) -> None:
     """List users with their roles and last sign-in."""
     from sqlmodel import Session
 
-    from .services.accounts import list_users, roles_of
+    from ..services.accounts import list_users, roles_of
 
     with Session(_engine(ctx)) as session:
         rows = list_users(session)
@@ -192,8 +192,8 @@ def tokens_create(
     ctx: click.Context, username: str, name: str, scopes: tuple[str, ...], expires_in_days: int
 ) -> None:
     """Create a token; it is printed once and cannot be shown again."""
-    from .db import session_scope
-    from .services.accounts import create_access_token, get_user
+    from ..db import session_scope
+    from ..services.accounts import create_access_token, get_user
 
     settings_max = _settings_token_max_days(ctx)
     with session_scope(_engine(ctx)) as session:
@@ -210,7 +210,7 @@ def tokens_create(
 
 
 def _settings_token_max_days(ctx: click.Context) -> int:
-    from .cli import _settings
+    from .context import settings_of as _settings
 
     return _settings(ctx).token_max_days
 
@@ -222,7 +222,7 @@ def tokens_list(ctx: click.Context, username: str) -> None:
     """List a user's tokens (never the tokens themselves)."""
     from sqlmodel import Session
 
-    from .services.accounts import AccessTokenPublic, get_user, list_access_tokens
+    from ..services.accounts import AccessTokenPublic, get_user, list_access_tokens
 
     with Session(_engine(ctx)) as session:
         user = get_user(session, username)
@@ -243,8 +243,8 @@ def tokens_list(ctx: click.Context, username: str) -> None:
 @click.pass_context
 def tokens_revoke(ctx: click.Context, username: str, token_id: int) -> None:
     """Revoke one of a user's tokens; it stops working at once."""
-    from .db import session_scope
-    from .services.accounts import get_user, revoke_access_token
+    from ..db import session_scope
+    from ..services.accounts import get_user, revoke_access_token
 
     with session_scope(_engine(ctx)) as session:
         user = get_user(session, username)
@@ -266,8 +266,8 @@ def credentials() -> None:
 @click.pass_context
 def credentials_create(ctx: click.Context, username: str, name: str) -> None:
     """Create a pool credential; its secret is printed once and cannot be shown again."""
-    from .db import session_scope
-    from .services.accounts import create_pool_credential, get_user
+    from ..db import session_scope
+    from ..services.accounts import create_pool_credential, get_user
 
     with session_scope(_engine(ctx)) as session:
         user = get_user(session, username)
@@ -285,7 +285,7 @@ def credentials_list(ctx: click.Context, username: str) -> None:
     """List a user's pool credentials (never the secrets)."""
     from sqlmodel import Session
 
-    from .services.accounts import PoolCredentialPublic, get_user, list_pool_credentials
+    from ..services.accounts import PoolCredentialPublic, get_user, list_pool_credentials
 
     with Session(_engine(ctx)) as session:
         user = get_user(session, username)
@@ -306,8 +306,8 @@ def credentials_list(ctx: click.Context, username: str) -> None:
 @click.pass_context
 def credentials_revoke(ctx: click.Context, username: str, credential_id: int) -> None:
     """Revoke a pool credential and every access token issued to it."""
-    from .db import session_scope
-    from .services.accounts import get_user, revoke_pool_credential
+    from ..db import session_scope
+    from ..services.accounts import get_user, revoke_pool_credential
 
     with session_scope(_engine(ctx)) as session:
         user = get_user(session, username)

@@ -15,21 +15,21 @@ from typing import Any
 import click
 from sqlalchemy.engine import Engine
 
-from .cli_annotation import annotations_group
-from .domain import AnnotationProject
-from .settings import Settings
+from ..domain import AnnotationProject
+from ..settings import Settings
+from .annotation import annotations_group
 
 __all__ = ["annotations_set_split", "annotations_sync", "annotations_withdraw"]
 
 
 def _engine(ctx: click.Context) -> Engine:
-    from .cli import _database
+    from .context import database as _database
 
     return _database(ctx)
 
 
 def _settings(ctx: click.Context) -> Settings:
-    from .cli import _settings as settings_of
+    from .context import settings_of
 
     return settings_of(ctx)
 
@@ -50,7 +50,7 @@ def annotations_sync(ctx: click.Context, dataset: str | None, every: int | None)
     With --every it runs until stopped, printing only changes and errors; run it
     beside the web app (infra/systemd/sabha-annotations-sync.service).
     """
-    from .cli_signals import Terminated, stop_on_sigterm
+    from .signals import Terminated, stop_on_sigterm
 
     engine = _engine(ctx)
     settings = _settings(ctx)
@@ -70,8 +70,8 @@ def annotations_sync(ctx: click.Context, dataset: str | None, every: int | None)
 
 def _sync_round(engine: Engine, settings: Settings, dataset: str | None, *, quiet: bool) -> bool:
     """Sync once and print what changed (quiet: only changes and errors); True on errors."""
-    from .services.annotation_upkeep import sync_annotation_projects
-    from .services.labelstudio import labelstudio_for
+    from ..services.annotation_upkeep import sync_annotation_projects
+    from ..services.labelstudio import labelstudio_for
 
     clients: dict[bool, Any] = {}
 
@@ -116,7 +116,7 @@ def annotations_set_split(
     ctx: click.Context, dataset: str, item: str, split: str, language: str, private: bool
 ) -> None:
     """Correct the SPLIT of ITEM (its uploaded id) in DATASET's project, before release."""
-    from .services.annotation_upkeep import set_item_split
+    from ..services.annotation_upkeep import set_item_split
 
     old = set_item_split(_engine(ctx), dataset, language, item, split, private=private)
     if old == split:
@@ -136,9 +136,9 @@ def annotations_withdraw(
     ctx: click.Context, dataset: str, item: str, language: str, reason: str, private: bool
 ) -> None:
     """Withdraw ITEM from DATASET's project before release (its task and annotations too)."""
-    from .errors import SabhaError
-    from .services.annotation_upkeep import withdraw_item
-    from .services.labelstudio import connect_labelstudio
+    from ..errors import SabhaError
+    from ..services.annotation_upkeep import withdraw_item
+    from ..services.labelstudio import connect_labelstudio
 
     settings = _settings(ctx)
     try:

@@ -15,10 +15,10 @@ import click
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from .domain import AnnotationTaskType
-from .errors import PrerequisiteError, SabhaError
-from .settings import Settings
-from .wire import MAX_DB_ID
+from ..domain import AnnotationTaskType
+from ..errors import PrerequisiteError, SabhaError
+from ..settings import Settings
+from ..wire import MAX_DB_ID
 
 if TYPE_CHECKING:
     from sabha.annotation.labelstudio_server import LabelStudioServer
@@ -27,13 +27,13 @@ __all__ = ["annotations_group", "labelstudio", "start_demo_labelstudio"]
 
 
 def _engine(ctx: click.Context) -> Engine:
-    from .cli import _database
+    from .context import database as _database
 
     return _database(ctx)
 
 
 def _settings(ctx: click.Context) -> Settings:
-    from .cli import _settings as settings_of
+    from .context import settings_of
 
     return settings_of(ctx)
 
@@ -67,8 +67,8 @@ def labelstudio_start(
     an admin account; later starts reuse both. Sign-up is off: accounts come
     only through Sabha.
     """
-    from .cli_signals import Terminated, stop_on_sigterm
-    from .services.labelstudio import start_labelstudio, stop_labelstudio
+    from ..services.labelstudio import start_labelstudio, stop_labelstudio
+    from .signals import Terminated, stop_on_sigterm
 
     settings = _settings(ctx)
     data_dir = (
@@ -131,8 +131,8 @@ def start_demo_labelstudio(
         The running server (None when skipped) and the settings to serve with
         (carrying the demo's webhook secret).
     """
-    from .services.annotation_demo import set_up_demo_annotation
-    from .services.labelstudio import connect_labelstudio, start_labelstudio, stop_labelstudio
+    from ..services.annotation_demo import set_up_demo_annotation
+    from ..services.labelstudio import connect_labelstudio, start_labelstudio, stop_labelstudio
 
     if settings.label_studio_url:
         click.echo(f"Label Studio: using {settings.label_studio_url}; the demo starts none.")
@@ -208,7 +208,7 @@ def annotations_create(
     """Create DATASET's annotation project in one language."""
     from sabha.annotation.configs import LabelingOptions
 
-    from .services.annotation import create_annotation_project
+    from ..services.annotation import create_annotation_project
 
     project = create_annotation_project(
         _engine(ctx),
@@ -236,7 +236,7 @@ def annotations_upload(
     Items of the private split go to the private project (--private), never to
     the community one.
     """
-    from .services.annotation import get_annotation_project, upload_source_items
+    from ..services.annotation import get_annotation_project, upload_source_items
 
     engine = _engine(ctx)
     with Session(engine) as session:
@@ -275,9 +275,9 @@ def annotations_provision(
     ctx: click.Context, dataset: str, language: str, webhook_url: str | None, private: bool
 ) -> None:
     """Create DATASET's project in Label Studio (once) and import items not there yet."""
-    from .services.annotation import get_annotation_project, provision_project
-    from .services.annotation_upkeep import webhook_url_for
-    from .services.labelstudio import labelstudio_for
+    from ..services.annotation import get_annotation_project, provision_project
+    from ..services.annotation_upkeep import webhook_url_for
+    from ..services.labelstudio import labelstudio_for
 
     settings = _settings(ctx)
     engine = _engine(ctx)
@@ -339,9 +339,9 @@ def annotations_judge(
     After annotators judged them, `sabha annotations sync` updates the
     leaderboard's community columns.
     """
-    from .services.annotation_upkeep import webhook_url_for
-    from .services.judging import check_job_finished, sample_job_for_judging
-    from .services.labelstudio import connect_labelstudio
+    from ..services.annotation_upkeep import webhook_url_for
+    from ..services.judging import check_job_finished, sample_job_for_judging
+    from ..services.labelstudio import connect_labelstudio
 
     engine = _engine(ctx)
     settings = _settings(ctx)
@@ -403,7 +403,7 @@ def annotations_release(
     """
     from sabha.annotation.gates import ReleaseGates
 
-    from .services.annotation_release import release_annotated_dataset
+    from ..services.annotation_release import release_annotated_dataset
 
     settings = _settings(ctx)
     settings.ensure_dirs()
@@ -451,8 +451,8 @@ def annotations_judge_model(
     or --run runs it here. Its verdicts count once it has finished, at the
     next `sabha annotations sync`, next to people's, with its agreement with them.
     """
-    from .services.judge_model import create_judge_job
-    from .services.judging import judging_project_named, refresh_community_scores
+    from ..services.judge_model import create_judge_job
+    from ..services.judging import judging_project_named, refresh_community_scores
 
     settings = _settings(ctx)
     engine = _engine(ctx)
@@ -463,8 +463,8 @@ def annotations_judge_model(
         return
     from sabha.workers.local import ensure_ray
 
-    from .cli import _engine_factory
-    from .services.evaluate import pending_items, run_local_pool
+    from ..services.evaluate import pending_items, run_local_pool
+    from .evaluation import engine_factory as _engine_factory
 
     ensure_ray(settings.ray_address, quiet=not verbose)
     pending, total = pending_items(engine, [job_id])

@@ -1,0 +1,5 @@
+"""``python -m sabha.platform.cli``: the ``sabha`` command."""
+
+from . import main
+
+main()
