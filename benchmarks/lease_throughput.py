@@ -96,7 +96,8 @@ def _fill(url: str, shards: int) -> int:
 
 def _client(url: str, number: int, seconds: float, start: float, counts: object) -> None:
     from sabha.platform.db import make_engine
-    from sabha.platform.services.queue import lease_next_shard, register_pool
+    from sabha.platform.services.pools import register_pool
+    from sabha.platform.services.queue import lease_next_shard
 
     engine = make_engine(url)
     pool = register_pool(engine, f"bench-{number}")

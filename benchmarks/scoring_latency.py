@@ -58,11 +58,11 @@ def main() -> None:
     from sabha.platform.catalog import add_model
     from sabha.platform.db import make_engine, session_scope, upgrade_database
     from sabha.platform.services.benchmarks import register_benchmark
+    from sabha.platform.services.pools import register_pool
     from sabha.platform.services.queue import (
         create_job,
         finalize_job,
         lease_next_shard,
-        register_pool,
         submit_shard_results,
     )
     from sabha.platform.wire import EngineInfo, GenerationResult, ShardResult

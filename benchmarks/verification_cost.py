@@ -102,7 +102,7 @@ class World:
         from sabha.platform.db import session_scope
         from sabha.platform.domain import PoolKind, id_of
         from sabha.platform.services.accounts import create_user
-        from sabha.platform.services.queue import register_pool
+        from sabha.platform.services.pools import register_pool
 
         with session_scope(self.db) as session:
             owner = id_of(create_user(session, f"{name}-owner"))

@@ -25,12 +25,12 @@ from sabha.platform.catalog import add_model
 from sabha.platform.db import session_scope
 from sabha.platform.domain import PoolKind, RunStatus, Shard, ShardRun, ShardStatus
 from sabha.platform.services.benchmarks import register_benchmark
+from sabha.platform.services.pools import register_pool
 from sabha.platform.services.queue import (
     LeaseLost,
     create_job,
     heartbeat_lease,
     lease_next_shard,
-    register_pool,
     release_lease,
     submit_shard_results,
 )

@@ -26,11 +26,11 @@ from sabha.platform.domain import Job
 from sabha.platform.errors import ValidationFailed
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.budgets import load_token_counter
+from sabha.platform.services.pools import register_pool
 from sabha.platform.services.queue import (
     ResultRejected,
     create_job,
     lease_next_shard,
-    register_pool,
     submit_shard_results,
 )
 from sabha.platform.settings import Settings

@@ -15,7 +15,8 @@ from sabha.platform.benchmarks import load_benchmark_file
 from sabha.platform.catalog import add_model
 from sabha.platform.db import session_scope
 from sabha.platform.services.benchmarks import register_benchmark
-from sabha.platform.services.queue import create_job, lease_next_shard, register_pool
+from sabha.platform.services.pools import register_pool
+from sabha.platform.services.queue import create_job, lease_next_shard
 from sabha.platform.settings import Settings
 
 PROBLEM = "application/problem+json"

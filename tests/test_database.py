@@ -97,7 +97,8 @@ def test_job_is_cut_into_shards_once_per_model_and_benchmark(db: Engine, tmp_pat
 
 def _leased_run(db: Engine, tmp_path: Path, revision: str) -> tuple[int, int, int]:
     """A job with one leased shard: ``(job id, shard run id, first item id)``."""
-    from sabha.platform.services.queue import lease_next_shard, register_pool
+    from sabha.platform.services.pools import register_pool
+    from sabha.platform.services.queue import lease_next_shard
 
     benchmark = _load(db, tmp_path)
     with session_scope(db) as session:

@@ -22,7 +22,7 @@ from sabha.platform.services.estimate import (
     read_hub_config,
     read_local_config,
 )
-from sabha.platform.services.queue import register_pool
+from sabha.platform.services.pools import register_pool
 
 # meta-llama/Llama-3.2-1B config.json (the size fields); 1,235,814,400 parameters.
 LLAMA_3_2_1B = {

@@ -20,7 +20,8 @@ from sabha.platform.catalog import add_model
 from sabha.platform.db import session_scope
 from sabha.platform.domain import PoolKind, Score, ScoringRun, Shard
 from sabha.platform.services.benchmarks import register_benchmark
-from sabha.platform.services.queue import create_job, lease_next_shard, register_pool, release_lease
+from sabha.platform.services.pools import register_pool
+from sabha.platform.services.queue import create_job, lease_next_shard, release_lease
 from sabha.platform.services.scoring import HELD_OUT_BREAKDOWN
 
 SECRET_QUESTION = "गुप्त प्रश्न: मूंग की बुवाई कब करें?"

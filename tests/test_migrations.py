@@ -46,7 +46,8 @@ from sabha.platform.domain import (
     id_of,
 )
 from sabha.platform.services.accounts import create_user
-from sabha.platform.services.queue import lease_next_shard, register_pool
+from sabha.platform.services.pools import register_pool
+from sabha.platform.services.queue import lease_next_shard
 
 pytestmark = pytest.mark.postgresql
 

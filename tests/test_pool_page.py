@@ -15,8 +15,7 @@ from webtools import make_web_app, sign_in
 from sabha.platform.db import session_scope
 from sabha.platform.domain import Output, Pool, PoolKind, Role, RunStatus, ShardRun, User
 from sabha.platform.services.accounts import create_user
-from sabha.platform.services.pools import pool_activity
-from sabha.platform.services.queue import register_pool
+from sabha.platform.services.pools import pool_activity, register_pool
 from sabha.platform.services.verification import quarantine_pool, reputation_of
 
 PASSWORD = "correct horse battery"

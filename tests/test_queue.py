@@ -29,18 +29,20 @@ from sabha.platform.domain import (
     id_of,
     utcnow,
 )
-from sabha.platform.services import queue
 from sabha.platform.services.benchmarks import register_benchmark
+from sabha.platform.services.pools import register_pool
 from sabha.platform.services.queue import (
     LeaseLost,
     ResultRejected,
     create_job,
     expire_leases,
     finalize_job,
+    finish_complete_jobs,
     heartbeat_lease,
     lease_next_shard,
-    register_pool,
+    leases,
     release_lease,
+    results,
     submit_shard_results,
 )
 from sabha.platform.wire import EngineInfo, GenerationResult, ShardLease, ShardResult
@@ -127,7 +129,7 @@ def test_lapsed_lease_is_swept_back_while_other_shards_are_queued(
     assert (lease := lease_next_shard(db, pool)) is not None and lease.shard_index == 1
     with pytest.raises(LeaseLost):
         heartbeat_lease(db, first.run_id, first.token)
-    monkeypatch.setattr(queue, "LEASE_SWEEP_SECONDS", 0.0)
+    monkeypatch.setattr(leases, "LEASE_SWEEP_SECONDS", 0.0)
     again = lease_next_shard(db, pool)
     assert again is not None and again.shard_index == 0 and again.attempt == 2
     assert submit_shard_results(db, _result(again, "new")).status == RunStatus.ACCEPTED
@@ -320,14 +322,14 @@ def test_pools_submitting_the_last_two_shards_at_once_see_the_job_complete(
     pool = register_pool(db, "p")
     leases = [lease_next_shard(db, pool), lease_next_shard(db, pool)]
     both_stored = threading.Barrier(2, timeout=30)
-    store = queue._store_results
+    store = results._store_results
 
     def store_then_wait(*args: object, **kwargs: object) -> RunStatus:
         status = store(*args, **kwargs)  # type: ignore[arg-type]
         both_stored.wait()  # neither has committed yet
         return status
 
-    monkeypatch.setattr(queue, "_store_results", store_then_wait)
+    monkeypatch.setattr(results, "_store_results", store_then_wait)
     outcomes: list[bool] = []
     errors: list[BaseException] = []
 
@@ -358,9 +360,9 @@ def test_the_sweep_scores_a_complete_job_that_nobody_finalized(
         submit_shard_results(db, _result(lease))  # stores; scoring is the caller's step
     with Session(db) as session:
         assert session.get(Job, job_id).status == JobStatus.RUNNING  # type: ignore[union-attr]
-    monkeypatch.setattr(queue, "LEASE_SWEEP_SECONDS", 0.0)
+    monkeypatch.setattr(leases, "LEASE_SWEEP_SECONDS", 0.0)
     assert lease_next_shard(db, pool) is None
     with Session(db) as session:
         assert session.get(Job, job_id).status == JobStatus.COMPLETED  # type: ignore[union-attr]
         assert session.exec(select(ScoringRun)).all() != []
-    assert queue.finish_complete_jobs(db) == []  # nothing left to finish
+    assert finish_complete_jobs(db) == []  # nothing left to finish

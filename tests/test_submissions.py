@@ -28,7 +28,8 @@ from sabha.platform.domain import (
     TokenScope,
 )
 from sabha.platform.services.benchmarks import register_benchmark
-from sabha.platform.services.queue import finalize_job, lease_next_shard, register_pool
+from sabha.platform.services.pools import register_pool
+from sabha.platform.services.queue import finalize_job, lease_next_shard
 
 TINY_CONFIG = {
     "architectures": ["LlamaForCausalLM"],

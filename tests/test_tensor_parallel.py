@@ -26,7 +26,8 @@ from test_agent import QueueClient, _jobs, _runs, _shards
 
 from sabha.platform.domain import RunStatus, ShardStatus
 from sabha.platform.errors import SabhaError
-from sabha.platform.services.queue import lease_next_shard, register_pool
+from sabha.platform.services.pools import register_pool
+from sabha.platform.services.queue import lease_next_shard
 from sabha.platform.wire import CANNOT_RUN_HERE, ModelSource, PoolCapabilities, ShardLease
 from sabha.workers.agent import Agent, AgentOptions, EnginePlacement
 from sabha.workers.engine import engine_actor_request, engine_options, place_engine_actor

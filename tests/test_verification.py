@@ -44,11 +44,8 @@ from sabha.platform.domain import (
     ShardRun,
     ShardStatus,
 )
-from sabha.platform.services.queue import (
-    finalize_job,
-    lease_next_shard,
-    register_pool,
-)
+from sabha.platform.services.pools import register_pool
+from sabha.platform.services.queue import finalize_job, lease_next_shard
 from sabha.platform.services.verification import (
     RunOutputs,
     VerificationPolicy,

@@ -46,7 +46,7 @@ from sabha.platform.domain import (
     utcnow,
 )
 from sabha.platform.services.estimate import MAX_ENGINE_BYTES, PoolSize, known_pool_sizes
-from sabha.platform.services.pools import pool_activity
+from sabha.platform.services.pools import pool_activity, register_pool
 from sabha.platform.services.queue import (
     LeaseLost,
     PoolNotActive,
@@ -56,7 +56,6 @@ from sabha.platform.services.queue import (
     finalize_job,
     heartbeat_lease,
     lease_next_shard,
-    register_pool,
     submit_shard_results,
 )
 from sabha.platform.services.verification import VerificationPolicy, quarantine_pool

@@ -20,7 +20,8 @@ from sabha.platform.db import session_scope
 from sabha.platform.domain import Job, JobStatus, Model, Role, Shard, Submission, SubmissionJob
 from sabha.platform.services.accounts import create_admin, create_user
 from sabha.platform.services.benchmarks import register_benchmark
-from sabha.platform.services.queue import finalize_job, lease_next_shard, register_pool
+from sabha.platform.services.pools import register_pool
+from sabha.platform.services.queue import finalize_job, lease_next_shard
 from sabha.platform.web.submissions import FORM_FIELDS, form_field
 
 PASSWORD = "correct horse battery"

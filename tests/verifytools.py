@@ -19,11 +19,11 @@ from sabha.platform.db import session_scope
 from sabha.platform.domain import Pool, PoolKind, PoolStatus, Score, ScoringRun, id_of
 from sabha.platform.services.accounts import create_user
 from sabha.platform.services.benchmarks import register_benchmark
+from sabha.platform.services.pools import register_pool
 from sabha.platform.services.queue import (
     create_job,
     finalize_job,
     lease_next_shard,
-    register_pool,
     submit_shard_results,
 )
 from sabha.platform.services.verification import VerificationPolicy

@@ -15,6 +15,7 @@ from ._loader import (
     starter_benchmark_paths,
 )
 from ._negation import BUILTIN_NEGATION, NegationCues, NegationSpec, joined_spellings
+from ._prompt import render_prompt
 from ._schema import (
     LIMITS,
     RESERVED_COLUMNS,
@@ -64,5 +65,6 @@ __all__ = [
     "datasets_together_problems",
     "load_benchmark_file",
     "load_dataset_file",
+    "render_prompt",
     "starter_benchmark_paths",
 ]

@@ -50,6 +50,7 @@ from sabha.platform.wire import (
 from sabha.workers.busy import BusyClock
 
 from .budgets import load_token_counter
+from .pools import register_pool
 from .queue import (
     DEFAULT_LEASE_SECONDS,
     LeaseLost,
@@ -59,7 +60,6 @@ from .queue import (
     heartbeat_lease,
     job_progress,
     lease_next_shard,
-    register_pool,
     release_lease,
     submit_shard_results,
 )

@@ -43,6 +43,7 @@ from .queue import (
 from .verification import VerificationPolicy
 
 __all__ = [
+    "register_pool",
     "PoolActivityPublic",
     "PoolNameTaken",
     "heartbeat_own_lease",
@@ -65,6 +66,47 @@ class PoolNameTaken(SabhaError):
     def field_problems(self) -> list[tuple[str, str, str]]:
         """The refused field, for problem documents."""
         return [("body.name", self.message, self.hint or "")]
+
+
+def register_pool(
+    db: Engine,
+    name: str,
+    kind: PoolKind = PoolKind.LOCAL,
+    capabilities: dict[str, object] | None = None,
+    owner_id: int | None = None,
+    credential_id: int | None = None,
+) -> int:
+    """Find or create the pool ``name``; record its capabilities and when it was seen.
+
+    Args:
+        db: The database.
+        name: The pool's unique name.
+        kind: ``local`` (the operator's own, trusted) or ``remote`` (a volunteer's).
+        capabilities: What the pool reported (``PoolCapabilities`` fields);
+            ``memory_bytes`` is the most one of its engines can hold.
+        owner_id: The user behind a remote pool; replicas of a shard always
+            come from pools of different owners.
+        credential_id: The pool credential the pool registered with.
+
+    Returns:
+        The pool's id.
+    """
+    with session_scope(db) as session:
+        pool = session.exec(select(Pool).where(Pool.name == name)).first()
+        if pool is None:
+            pool = Pool(
+                name=name,
+                kind=kind,
+                capabilities=dict(capabilities or {}),
+                owner_id=owner_id,
+                credential_id=credential_id,
+            )
+            session.add(pool)
+        elif capabilities is not None:
+            pool.capabilities = dict(capabilities)
+        pool.last_seen_at = utcnow()
+        session.flush()
+        return id_of(pool)
 
 
 def pool_info(pool: Pool, proven_after: int = 0) -> PoolInfo:

@@ -1,0 +1,154 @@
+"""Results: storing a pool's answers to its lease and settling the shard."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from sabha.platform.db import session_scope
+from sabha.platform.domain import (
+    Item,
+    Job,
+    Output,
+    Pool,
+    RunStatus,
+    Shard,
+    ShardRun,
+    id_of,
+    utcnow,
+)
+from sabha.platform.wire import (
+    DecodingParams,
+    ShardResult,
+)
+
+from ..verification import VerificationPolicy, settle_shard
+from .common import (
+    ResultRejected,
+    SubmitOutcome,
+    aware,
+    check_active,
+    job_complete,
+    run_for_token,
+)
+
+_log = logging.getLogger(__name__)
+
+__all__ = [
+    "submit_shard_results",
+]
+
+
+def submit_shard_results(
+    db: Engine, result: ShardResult, policy: VerificationPolicy | None = None
+) -> SubmitOutcome:
+    """Store a pool's results for its leased shard.
+
+    Idempotent: submitting the same run again changes nothing. The results
+    must answer exactly the shard's items, each once. Whether they are
+    accepted at once or wait for replicas from other owners' pools is decided
+    by ``verification.settle_shard`` under ``policy`` (default: the settings).
+
+    Raises:
+        LeaseLost: unknown run or wrong token.
+        PoolNotActive: the pool is quarantined; nothing is stored.
+        ResultRejected: the item set differs from the shard's, or an answer
+            claims more tokens than the job allows; nothing is stored.
+    """
+    with session_scope(db) as session:
+        run = run_for_token(session, result.run_id, result.token)
+        check_active(session, run.pool_id)
+        shard = session.get(Shard, run.shard_id)
+        assert shard is not None
+        job_id = run.job_id
+        if run.status in (RunStatus.ACCEPTED, RunStatus.SUBMITTED, RunStatus.LATE):
+            status, duplicate = RunStatus(run.status), True
+        else:
+            status, duplicate = _store_results(session, run, shard, result, policy), False
+        verdict = run.verdict
+    # Read after the commit: two pools submitting a job's last two shards at once
+    # each see the other's shard open inside their own transactions, so neither
+    # would call the job complete (PostgreSQL, READ COMMITTED).
+    with session_scope(db) as session:
+        return SubmitOutcome(status, duplicate, job_complete(session, job_id), verdict)
+
+
+def _store_results(
+    session: Session,
+    run: ShardRun,
+    shard: Shard,
+    result: ShardResult,
+    policy: VerificationPolicy | None,
+) -> RunStatus:
+    """Store a leased run's results and settle its shard; returns the run's new status."""
+    answered = [r.item_id for r in result.results]
+    if sorted(answered) != sorted(shard.item_ids):
+        missing = sorted(set(shard.item_ids) - set(answered))
+        extra = sorted(set(answered) - set(shard.item_ids))
+        repeated = sorted({i for i in answered if answered.count(i) > 1})
+        raise ResultRejected(
+            f"The results for shard run {run.id} do not answer exactly its "
+            f"{len(shard.item_ids)} items (missing {missing[:5]}, unknown {extra[:5]}, "
+            f"repeated {repeated[:5]}).",
+            "Send one result per leased item, no more and no fewer.",
+        )
+    job = session.get(Job, run.job_id)
+    assert job is not None
+    decoding = DecodingParams.model_validate(job.decoding)
+    languages = dict(
+        session.exec(select(Item.id, Item.language).where(col(Item.id).in_(shard.item_ids))).all()
+    )
+    inflated = [
+        r.item_id
+        for r in result.results
+        if r.num_tokens > decoding.max_tokens_for(languages.get(r.item_id))
+    ]
+    if inflated:
+        raise ResultRejected(
+            f"The results for shard run {run.id} claim more new tokens than the job allows "
+            f"their language (at most {decoding.max_tokens}) for items {inflated[:5]}.",
+            "Report num_tokens as the engine counted them (at most the item's budget).",
+        )
+    now = utcnow()
+    on_time = run.status == RunStatus.LEASED and aware(run.expires_at) >= now
+    open_shard = shard.accepted_run_id is None
+    if open_shard:
+        # A late result counts like any other while the shard is open: after an
+        # outage the shard may be leased to another owner's pool meanwhile, and
+        # the two runs then verify each other.
+        run.status = RunStatus.SUBMITTED  # settled below
+    else:
+        run.status = RunStatus.SUBMITTED if on_time else RunStatus.LATE
+    run.finished_at = now
+    run.executed_on = result.executed_on.model_dump(mode="json")
+    if result.engine_seconds is not None:  # never more than the lease lasted
+        wall = max(0.0, (now - aware(run.leased_at)).total_seconds())
+        run.engine_seconds = min(result.engine_seconds, wall)
+    session.add_all(
+        Output(
+            shard_run_id=id_of(run),
+            job_id=run.job_id,
+            item_id=r.item_id,
+            prompt=r.prompt,
+            text=r.text,
+            finish_reason=r.finish_reason,
+            num_tokens=r.num_tokens,
+            error=r.error,
+        )
+        for r in result.results
+    )
+    session.flush()
+    if open_shard and run.status == RunStatus.SUBMITTED:
+        pool = session.get(Pool, run.pool_id)
+        assert pool is not None
+        accepted = settle_shard(
+            session, shard, run, pool, policy or VerificationPolicy.from_settings()
+        )
+        if accepted is not None:
+            from ..scoring import stats_for_new_outputs
+
+            outputs = session.exec(select(Output).where(Output.shard_run_id == accepted.id)).all()
+            stats_for_new_outputs(session, job, list(outputs))
+    return RunStatus(run.status)
