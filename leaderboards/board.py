@@ -499,9 +499,9 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPubl
     accepted = {id_of(run): (run, pool) for run, pool in runs}
     counted = {shard.accepted_run_id for shard in shards}
     agreed: dict[int, list[str]] = {}  # the replicas that agreed with each accepted run
-    for run, pool in runs:
-        if run.verdict == RunVerdict.AGREED and id_of(run) not in counted:
-            agreed.setdefault(run.shard_id, []).append(pool.name)
+    for replica, replica_pool in runs:
+        if replica.verdict == RunVerdict.AGREED and id_of(replica) not in counted:
+            agreed.setdefault(replica.shard_id, []).append(replica_pool.name)
     shard_rows = []
     for shard in shards:
         run, pool = accepted.get(shard.accepted_run_id or -1, (None, None))

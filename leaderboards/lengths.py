@@ -43,7 +43,7 @@ def answer_lengths(session: Session, job: Job) -> list[AnswerLengthPublic]:
             col(Item.split).in_(PUBLIC_SPLITS),
             col(Output.error).is_(None),
         )
-        .group_by(Item.language, Output.finish_reason)
+        .group_by(col(Item.language), col(Output.finish_reason))
     ):
         counts[language][finish_reason == LENGTH_FINISH_REASON] += int(n)
     return [
