@@ -92,7 +92,7 @@ def test_demo_evaluates_both_tiny_models_on_both_benchmarks_with_vllm_in_ray(
             details = _run(demo_env, row["job_id"])
             assert details["outputs"] == cell["n"] > 0
             where = details["shards"][0]["executed_on"]
-            assert details["shards"][0]["pool"].startswith("local:")
+            assert details["shards"][0]["pool"].startswith("local-")
             assert where["vllm"] == "0.32.0" and where["device"] == "cpu"
             assert re.fullmatch(r"[0-9a-f]{56}", where["ray_node_id"])
             assert where["ray_node_ip"] == "127.0.0.1"
