@@ -60,7 +60,7 @@ from .gpus import GpuLedger, HeldGpus
 from .messages import posted_line, registered_lines
 from .platform_client import LeaseGone, PlatformClient, PlatformRefused, PlatformUnavailable
 from .slots import EnginePlacement, EngineSlot, model_key
-from .spool import Spool
+from .spool import MemorySpool, Spool
 
 __all__ = [
     "Agent",
@@ -124,6 +124,8 @@ class AgentOptions:
             shards can come back: a replica, an expired lease); otherwise run
             until stopped.
         idle_seconds: See ``exit_when_idle``.
+        stop_on_engine_failure: Stop at the first engine failure (after handing
+            its leases back) rather than lease the model again (``sabha eval``).
     """
 
     pool_name: str
@@ -135,6 +137,7 @@ class AgentOptions:
     heartbeat_seconds: float = 60.0
     exit_when_idle: bool = False
     idle_seconds: float = 30.0
+    stop_on_engine_failure: bool = False
 
 
 @dataclass
@@ -148,6 +151,8 @@ class AgentSummary:
     released: int = 0
     engine_failures: list[str] = field(default_factory=list)
     cannot_run: list[str] = field(default_factory=list)
+    engine_error: BaseException | None = None  # the first engine failure itself
+    interrupted: bool = False  # Ctrl-C
 
 
 class Agent:
@@ -169,7 +174,7 @@ class Agent:
         self,
         client: PlatformClient,
         engine_factory: EngineFactory,
-        spool: Spool,
+        spool: Spool | MemorySpool,
         options: AgentOptions,
         capabilities: PoolCapabilities | None = None,
         gpus_for: GpusFor | None = None,
@@ -198,6 +203,7 @@ class Agent:
         self._post_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._beat_seconds = options.heartbeat_seconds
+        self._stop_reason: str | None = None
 
     # -- public ----------------------------------------------------------------------
 
@@ -217,12 +223,18 @@ class Agent:
             self._loop()
         except KeyboardInterrupt:
             log.info("stopping: handing back %d lease(s)", len(self.in_flight))
+            self.summary.interrupted = True
+            self._stop_reason = self._stop_reason or "interrupted (Ctrl-C)"
         finally:
-            self._shutdown("the volunteer stopped the agent")
+            self._shutdown(self._stop_reason or "the volunteer stopped the agent")
         return self.summary
 
-    def stop(self) -> None:
-        """Ask the loop to stop (from another thread or a signal handler)."""
+    def stop(self, reason: str | None = None) -> None:
+        """Ask the loop to stop (from another thread or a signal handler).
+
+        ``reason`` is what the leases still in flight are handed back with.
+        """
+        self._stop_reason = self._stop_reason or reason
         self.stopping.set()
         with self.changed:
             self.changed.notify_all()
