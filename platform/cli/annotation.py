@@ -451,8 +451,9 @@ def annotations_judge_model(
     or --run runs it here. Its verdicts count once it has finished, at the
     next `sabha annotations sync`, next to people's, with its agreement with them.
     """
+    from ..services.community_scores import refresh_community_scores
     from ..services.judge_model import create_judge_job
-    from ..services.judging import judging_project_named, refresh_community_scores
+    from ..services.judging import judging_project_named
 
     settings = _settings(ctx)
     engine = _engine(ctx)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from sabha.platform.catalog import check_model_unchanged, get_benchmark, get_model
+from sabha.platform.catalog import (
+    check_model_unchanged,
+    definition_for_job,
+    get_benchmark,
+    get_model,
+)
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     Job,
@@ -101,7 +105,7 @@ def primary_summary(db: Engine, job_id: int) -> str | None:
     with Session(db) as session:
         job = session.get(Job, job_id)
         assert job is not None
-        benchmark = get_benchmark_for_job(session, job)
+        benchmark = definition_for_job(session, job)
         score = session.exec(
             select(Score)
             .join(ScoringRun, col(ScoringRun.id) == Score.scoring_run_id)
@@ -127,22 +131,6 @@ def primary_summary(db: Engine, job_id: int) -> str | None:
             reasons = ", ".join(f"{n} {why}" for why, n in sorted(run.failure_reasons.items()))
             line += f"; {run.failed_items} items failed ({reasons}), scored as wrong"
         return line
-
-
-def get_benchmark_for_job(session: Session, job: Job) -> Any:
-    """The current benchmark definition that scores ``job`` (else the one that made it)."""
-    from sabha.platform.domain import Benchmark
-
-    made_by = session.get(Benchmark, job.benchmark_id)
-    assert made_by is not None
-    current = session.exec(
-        select(Benchmark).where(
-            Benchmark.name == made_by.name,
-            col(Benchmark.is_current).is_(True),
-            Benchmark.generation_hash == job.generation_hash,
-        )
-    ).first()
-    return current or made_by
 
 
 def model_of(db: Engine, name: str) -> Model:

@@ -36,7 +36,7 @@ from sabha.platform.services.annotation import (
     webhook_notice,
     webhook_secret_matches,
 )
-from sabha.platform.services.judging import refresh_community_scores
+from sabha.platform.services.community_scores import refresh_community_scores
 from sabha.platform.services.labelstudio import connect_labelstudio
 from sabha.platform.settings import Settings
 from sabha.platform.web.security import set_request_size_limit
