@@ -100,7 +100,7 @@ def test_csv_export_matches_json(client: FlaskClient) -> None:
 def test_provenance_page_traces_the_score(client: FlaskClient) -> None:
     board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
     run_url = board["rows"][0]["run_url"]
-    details = client.get("/api" + run_url).get_json()
+    details = client.get("/api/v1" + run_url).get_json()
     assert details["benchmark"]["dataset"]["version"] == board["benchmark"]["dataset"]["version"]
     assert details["model"]["revision"] == "e" * 40
     assert details["decoding"]["temperature"] == 0.0
@@ -155,7 +155,7 @@ def test_data_card_html_is_sanitised(tmp_path: Path) -> None:
 def test_unknown_things_give_404_with_the_known_names(client: FlaskClient) -> None:
     response = client.get("/api/v1/benchmarks/nope/leaderboard")
     assert response.status_code == 404
-    assert "kisan-advisory" in response.get_json()["fix"]
+    assert "kisan-advisory" in response.get_json()["detail"]
     assert client.get("/benchmarks/nope").status_code == 404
     assert client.get("/runs/9999").status_code == 404
     assert client.get("/datasets/nope/card").status_code == 404
