@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from werkzeug.wrappers import Response
 
-from sabha.platform.db import session_scope
+from sabha.platform.db import get_engine, session_scope
 from sabha.platform.errors import AuthenticationFailed, PermissionDenied
 from sabha.platform.services.accounts import (
     WORKER_SCOPE,
@@ -113,7 +113,7 @@ def _bearer_token() -> str:
 
 def _authenticate() -> Caller:
     token = _bearer_token()
-    with session_scope(current_app.extensions["sabha.db"]) as session:
+    with session_scope(get_engine()) as session:
         if token.startswith(WORKER_TOKEN_PREFIX):
             credential = verify_worker_token(session, token)
             return Caller(None, credential.id, frozenset({WORKER_SCOPE}))
