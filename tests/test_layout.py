@@ -47,6 +47,28 @@ def test_code_folders_are_namespace_portions(folder: str) -> None:
     )
 
 
+def test_every_code_folder_has_a_readme() -> None:
+    """Each folder says in a README what lives there and what it may import (STYLE.md)."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: the files of the repository are unknown")
+    folders = {Path(name).parent for name in listed if (REPO / name).is_file()}
+    exempt = {Path("tests"), Path("platform/migrations/versions")}
+    missing = sorted(
+        str(folder)
+        for folder in folders - exempt
+        if folder.parts[:1] != ("tests",) and not (REPO / folder / "README.md").is_file()
+    )
+    assert missing == [], f"these folders have Python files and no README.md: {missing}"
+
+
 def _imported_modules(folder: str) -> set[str]:
     modules: set[str] = set()
     for path in (REPO / folder).rglob("*.py"):

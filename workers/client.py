@@ -13,22 +13,20 @@ from typing import Any, TypeVar
 
 from sabha.platform.errors import EngineError
 from sabha.platform.wire import (
-    ChatTemplatePolicy,
-    DecodingParams,
     EngineInfo,
     GenerationRequest,
     GenerationResult,
     ModelSource,
 )
 
+from .contract import ShardWork
 from .engine import engine_actor_request, place_engine_actor
 from .local import ensure_ray, root_cause
 from .streaming import StreamingEngine
 
-__all__ = ["EngineClient", "ShardWork"]
+__all__ = ["EngineClient"]
 
 K = TypeVar("K")
-ShardWork = tuple[K, list[GenerationRequest], DecodingParams, ChatTemplatePolicy]
 
 
 class EngineClient:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sabha.platform.wire import (
     ChatTemplatePolicy,
@@ -24,9 +24,20 @@ from sabha.platform.wire import (
 
 from .slots import EnginePlacement
 
-__all__ = ["AgentOptions", "AgentSummary", "Engine", "EngineFactory", "GpusFor", "Work"]
+__all__ = [
+    "AgentOptions",
+    "AgentSummary",
+    "Engine",
+    "EngineFactory",
+    "GpusFor",
+    "ShardWork",
+    "Work",
+]
 
-Work = tuple[ShardLease, list[GenerationRequest], DecodingParams, ChatTemplatePolicy]
+K = TypeVar("K")
+ShardWork = tuple[K, list[GenerationRequest], DecodingParams, ChatTemplatePolicy]
+"""One shard's work for an engine, under the caller's key ``K``."""
+Work = ShardWork[ShardLease]
 
 
 class Engine(Protocol):

@@ -18,17 +18,15 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from sabha.platform.wire import (
-    ChatTemplatePolicy,
-    DecodingParams,
     EngineInfo,
-    GenerationRequest,
     GenerationResult,
 )
+
+from .contract import ShardWork
 
 __all__ = ["StandInEngine", "stand_in_answer"]
 
 K = TypeVar("K")
-ShardWork = tuple[K, list[GenerationRequest], DecodingParams, ChatTemplatePolicy]
 
 WORDS = ("mvua", "बारिश", "மழை", "مطر", "rain", "shamba", "खेत", "வயல்", "حقل", "field")
 
@@ -67,9 +65,7 @@ class StandInEngine:
 
     def generate_shards(
         self,
-        work: Iterable[
-            tuple[K, list[GenerationRequest], DecodingParams, ChatTemplatePolicy] | None
-        ],
+        work: Iterable[ShardWork[K] | None],
         max_in_flight: int = 256,
     ) -> Iterator[tuple[K, list[GenerationResult]]]:
         """Answer shards one at a time, each after its simulated latency (None: nothing yet)."""

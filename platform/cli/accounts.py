@@ -7,7 +7,9 @@ database), so they need no sign-in. Tokens and secrets are printed once.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from sqlalchemy.engine import Engine
@@ -15,7 +17,14 @@ from sqlalchemy.engine import Engine
 from ..domain import Role, TokenScope
 from ..wire import MAX_DB_ID
 
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from ..domain import User
+
 __all__ = ["credentials", "tokens", "users"]
+
+Row = TypeVar("Row")
 
 _ROLE = click.Choice([r.value for r in Role])
 _SCOPE = click.Choice([s.value for s in TokenScope])
@@ -29,6 +38,43 @@ def _engine(ctx: click.Context) -> Engine:
 
 def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M}" if moment is not None else "never"
+
+
+def _state(revoked_at: datetime | None) -> str:
+    return f"revoked {_when(revoked_at)}" if revoked_at else "active"
+
+
+def _list_owned(
+    ctx: click.Context,
+    username: str,
+    what: str,
+    rows_of: Callable[[Session, User], list[Row]],
+    line: Callable[[Row], str],
+) -> None:
+    """Print a line per thing ``username`` owns (``what``: "tokens"...), or that there are none."""
+    from sqlmodel import Session
+
+    from ..services.accounts import get_user
+
+    with Session(_engine(ctx)) as session:
+        user = get_user(session, username)
+        rows = rows_of(session, user)
+    if not rows:
+        click.echo(f"{user.username} has no {what}.")
+    for row in rows:
+        click.echo(line(row))
+
+
+def _revoke_owned(
+    ctx: click.Context, username: str, revoke: Callable[[Session, User], Row]
+) -> tuple[str, Row]:
+    """Revoke one thing ``username`` owns, in one transaction: their name and what was revoked."""
+    from ..db import session_scope
+    from ..services.accounts import get_user
+
+    with session_scope(_engine(ctx)) as session:
+        user = get_user(session, username)
+        return user.username, revoke(session, user)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -220,21 +266,22 @@ def _settings_token_max_days(ctx: click.Context) -> int:
 @click.pass_context
 def tokens_list(ctx: click.Context, username: str) -> None:
     """List a user's tokens (never the tokens themselves)."""
-    from sqlmodel import Session
+    from ..services.accounts import AccessTokenPublic, list_access_tokens
 
-    from ..services.accounts import AccessTokenPublic, get_user, list_access_tokens
-
-    with Session(_engine(ctx)) as session:
-        user = get_user(session, username)
-        rows = [AccessTokenPublic.of(t) for t in list_access_tokens(session, user)]
-    if not rows:
-        click.echo(f"{user.username} has no tokens.")
-    for token in rows:
-        state = f"revoked {_when(token.revoked_at)}" if token.revoked_at else "active"
-        click.echo(
+    def line(token: AccessTokenPublic) -> str:
+        return (
             f"{token.id:5}  {token.prefix}…  {token.name:20} {','.join(token.scopes):24} "
-            f"expires {_when(token.expires_at)}  last used {_when(token.last_used_at)}  {state}"
+            f"expires {_when(token.expires_at)}  last used {_when(token.last_used_at)}  "
+            f"{_state(token.revoked_at)}"
         )
+
+    _list_owned(
+        ctx,
+        username,
+        "tokens",
+        lambda session, user: [AccessTokenPublic.of(t) for t in list_access_tokens(session, user)],
+        line,
+    )
 
 
 @tokens.command("revoke")
@@ -243,13 +290,12 @@ def tokens_list(ctx: click.Context, username: str) -> None:
 @click.pass_context
 def tokens_revoke(ctx: click.Context, username: str, token_id: int) -> None:
     """Revoke one of a user's tokens; it stops working at once."""
-    from ..db import session_scope
-    from ..services.accounts import get_user, revoke_access_token
+    from ..services.accounts import revoke_access_token
 
-    with session_scope(_engine(ctx)) as session:
-        user = get_user(session, username)
-        token = revoke_access_token(session, user, token_id)
-    click.echo(f"Revoked token {token.id} ({token.name}) of {user.username}.")
+    owner, token = _revoke_owned(
+        ctx, username, lambda session, user: revoke_access_token(session, user, token_id)
+    )
+    click.echo(f"Revoked token {token.id} ({token.name}) of {owner}.")
 
 
 # -- pool credentials -------------------------------------------------------------------------
@@ -283,21 +329,23 @@ def credentials_create(ctx: click.Context, username: str, name: str) -> None:
 @click.pass_context
 def credentials_list(ctx: click.Context, username: str) -> None:
     """List a user's pool credentials (never the secrets)."""
-    from sqlmodel import Session
+    from ..services.accounts import PoolCredentialPublic, list_pool_credentials
 
-    from ..services.accounts import PoolCredentialPublic, get_user, list_pool_credentials
-
-    with Session(_engine(ctx)) as session:
-        user = get_user(session, username)
-        rows = [PoolCredentialPublic.of(c) for c in list_pool_credentials(session, user)]
-    if not rows:
-        click.echo(f"{user.username} has no pool credentials.")
-    for credential in rows:
-        state = f"revoked {_when(credential.revoked_at)}" if credential.revoked_at else "active"
-        click.echo(
+    def line(credential: PoolCredentialPublic) -> str:
+        return (
             f"{credential.id:5}  {credential.client_id}  {credential.name:20} "
-            f"last used {_when(credential.last_used_at)}  {state}"
+            f"last used {_when(credential.last_used_at)}  {_state(credential.revoked_at)}"
         )
+
+    _list_owned(
+        ctx,
+        username,
+        "pool credentials",
+        lambda session, user: [
+            PoolCredentialPublic.of(c) for c in list_pool_credentials(session, user)
+        ],
+        line,
+    )
 
 
 @credentials.command("revoke")
@@ -306,10 +354,9 @@ def credentials_list(ctx: click.Context, username: str) -> None:
 @click.pass_context
 def credentials_revoke(ctx: click.Context, username: str, credential_id: int) -> None:
     """Revoke a pool credential and every access token issued to it."""
-    from ..db import session_scope
-    from ..services.accounts import get_user, revoke_pool_credential
+    from ..services.accounts import revoke_pool_credential
 
-    with session_scope(_engine(ctx)) as session:
-        user = get_user(session, username)
-        credential = revoke_pool_credential(session, user, credential_id)
+    _, credential = _revoke_owned(
+        ctx, username, lambda session, user: revoke_pool_credential(session, user, credential_id)
+    )
     click.echo(f"Revoked pool credential {credential.id} ({credential.client_id}).")

@@ -40,7 +40,7 @@ from .annotation import (
     SourceItem,
     WithdrawnItem,
 )
-from .columns import as_utc, id_of, utcnow
+from .columns import UtcTime, as_utc, id_of, utcnow
 from .datasets import Benchmark, Dataset, DatasetVersion, Item, Model
 from .scores import PEOPLE_JUDGE, CommunityScore, LeaderboardEntry, OutputStat, Score, ScoringRun
 from .statuses import (
@@ -110,6 +110,7 @@ __all__ = [
     "SubmissionStatus",
     "TokenScope",
     "User",
+    "UtcTime",
     "WebSession",
     "WithdrawnItem",
     "WorkerToken",

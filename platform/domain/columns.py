@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, overload
+from typing import Annotated, Any, overload
 
 import sqlalchemy as sa
+from pydantic import AfterValidator
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "UtcTime",
     "as_utc",
     "id_of",
     "json_column",
@@ -42,6 +44,10 @@ def as_utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]
+"""A time in an API shape: always timezone-aware UTC, whatever the database handed back."""
 
 
 def json_column(nullable: bool = False) -> Any:

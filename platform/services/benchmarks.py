@@ -11,7 +11,8 @@ empty.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -180,18 +181,8 @@ def load_benchmarks(
             f"These {len(loaded)} benchmark files cannot be loaded together; nothing was loaded.",
             problems,
         )
-    written: list[Path] = []
-    try:
-        with session_scope(db) as session:
-            return [
-                register_benchmark(session, one, artifacts_dir, written=written) for one in loaded
-            ]
-    except BaseException as exc:
-        for path in written:
-            path.unlink(missing_ok=True)
-        if isinstance(exc, ValidationFailed) and len(loaded) > 1:
-            exc.message += " Nothing was loaded."
-        raise
+    with _all_or_nothing(db, len(loaded), "Nothing was loaded.") as (session, written):
+        return [register_benchmark(session, one, artifacts_dir, written=written) for one in loaded]
 
 
 def release_datasets(
@@ -212,18 +203,29 @@ def release_datasets(
             "nothing was released.",
             problems,
         )
+    with _all_or_nothing(db, len(contents), "Nothing was released.") as (session, written):
+        return [
+            release_dataset_version(session, one, artifacts_dir, written=written)
+            for one in contents
+        ]
+
+
+@contextmanager
+def _all_or_nothing(db: Engine, files: int, undone: str) -> Iterator[tuple[Session, list[Path]]]:
+    """One transaction for several files, and the list their written artifacts go on.
+
+    On any failure the artifacts written are removed; a refusal of one of
+    several files adds ``undone`` ("Nothing was loaded.") to its message.
+    """
     written: list[Path] = []
     try:
         with session_scope(db) as session:
-            return [
-                release_dataset_version(session, one, artifacts_dir, written=written)
-                for one in contents
-            ]
+            yield session, written
     except BaseException as exc:
         for path in written:
             path.unlink(missing_ok=True)
-        if isinstance(exc, ValidationFailed) and len(contents) > 1:
-            exc.message += " Nothing was released."
+        if isinstance(exc, ValidationFailed) and files > 1:
+            exc.message += f" {undone}"
         raise
 
 

@@ -27,6 +27,7 @@ from sabha.platform.domain import (
     TokenScope,
     User,
     WorkerToken,
+    as_utc,
     id_of,
     utcnow,
 )
@@ -38,7 +39,7 @@ from sabha.platform.errors import (
 )
 from sabha.platform.settings import Settings
 
-from .users import allowed_scopes, aware, check_text, dummy_hash, password_hasher, roles_of
+from .users import allowed_scopes, check_text, dummy_hash, password_hasher, roles_of
 
 __all__ = [
     "ACCESS_TOKEN_PREFIX",
@@ -191,14 +192,14 @@ def verify_access_token(session: Session, plaintext: str) -> tuple[User, frozens
     now = utcnow()
     if token.revoked_at is not None:
         raise AuthenticationFailed("The access token was revoked.", hint)
-    if aware(token.expires_at) <= now:
+    if as_utc(token.expires_at) <= now:
         raise AuthenticationFailed(
-            f"The access token expired on {aware(token.expires_at):%Y-%m-%d %H:%M} UTC.", hint
+            f"The access token expired on {as_utc(token.expires_at):%Y-%m-%d %H:%M} UTC.", hint
         )
     user = session.get(User, token.user_id)
     if user is None or not user.is_active:
         raise AuthenticationFailed("The account of this access token is disabled.", "Ask an admin.")
-    if token.last_used_at is None or now - aware(token.last_used_at) >= _LAST_USED_RESOLUTION:
+    if token.last_used_at is None or now - as_utc(token.last_used_at) >= _LAST_USED_RESOLUTION:
         token.last_used_at = now
         session.add(token)
         session.flush()
@@ -219,7 +220,7 @@ def identify_bearer_token(session: Session, plaintext: str) -> str | None:
     now = utcnow()
     if plaintext.startswith(WORKER_TOKEN_PREFIX):
         worker = _worker_token_row(session, plaintext)
-        if worker is None or worker.revoked_at is not None or aware(worker.expires_at) <= now:
+        if worker is None or worker.revoked_at is not None or as_utc(worker.expires_at) <= now:
             return None
         credential = session.get(PoolCredential, worker.credential_id)
         if credential is None or not _credential_usable(session, credential):
@@ -232,7 +233,7 @@ def identify_bearer_token(session: Session, plaintext: str) -> str | None:
     if not _digest_matches(token.token_hash if token else None, plaintext):
         return None
     assert token is not None
-    if token.revoked_at is not None or aware(token.expires_at) <= now:
+    if token.revoked_at is not None or as_utc(token.expires_at) <= now:
         return None
     user = session.get(User, token.user_id)
     if user is None or not user.is_active:
@@ -444,7 +445,7 @@ def verify_worker_token(session: Session, plaintext: str) -> PoolCredential:
         token is None
         or credential is None
         or token.revoked_at is not None
-        or aware(token.expires_at) <= utcnow()
+        or as_utc(token.expires_at) <= utcnow()
         or not _credential_usable(session, credential)
     ):
         raise AuthenticationFailed(

@@ -15,10 +15,9 @@ submission made (a maintainer's ``sabha eval``) are public.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from sabha.platform.domain import (
@@ -29,6 +28,7 @@ from sabha.platform.domain import (
     ShardStatus,
     Submission,
     SubmissionJob,
+    UtcTime,
 )
 from sabha.platform.errors import NotFoundError
 
@@ -45,12 +45,6 @@ __all__ = [
 ]
 
 
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; Sabha stores UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-UtcTime = Annotated[datetime, AfterValidator(_utc)]
 ShardStateName = Literal["queued", "leased", "running", "done", "failed", "cancelled"]
 
 

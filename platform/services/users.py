@@ -12,7 +12,6 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -46,7 +45,6 @@ __all__ = [
     "USERNAME_MIN_CHARS",
     "allowed_scopes",
     "authenticate_password",
-    "aware",
     "check_text",
     "create_admin",
     "create_user",
@@ -99,11 +97,6 @@ def dummy_hash() -> str:
 @cache
 def _dummy_hash(profile: str) -> str:
     return _hasher(profile).hash(secrets.token_urlsafe(16))
-
-
-def aware(moment: datetime) -> datetime:
-    """A database time as timezone-aware UTC (SQLite hands back naive datetimes)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _invalid(field: str, problem: str, hint: str) -> ValidationFailed:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlmodel import Session, col, delete, or_, select, update
 
-from sabha.platform.domain import WebSession, utcnow
+from sabha.platform.domain import WebSession, as_utc, utcnow
 
 __all__ = [
     "end_user_web_sessions",
@@ -31,10 +31,6 @@ __all__ = [
 # minute of slack saves a write on every page.
 _LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 _MAX_SESSION_ID_CHARS = 100
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
 def _hash(session_id: str) -> str:
@@ -77,8 +73,8 @@ def find_web_session(
     if (
         row is None
         or row.ended_at is not None
-        or now - _aware(row.last_seen_at) >= idle
-        or now - _aware(row.created_at) >= lifetime
+        or now - as_utc(row.last_seen_at) >= idle
+        or now - as_utc(row.created_at) >= lifetime
     ):
         return None
     return row
@@ -100,7 +96,7 @@ def touch_web_session(session: Session, web_session_id: int) -> None:
 
 def web_session_needs_touch(row: WebSession) -> bool:
     """Whether ``row``'s last use is older than the resolution it is recorded at."""
-    return utcnow() - _aware(row.last_seen_at) >= _LAST_SEEN_RESOLUTION
+    return utcnow() - as_utc(row.last_seen_at) >= _LAST_SEEN_RESOLUTION
 
 
 def end_web_session(session: Session, session_id: str) -> None:

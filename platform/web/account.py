@@ -22,7 +22,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from sabha.platform.db import get_engine, get_session, session_scope
-from sabha.platform.domain import ROLE_SCOPES, Role, TokenScope, User
+from sabha.platform.domain import ROLE_SCOPES, Role, TokenScope
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.accounts import (
     AccessTokenPublic,
@@ -38,7 +38,7 @@ from sabha.platform.services.annotation_release import contribution_of
 from sabha.platform.services.annotators import credit_by_project
 from sabha.platform.services.pools import pool_activity
 
-from .auth import current_roles, current_user, login_required, render_refusal
+from .auth import current_roles, login_required, render_refusal, signed_in_user
 
 __all__ = ["blueprint", "init_app"]
 
@@ -53,12 +53,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
 
 
-def _me() -> User:
-    user = current_user()
-    assert user is not None  # login_required ran first
-    return user
-
-
 def _my_scopes() -> list[TokenScope]:
     scopes: set[TokenScope] = set()
     for role in current_roles():
@@ -67,7 +61,7 @@ def _my_scopes() -> list[TokenScope]:
 
 
 def _render_account(error: str | None = None, status: int = 200) -> ResponseReturnValue:
-    user = _me()
+    user = signed_in_user()
     session = get_session()
     roles = current_roles()
     page = render_template(
@@ -123,7 +117,7 @@ def create_token() -> ResponseReturnValue:
     try:
         with session_scope(get_engine()) as session:
             token, plaintext = create_access_token(
-                session, _me(), name, scopes, expires_in_days=days
+                session, signed_in_user(), name, scopes, expires_in_days=days
             )
     except ValidationFailed as exc:
         return _render_account(" ".join([exc.message, *exc.problems]), 400)
@@ -140,7 +134,7 @@ def create_token() -> ResponseReturnValue:
 def revoke_token(token_id: int) -> ResponseReturnValue:
     """Revoke one of my tokens."""
     with session_scope(get_engine()) as session:
-        revoke_access_token(session, _me(), token_id)
+        revoke_access_token(session, signed_in_user(), token_id)
     return redirect(url_for("account.account_page"))
 
 
@@ -151,7 +145,7 @@ def create_credential() -> ResponseReturnValue:
     name = request.form.get("name", "").strip()
     try:
         with session_scope(get_engine()) as session:
-            credential, secret = create_pool_credential(session, _me(), name)
+            credential, secret = create_pool_credential(session, signed_in_user(), name)
     except ValidationFailed as exc:
         return _render_account(" ".join([exc.message, *exc.problems]), 400)
     return _shown_once(
@@ -167,5 +161,5 @@ def create_credential() -> ResponseReturnValue:
 def revoke_credential(credential_id: int) -> ResponseReturnValue:
     """Revoke one of my pool credentials (and its worker tokens)."""
     with session_scope(get_engine()) as session:
-        revoke_pool_credential(session, _me(), credential_id)
+        revoke_pool_credential(session, signed_in_user(), credential_id)
     return redirect(url_for("account.account_page"))

@@ -28,7 +28,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from sabha.platform.db import get_engine, get_session
-from sabha.platform.domain import AnnotationProject, Role, User
+from sabha.platform.domain import AnnotationProject, Role
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.annotators import (
     LabelStudioSignIn,
@@ -39,7 +39,7 @@ from sabha.platform.services.annotators import (
 )
 from sabha.platform.settings import current_settings
 
-from .auth import current_user, render_refusal, role_required
+from .auth import render_refusal, role_required, signed_in_user
 from .security import limit_endpoint
 
 __all__ = ["blueprint", "init_app"]
@@ -57,14 +57,8 @@ def init_app(app: Flask) -> None:
         limit_endpoint(app, endpoint, JOIN_LIMIT, methods=["POST"])
 
 
-def _me() -> User:
-    user = current_user()
-    assert user is not None  # role_required ran first
-    return user
-
-
 def _render_projects(error: str | None = None, status: int = 200) -> ResponseReturnValue:
-    user = _me()
+    user = signed_in_user()
     page = render_template(
         "annotate.html",
         user=user,
@@ -87,7 +81,7 @@ def save_languages() -> ResponseReturnValue:
     """Save the languages I annotate in (comma- or space-separated BCP-47 tags)."""
     given = request.form.get("languages", "").replace(",", " ").split()
     try:
-        set_annotator_languages(get_engine(), _me().id or 0, given)
+        set_annotator_languages(get_engine(), signed_in_user().id or 0, given)
     except ValidationFailed as exc:
         return _render_projects(" ".join([exc.message, *exc.problems]), 400)
     return redirect(url_for("annotate.projects_page"))
@@ -108,7 +102,9 @@ def _sign_in_page(sign_in: LabelStudioSignIn, title: str, project: str | None = 
 @role_required(Role.ANNOTATOR)
 def join_project(project_id: int) -> ResponseReturnValue:
     """Join a project: a Label Studio account the first time, and a link to the project."""
-    sign_in = join_annotation_project(get_engine(), current_settings(), _me(), project_id)
+    sign_in = join_annotation_project(
+        get_engine(), current_settings(), signed_in_user(), project_id
+    )
     project = get_session().get(AnnotationProject, project_id)
     title = project.title if project is not None else None
     if sign_in.password is None:
@@ -124,5 +120,7 @@ def new_password() -> ResponseReturnValue:
     ``server=private``: my account on the private Label Studio.
     """
     private = request.form.get("server") == "private"
-    sign_in = new_labelstudio_password(get_engine(), current_settings(), _me(), private=private)
+    sign_in = new_labelstudio_password(
+        get_engine(), current_settings(), signed_in_user(), private=private
+    )
     return _sign_in_page(sign_in, "Your new Label Studio password")

@@ -71,6 +71,7 @@ __all__ = [
     "render_refusal",
     "role_required",
     "sign_in",
+    "signed_in_user",
     "sign_out",
 ]
 
@@ -178,6 +179,13 @@ def current_user() -> User | None:
                 with session_scope(get_engine()) as write:
                     touch_web_session(write, id_of(live))
     g.sabha_user = user
+    return user
+
+
+def signed_in_user() -> User:
+    """The signed-in user of a view behind ``login_required`` or ``role_required``."""
+    user = current_user()
+    assert user is not None  # the view's decorator turned everyone else away
     return user
 
 

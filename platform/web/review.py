@@ -26,7 +26,7 @@ from flask.typing import ResponseReturnValue
 
 from sabha.annotation.gates import ReleaseGates
 from sabha.platform.db import get_engine, get_session
-from sabha.platform.domain import Role, User
+from sabha.platform.domain import Role
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.annotation_blockers import annotated_datasets, release_blockers
 from sabha.platform.services.annotation_review import (
@@ -35,7 +35,7 @@ from sabha.platform.services.annotation_review import (
     review_queue,
 )
 
-from .auth import current_user, render_refusal, role_required
+from .auth import render_refusal, role_required, signed_in_user
 
 __all__ = ["blueprint", "init_app"]
 
@@ -58,12 +58,6 @@ blueprint.register_error_handler(SabhaError, _refusal)
 def init_app(app: Flask) -> None:
     """Register the review and release-blocker pages."""
     app.register_blueprint(blueprint)
-
-
-def _me() -> User:
-    user = current_user()
-    assert user is not None  # role_required ran first
-    return user
 
 
 def _filters() -> dict[str, str]:
@@ -97,7 +91,7 @@ def review_page() -> ResponseReturnValue:
     include_reviewed = request.args.get("include_reviewed") == "1"
     queue = review_queue(
         get_session(),
-        _me(),
+        signed_in_user(),
         dataset=filters.get("dataset"),
         language=filters.get("language"),
         include_reviewed=include_reviewed,
@@ -119,7 +113,7 @@ def review_post(annotation_id: int) -> ResponseReturnValue:
     recorded = review_annotation(
         get_engine(),
         annotation_id,
-        _me(),
+        signed_in_user(),
         request.form.get("verdict", ""),
         request.form.get("comment", ""),
         version=request.form.get("version", ""),

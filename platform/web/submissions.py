@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from sabha.platform.db import get_engine, get_session
-from sabha.platform.domain import Benchmark, Role, User
+from sabha.platform.domain import Benchmark, Role
 from sabha.platform.errors import NotFoundError, SabhaError
 from sabha.platform.services.estimate import ModelTooLarge, format_gb
 from sabha.platform.services.submissions import (
@@ -35,7 +35,7 @@ from sabha.platform.services.submissions import (
 )
 from sabha.platform.settings import current_settings
 
-from .auth import current_roles, current_user, render_refusal, role_required
+from .auth import current_roles, render_refusal, role_required, signed_in_user
 
 __all__ = ["FORM_FIELDS", "blueprint", "form_field", "init_app", "submission_from_form"]
 
@@ -82,12 +82,6 @@ _DECODING_FIELDS = ("temperature", "top_p", "max_tokens")
 def init_app(app: Flask) -> None:
     """Register the submission pages."""
     app.register_blueprint(blueprint)
-
-
-def _me() -> User:
-    user = current_user()
-    assert user is not None  # role_required ran first
-    return user
 
 
 def _is_admin() -> bool:
@@ -193,7 +187,7 @@ def _not_yours(exc: NotFoundError) -> NotFoundError:
 @role_required(*SUBMIT_ROLES)
 def submissions_page() -> ResponseReturnValue:
     """My submissions, newest first, with their status."""
-    rows = list_submissions(get_engine(), _me().id or 0)
+    rows = list_submissions(get_engine(), signed_in_user().id or 0)
     return render_template("submissions.html", submissions=rows)
 
 
@@ -220,7 +214,9 @@ def create() -> ResponseReturnValue:
             _add(problems, field, _pydantic_message(error), fix)
         return _render_form(form, problems, 422)
     try:
-        created = create_submission(get_engine(), current_settings(), _me().id or 0, submission)
+        created = create_submission(
+            get_engine(), current_settings(), signed_in_user().id or 0, submission
+        )
     except SubmissionInvalid as exc:
         for location, message, fix in exc.field_problems:
             _add(problems, form_field(location), message, fix)
@@ -239,7 +235,7 @@ def create() -> ResponseReturnValue:
 def submission_page(submission_id: int) -> ResponseReturnValue:
     """One submission: each benchmark's job and each shard's state (owner or admin)."""
     try:
-        shown = get_submission(get_engine(), submission_id, _me().id or 0, _is_admin())
+        shown = get_submission(get_engine(), submission_id, signed_in_user().id or 0, _is_admin())
     except NotFoundError as exc:
         raise _not_yours(exc) from None
     titles = {b.name: b.title for b in _current_benchmarks()}
@@ -253,7 +249,7 @@ def submission_page(submission_id: int) -> ResponseReturnValue:
 def cancel(submission_id: int) -> ResponseReturnValue:
     """Cancel a submission (owner or admin); a finished one stays as it is."""
     try:
-        cancel_submission(get_engine(), submission_id, _me().id or 0, _is_admin())
+        cancel_submission(get_engine(), submission_id, signed_in_user().id or 0, _is_admin())
     except NotFoundError as exc:
         raise _not_yours(exc) from None
     return redirect(url_for("submissions.submission_page", submission_id=submission_id), 303)

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlmodel import Session, col, func, select
 
@@ -34,7 +33,6 @@ __all__ = [
     "PoolNotActive",
     "ResultRejected",
     "SubmitOutcome",
-    "aware",
     "check_active",
     "hash_token",
     "job_complete",
@@ -115,13 +113,6 @@ class SubmitOutcome:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; Sabha stores UTC."""
-    from datetime import UTC
-
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def run_for_token(session: Session, run_id: int, token: str) -> ShardRun:

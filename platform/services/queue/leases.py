@@ -26,6 +26,7 @@ from sabha.platform.domain import (
     Shard,
     ShardRun,
     ShardStatus,
+    as_utc,
     utcnow,
 )
 from sabha.platform.errors import NotFoundError
@@ -46,7 +47,6 @@ from .common import (
     SEEN_EVERY_SECONDS,
     LeaseLost,
     PoolNotActive,
-    aware,
     check_active,
     hash_token,
     run_for_token,
@@ -205,7 +205,7 @@ def _lease(
         if claimed is None:
             return None
         now = utcnow()
-        if pool.last_seen_at is None or now - aware(pool.last_seen_at) > timedelta(
+        if pool.last_seen_at is None or now - as_utc(pool.last_seen_at) > timedelta(
             seconds=SEEN_EVERY_SECONDS
         ):
             connection.execute(update(_POOL).where(_POOL.c.id == pool_id).values(last_seen_at=now))
@@ -427,7 +427,7 @@ def heartbeat_lease(
         run = run_for_token(session, run_id, token)
         check_active(session, run.pool_id)
         now = utcnow()
-        if run.status != RunStatus.LEASED or aware(run.expires_at) < now:
+        if run.status != RunStatus.LEASED or as_utc(run.expires_at) < now:
             raise LeaseLost(
                 f"The lease of shard run {run_id} is no longer held ({run.status}).",
                 "Finish and submit the shard anyway (late results are kept), or lease another.",

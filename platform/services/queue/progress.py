@@ -13,11 +13,8 @@ from sabha.platform.domain import (
     Shard,
     ShardRun,
     ShardStatus,
+    as_utc,
     id_of,
-)
-
-from .common import (
-    aware,
 )
 
 _log = logging.getLogger(__name__)
@@ -104,7 +101,7 @@ def shard_states(session: Session, job_id: int) -> list[ShardState]:
                 runs=[(r.attempt, r.status, p) for r, p in shard_runs],
                 accepted_pool=accepted,
                 running=any(
-                    r.heartbeat_at is not None and aware(r.heartbeat_at) > aware(r.leased_at)
+                    r.heartbeat_at is not None and as_utc(r.heartbeat_at) > as_utc(r.leased_at)
                     for r in live
                 ),
                 reason=reason,

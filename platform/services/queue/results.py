@@ -16,6 +16,7 @@ from sabha.platform.domain import (
     RunStatus,
     Shard,
     ShardRun,
+    as_utc,
     id_of,
     utcnow,
 )
@@ -28,7 +29,6 @@ from ..verification import VerificationPolicy, settle_shard
 from .common import (
     ResultRejected,
     SubmitOutcome,
-    aware,
     check_active,
     job_complete,
     run_for_token,
@@ -112,7 +112,7 @@ def _store_results(
             "Report num_tokens as the engine counted them (at most the item's budget).",
         )
     now = utcnow()
-    on_time = run.status == RunStatus.LEASED and aware(run.expires_at) >= now
+    on_time = run.status == RunStatus.LEASED and as_utc(run.expires_at) >= now
     open_shard = shard.accepted_run_id is None
     if open_shard:
         # A late result counts like any other while the shard is open: after an
@@ -124,7 +124,7 @@ def _store_results(
     run.finished_at = now
     run.executed_on = result.executed_on.model_dump(mode="json")
     if result.engine_seconds is not None:  # never more than the lease lasted
-        wall = max(0.0, (now - aware(run.leased_at)).total_seconds())
+        wall = max(0.0, (now - as_utc(run.leased_at)).total_seconds())
         run.engine_seconds = min(result.engine_seconds, wall)
     session.add_all(
         Output(
