@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy.engine import Engine
@@ -24,6 +24,8 @@ __all__ = [
     "read_benchmark_files",
     "register_benchmarks",
 ]
+
+T = TypeVar("T")
 
 
 # -- database -------------------------------------------------------------------------
@@ -79,6 +81,29 @@ def benchmarks_load(ctx: click.Context, paths: Sequence[Path]) -> None:
     register_benchmarks(engine, settings_of(ctx), loaded)
 
 
+def _read_each(
+    paths: Sequence[Path], read: Callable[[Path], T], kind: str, nothing_done: str
+) -> list[T]:
+    """Every file read; a file's problems do not stop the others from being read.
+
+    Raises:
+        ValidationFailed: every problem of every file ("2 of 3 dataset file(s) have
+            problems" and ``nothing_done``, e.g. "; nothing was released").
+    """
+    loaded, failures = [], []
+    for path in paths:
+        try:
+            loaded.append(read(path))
+        except SabhaError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise ValidationFailed(
+            f"{len(failures)} of {len(paths)} {kind} file(s) have problems{nothing_done}:",
+            failures,
+        )
+    return loaded
+
+
 def read_benchmark_files(paths: Sequence[Path], verb: str) -> list[Any]:
     """Every file read and checked, alone and then together.
 
@@ -87,18 +112,9 @@ def read_benchmark_files(paths: Sequence[Path], verb: str) -> list[Any]:
     """
     from ..benchmarks import benchmarks_together_problems, load_benchmark_file
 
-    loaded, failures = [], []
-    for path in paths:
-        try:
-            loaded.append(load_benchmark_file(path))
-        except SabhaError as exc:
-            failures.append(str(exc))
-    if failures:
-        raise ValidationFailed(
-            f"{len(failures)} of {len(paths)} benchmark file(s) have problems"
-            + ("; nothing was loaded:" if verb == "load" else ":"),
-            failures,
-        )
+    loaded = _read_each(
+        paths, load_benchmark_file, "benchmark", "; nothing was loaded" if verb == "load" else ""
+    )
     together = benchmarks_together_problems(loaded)
     if together:
         raise ValidationFailed(
@@ -163,17 +179,7 @@ def datasets_release(ctx: click.Context, paths: Sequence[Path]) -> None:
     from ..benchmarks import load_dataset_file
     from ..services.benchmarks import release_datasets
 
-    loaded, failures = [], []
-    for path in paths:
-        try:
-            loaded.append(load_dataset_file(path))
-        except SabhaError as exc:
-            failures.append(str(exc))
-    if failures:
-        raise ValidationFailed(
-            f"{len(failures)} of {len(paths)} dataset file(s) have problems; nothing was released:",
-            failures,
-        )
+    loaded = _read_each(paths, load_dataset_file, "dataset", "; nothing was released")
     engine = database(ctx)
     settings = settings_of(ctx)
     settings.ensure_dirs()
