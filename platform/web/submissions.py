@@ -24,16 +24,15 @@ from sabha.platform.db import get_session
 from sabha.platform.domain import Benchmark, Role, User
 from sabha.platform.errors import NotFoundError, SabhaError
 from sabha.platform.services.estimate import ModelTooLarge, format_gb
+from sabha.platform.services.submission_status import get_submission, list_submissions
 from sabha.platform.services.submissions import (
     QuotaExceeded,
-    SubmissionCreate,
     SubmissionInvalid,
     cancel_submission,
     create_submission,
-    get_submission,
-    list_submissions,
 )
 from sabha.platform.settings import Settings
+from sabha.platform.wire import SubmissionCreate
 
 from .auth import current_roles, current_user, engine, render_refusal, role_required
 
