@@ -154,7 +154,7 @@ def submission_public(session: Session, submission: Submission) -> SubmissionPub
     return SubmissionPublic(
         id=id_of(submission),
         model=model.name if model else "",
-        status=state.status.value,  # type: ignore[arg-type]
+        status=state.status.value,
         reason=state.reason,
         license=submission.license,
         benchmarks=list(submission.benchmarks),
