@@ -191,7 +191,7 @@ def main() -> None:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    for path in ("/benchmarks/scale", "/api/benchmarks/scale/leaderboard"):
+    for path in ("/benchmarks/scale", "/api/v1/benchmarks/scale/leaderboard"):
         cold = measure(base, path, 1, 1)[0]  # renders from the read model, fills the cache
         print(f"first (uncached) request of {path}: {cold:.1f} ms")
         measure(base, path, 20, 1)  # warm up
@@ -199,7 +199,7 @@ def main() -> None:
         size = len(reply.read())
     print(f"page size: {size / 1024:.0f} KiB (first page of 50 rows)")
     print(f"{'path':42} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/goal':>9}")
-    for path in ("/benchmarks/scale", "/api/benchmarks/scale/leaderboard"):
+    for path in ("/benchmarks/scale", "/api/v1/benchmarks/scale/leaderboard"):
         for clients in (1, 4):
             times = sorted(measure(base, path, args.requests, clients))
             p50 = statistics.median(times)

@@ -137,7 +137,7 @@ def queue_side(client: Any, max_in_flight: int, work: Path, repeat: int, shard_s
     from sabha.platform.catalog import add_model
     from sabha.platform.db import make_engine, session_scope, upgrade_database
     from sabha.platform.services.benchmarks import register_benchmark
-    from sabha.platform.services.evaluate import run_local_pool
+    from sabha.platform.services.local_pool import run_local_pool
     from sabha.platform.services.queue import create_job
 
     path = next(p for p in starter_benchmark_paths() if "kisan" in p.name)
@@ -185,7 +185,7 @@ def queue_side(client: Any, max_in_flight: int, work: Path, repeat: int, shard_s
         tokens = 0
         start = time.perf_counter()
         run_local_pool(
-            db, [job_id], lambda _m, _l: KeepOpen(), pool_name="bench", max_in_flight=max_in_flight
+            db, [job_id], lambda *_slot: KeepOpen(), pool_name="bench", max_in_flight=max_in_flight
         )
         elapsed = time.perf_counter() - start
         with db.connect() as connection:

@@ -50,7 +50,7 @@ def _without_interval(data: Any) -> Any:
 
 
 class Cell(_Public):
-    """One score with its 95% confidence interval.
+    """One score with its 95% confidence interval: the one cell type of pages, JSON and CSV.
 
     ``too_few`` groups have fewer items than the minimum: their value is
     shown without an interval (``ci_low`` and ``ci_high`` are null).
@@ -185,19 +185,12 @@ class LeaderboardPage(_Public):
     total: int
 
 
-class ScorePublic(_Public):
+class ScorePublic(Cell):
     """One score of a run; ``too_few`` groups have no interval (null ``ci_low``, ``ci_high``)."""
 
     metric: str
     breakdown: str
     group: str
-    value: float
-    ci_low: float | None = Field(description=f"Lower end of the 95% interval; {_NO_INTERVAL}")
-    ci_high: float | None = Field(description=f"Upper end of the 95% interval; {_NO_INTERVAL}")
-    n: int
-    too_few: bool = False
-
-    _no_interval_when_too_few = model_validator(mode="before")(_without_interval)
 
 
 class ShardPublic(_Public):

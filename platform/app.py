@@ -13,6 +13,7 @@ from .api import init_app as init_api
 from .db import init_app as init_database
 from .errors import DatabaseBusy, NotFoundError, PrerequisiteError, translate_error
 from .settings import Settings
+from .settings import init_app as init_settings
 from .wire import MAX_DB_ID
 
 __all__ = ["DbIdConverter", "create_app"]
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.converters["dbid"] = DbIdConverter
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.extensions["sabha.settings"] = settings
+    init_settings(app, settings)
     init_database(app)
     init_leaderboard(app)
     init_web(app)

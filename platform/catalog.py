@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from .domain import Benchmark, Model, utcnow
+from .domain import Benchmark, Job, Model, utcnow
 from .errors import NotFoundError, SabhaError
 from .wire import HubModelSource, LocalModelSource
 
@@ -18,6 +18,7 @@ __all__ = [
     "add_model",
     "check_model_directory",
     "check_model_unchanged",
+    "definition_for_job",
     "directory_digest",
     "find_or_add_model",
     "get_benchmark",
@@ -60,6 +61,24 @@ def get_benchmark(session: Session, name: str) -> Benchmark:
             "Load it with `sabha benchmarks load PATH`, or pick a known name.",
         )
     return benchmark
+
+
+def definition_for_job(session: Session, job: Job) -> Benchmark:
+    """The current definition that scores ``job`` (else the one that made it).
+
+    A new wording or scoring identity of the same generation becomes current
+    without re-running the job; that definition describes and scores it.
+    """
+    made_by = session.get(Benchmark, job.benchmark_id)
+    assert made_by is not None  # a job references its definition by foreign key
+    current = session.exec(
+        select(Benchmark).where(
+            Benchmark.name == made_by.name,
+            col(Benchmark.is_current).is_(True),
+            Benchmark.generation_hash == job.generation_hash,
+        )
+    ).first()
+    return current or made_by
 
 
 def get_model(session: Session, name: str) -> Model:

@@ -15,9 +15,11 @@ from sqlmodel import Session
 
 from .domain import DatasetVersion, Item
 from .errors import DatabaseUnavailable, SabhaError
+from .settings import current_settings
 
 __all__ = [
     "ImmutableVersionError",
+    "get_engine",
     "get_session",
     "init_app",
     "check_connection",
@@ -28,6 +30,8 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Where a Flask app keeps its engine (``init_app``, ``get_engine``).
+_APP_KEY = "sabha.db"
 
 
 class ImmutableVersionError(SabhaError):
@@ -214,8 +218,7 @@ def init_app(app: Any) -> None:
     """Give a Flask app one engine (``SABHA_*`` settings) and a session per request."""
     from flask import g
 
-    settings = app.extensions["sabha.settings"]
-    app.extensions["sabha.db"] = make_engine(settings.resolved_database_url)
+    app.extensions[_APP_KEY] = make_engine(current_settings(app).resolved_database_url)
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
@@ -224,11 +227,22 @@ def init_app(app: Any) -> None:
             session.close()
 
 
+def get_engine(app: Any = None) -> Engine:
+    """The database engine of ``app`` (a Flask app), or of the current app when none is given.
+
+    Write transactions open on it with ``session_scope(get_engine())``.
+    """
+    from flask import current_app
+
+    engine: Engine = (app or current_app).extensions[_APP_KEY]
+    return engine
+
+
 def get_session() -> Session:
     """The current request's database session (read-only use; writes use ``session_scope``)."""
-    from flask import current_app, g
+    from flask import g
 
     if "sabha_session" not in g:
-        g.sabha_session = Session(current_app.extensions["sabha.db"])
+        g.sabha_session = Session(get_engine())
     session: Session = g.sabha_session
     return session

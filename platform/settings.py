@@ -8,11 +8,14 @@ import secrets
 import stat
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 # The constant key of earlier releases: published, so it signs nothing any more.
 DEFAULT_SECRET_KEY = "dev-only-not-secret"
@@ -20,6 +23,8 @@ MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 # Where a data dir keeps the secret key made for it when SABHA_SECRET_KEY is unset.
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_CHARS = 32
+# Where a Flask app keeps its settings (``init_app``, ``current_settings``).
+_APP_KEY = "sabha.settings"
 
 
 def _default_data_dir() -> Path:
@@ -338,3 +343,16 @@ def _read_secret_key(path: Path) -> str:
             "or set SABHA_SECRET_KEY.",
         )
     return key
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Make ``settings`` the Flask app's: ``current_settings()`` returns them."""
+    app.extensions[_APP_KEY] = settings
+
+
+def current_settings(app: Flask | None = None) -> Settings:
+    """The settings of ``app``, or of the current Flask app when none is given."""
+    from flask import current_app
+
+    settings: Settings = (app or current_app).extensions[_APP_KEY]
+    return settings

@@ -268,10 +268,10 @@ class ScriptedEngine:
 
 def run_with(db: Engine, job_ids: list[int], engine: Any, **options: Any) -> None:
     """Run jobs through the local pool with a scripted engine."""
-    from sabha.platform.services.evaluate import run_local_pool
+    from sabha.platform.services.local_pool import run_local_pool
 
     options.setdefault("pool_name", "test-pool")
-    run_local_pool(db, job_ids, lambda _model, _length: engine, **options)
+    run_local_pool(db, job_ids, lambda *_placement: engine, **options)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ around it. The real vLLM path is tested in test_inference.py.
 
 from __future__ import annotations
 
+import _thread
+import time
 from pathlib import Path
 
 import pytest
@@ -163,9 +165,13 @@ def test_keyboard_interrupt_leaves_no_job_running(db: Engine, tmp_path: Path) ->
     class Interrupted(ScriptedEngine):
         def generate_shards(self, work, max_in_flight=256):  # type: ignore[no-untyped-def]
             iterator = iter(work)
-            next(iterator)
-            next(iterator)  # two shards leased, then the user presses Ctrl-C
-            raise KeyboardInterrupt
+            taken = 0
+            while taken < 2:  # two shards leased, then the user presses Ctrl-C
+                taken += next(iterator) is not None
+            _thread.interrupt_main()  # Ctrl-C reaches the main thread, as a signal does
+            for _ in iterator:  # the agent ends the work when it stops
+                time.sleep(0.01)
+            yield from ()
 
     with pytest.raises(KeyboardInterrupt):
         run_with(db, [job_id], Interrupted())

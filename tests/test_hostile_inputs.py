@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from sabha.annotation.release import dataset_columns, dataset_rows
 from sabha.platform.benchmarks import ItemSpec, LoadedBenchmark, load_benchmark_file
-from sabha.platform.benchmarks import _loader as loader
+from sabha.platform.benchmarks import _items as items_module
 from sabha.platform.db import session_scope
 from sabha.platform.domain import Benchmark, DatasetVersion, Item
 from sabha.platform.errors import ValidationFailed
@@ -152,9 +152,9 @@ def test_overlong_lines_too_many_items_and_huge_files_are_refused(
     assert re.search(
         r"tiny-gen\.jsonl:5: line has 16,[0-9]{3} bytes; the limit is 15,000", problems
     )
-    monkeypatch.setattr(loader, "MAX_ITEMS", 3)
+    monkeypatch.setattr(items_module, "MAX_ITEMS", 3)
     assert "tiny-gen.jsonl:4: more than 3 items" in _problems(path)
-    monkeypatch.setattr(loader, "MAX_ITEMS_FILE_BYTES", 100)
+    monkeypatch.setattr(items_module, "MAX_ITEMS_FILE_BYTES", 100)
     assert re.search(r"tiny-gen\.jsonl: [0-9,]+ bytes; the limit is 100", _problems(path))
 
 

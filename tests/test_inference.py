@@ -64,7 +64,7 @@ def _leaderboard(env: dict[str, str], name: str) -> dict:  # type: ignore[type-a
     from sabha.platform.settings import Settings
 
     app = create_app(Settings(data_dir=Path(env["SABHA_DATA_DIR"])))
-    response = app.test_client().get(f"/api/benchmarks/{name}/leaderboard")
+    response = app.test_client().get(f"/api/v1/benchmarks/{name}/leaderboard")
     assert response.status_code == 200
     return response.get_json()
 
@@ -74,7 +74,7 @@ def _run(env: dict[str, str], job_id: int) -> dict:  # type: ignore[type-arg]
     from sabha.platform.settings import Settings
 
     app = create_app(Settings(data_dir=Path(env["SABHA_DATA_DIR"])))
-    return app.test_client().get(f"/api/runs/{job_id}").get_json()
+    return app.test_client().get(f"/api/v1/runs/{job_id}").get_json()
 
 
 def test_demo_evaluates_both_tiny_models_on_both_benchmarks_with_vllm_in_ray(
@@ -92,7 +92,7 @@ def test_demo_evaluates_both_tiny_models_on_both_benchmarks_with_vllm_in_ray(
             details = _run(demo_env, row["job_id"])
             assert details["outputs"] == cell["n"] > 0
             where = details["shards"][0]["executed_on"]
-            assert details["shards"][0]["pool"].startswith("local:")
+            assert details["shards"][0]["pool"].startswith("local-")
             assert where["vllm"] == "0.32.0" and where["device"] == "cpu"
             assert re.fullmatch(r"[0-9a-f]{56}", where["ray_node_id"])
             assert where["ray_node_ip"] == "127.0.0.1"
@@ -157,7 +157,7 @@ def test_serve_prints_its_url_and_answers_json(
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/benchmarks") as reply:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/benchmarks") as reply:
                     body = json.load(reply)
                 break
             except OSError:

@@ -24,13 +24,14 @@ from sabha.platform.catalog import add_model
 from sabha.platform.db import session_scope
 from sabha.platform.domain import Job, JobStatus, Score, ScoringRun, Shard, ShardRun
 from sabha.platform.errors import NotFoundError, SabhaError, ValidationFailed
+from sabha.platform.services.community_scores import refresh_community_scores
 from sabha.platform.services.judge_model import (
     create_judge_job,
     judge_agreement,
     parse_rating_verdict,
     parse_safety_verdict,
 )
-from sabha.platform.services.judging import refresh_community_scores, sample_job_for_judging
+from sabha.platform.services.judging import sample_job_for_judging
 
 JUDGE = {"model": "tiny-judge", "kind": "safety", "rubric": JUDGE_RUBRIC}
 

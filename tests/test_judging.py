@@ -32,7 +32,8 @@ from sabha.platform.domain import (
 )
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.benchmarks import register_benchmark
-from sabha.platform.services.judging import refresh_community_scores, sample_job_for_judging
+from sabha.platform.services.community_scores import refresh_community_scores
+from sabha.platform.services.judging import sample_job_for_judging
 from sabha.platform.services.queue import create_job
 
 _ids = itertools.count(1000)

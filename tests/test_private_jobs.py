@@ -26,6 +26,7 @@ from sabha.platform.domain import Role, Submission, SubmissionJob, TokenScope, i
 from sabha.platform.services.accounts import create_user, get_user
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job, finalize_job
+from sabha.platform.settings import current_settings
 
 PASSWORD = "correct horse battery"
 
@@ -42,7 +43,7 @@ def site(db: Engine, tmp_path: Path) -> dict[str, Any]:
     with session_scope(db) as session:
         for name, roles in (("devweb", [Role.SUBMITTER]), ("admin", [Role.ADMIN])):
             create_user(session, name, password=PASSWORD, roles=roles)
-        artifacts = app.extensions["sabha.settings"].resolved_artifacts_dir
+        artifacts = current_settings(app).resolved_artifacts_dir
         benchmark, _ = register_benchmark(session, loaded, artifacts)
         maintainers = add_model(session, "maintainers-model", repo_id="org/a", revision="a" * 40)
         public_job = id_of(create_job(session, maintainers, benchmark, 2)[0])
@@ -78,10 +79,10 @@ def _signed_in(app: Flask, name: str) -> FlaskClient:
 
 
 def _reads(client: FlaskClient, job_id: int, headers: dict[str, str] | None = None) -> list[int]:
-    """The statuses of the job's four readable addresses."""
+    """The statuses of the job's four readable addresses (the unversioned one redirects)."""
     urls = (f"/api/v1/jobs/{job_id}", f"/api/v1/runs/{job_id}", f"/runs/{job_id}")
     statuses = [client.get(url, headers=headers).status_code for url in urls]
-    return [*statuses, client.get(f"/api/runs/{job_id}").status_code]
+    return [*statuses, client.get(f"/api/runs/{job_id}", follow_redirects=True).status_code]
 
 
 def test_a_private_job_reads_as_missing_to_everyone_but_its_submitters_and_admins(

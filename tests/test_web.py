@@ -54,7 +54,7 @@ def test_index_lists_both_benchmarks(client: FlaskClient) -> None:
 
 
 def test_leaderboard_json_has_both_models_with_cis_and_ranks(client: FlaskClient) -> None:
-    board = client.get("/api/benchmarks/kisan-advisory/leaderboard").get_json()
+    board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
     rows = {row["model"]["name"]: row for row in board["rows"]}
     assert set(rows) == {"noisy", "echo"}
     echo, noisy = rows["echo"]["scores"]["chrf++"], rows["noisy"]["scores"]["chrf++"]
@@ -72,7 +72,7 @@ def test_leaderboard_json_has_both_models_with_cis_and_ranks(client: FlaskClient
 
 
 def test_safety_leaderboard_reports_unparseable_and_hazards(client: FlaskClient) -> None:
-    board = client.get("/api/benchmarks/indic-safety/leaderboard").get_json()
+    board = client.get("/api/v1/benchmarks/indic-safety/leaderboard").get_json()
     rows = {row["model"]["name"]: row for row in board["rows"]}
     assert rows["noisy"]["scores"]["unparseable"]["value"] == 100.0
     assert rows["echo"]["scores"]["unparseable"]["value"] == 0.0
@@ -91,16 +91,16 @@ def test_csv_export_matches_json(client: FlaskClient) -> None:
     response = client.get("/benchmarks/kisan-advisory/leaderboard.csv")
     assert response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    board = client.get("/api/benchmarks/kisan-advisory/leaderboard").get_json()
+    board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
     assert [r["model"] for r in rows] == [r["model"]["name"] for r in board["rows"]]
     assert float(rows[0]["chrf++"]) == board["rows"][0]["scores"]["chrf++"]["value"]
     assert "chrf++[language=hi-Deva]_ci_low" in rows[0]
 
 
 def test_provenance_page_traces_the_score(client: FlaskClient) -> None:
-    board = client.get("/api/benchmarks/kisan-advisory/leaderboard").get_json()
+    board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
     run_url = board["rows"][0]["run_url"]
-    details = client.get("/api" + run_url).get_json()
+    details = client.get("/api/v1" + run_url).get_json()
     assert details["benchmark"]["dataset"]["version"] == board["benchmark"]["dataset"]["version"]
     assert details["model"]["revision"] == "e" * 40
     assert details["decoding"]["temperature"] == 0.0
@@ -113,7 +113,7 @@ def test_provenance_page_traces_the_score(client: FlaskClient) -> None:
 
 
 def test_data_card_page_renders(client: FlaskClient) -> None:
-    board = client.get("/api/benchmarks/indic-safety/leaderboard").get_json()
+    board = client.get("/api/v1/benchmarks/indic-safety/leaderboard").get_json()
     version = board["benchmark"]["dataset"]["version"]
     assert board["benchmark"]["dataset"]["card_url"].endswith(f"?version={version}")
     assert client.get(f"/datasets/indic-safety/card?version={'0' * 64}").status_code == 404
@@ -153,9 +153,9 @@ def test_data_card_html_is_sanitised(tmp_path: Path) -> None:
 
 
 def test_unknown_things_give_404_with_the_known_names(client: FlaskClient) -> None:
-    response = client.get("/api/benchmarks/nope/leaderboard")
+    response = client.get("/api/v1/benchmarks/nope/leaderboard")
     assert response.status_code == 404
-    assert "kisan-advisory" in response.get_json()["error"]
+    assert "kisan-advisory" in response.get_json()["detail"]
     assert client.get("/benchmarks/nope").status_code == 404
     assert client.get("/runs/9999").status_code == 404
     assert client.get("/datasets/nope/card").status_code == 404
@@ -173,10 +173,10 @@ def test_cached_pages_change_when_a_new_score_lands(tmp_path: Path) -> None:
         jobs = [create_job(session, m, benchmark)[0].id for m in (first, second)]
     run_with(db, [jobs[0]], ScriptedEngine())
     client = create_app(settings).test_client()
-    for path in ("/benchmarks/tiny-gen", "/api/benchmarks/tiny-gen/leaderboard"):
+    for path in ("/benchmarks/tiny-gen", "/api/v1/benchmarks/tiny-gen/leaderboard"):
         assert "second" not in client.get(path).get_data(as_text=True)
     run_with(db, [jobs[1]], ScriptedEngine())
-    for path in ("/benchmarks/tiny-gen", "/api/benchmarks/tiny-gen/leaderboard"):
+    for path in ("/benchmarks/tiny-gen", "/api/v1/benchmarks/tiny-gen/leaderboard"):
         assert "second" in client.get(path).get_data(as_text=True)
 
 
@@ -195,7 +195,7 @@ def test_items_of_a_private_split_never_appear_in_run_pages(tmp_path: Path) -> N
     with db.begin() as connection:  # a held-out split (the annotation work adds them)
         connection.execute(sa.text("UPDATE item SET split = 'private' WHERE key = 't-000'"))
     client = create_app(settings).test_client()
-    details = client.get(f"/api/runs/{job_id}").get_json()
+    details = client.get(f"/api/v1/runs/{job_id}").get_json()
     assert [s["item"] for s in details["samples"]] == ["t-001", "t-002", "t-003"]
     page = client.get(f"/runs/{job_id}").get_data(as_text=True)
     assert "t-000" not in page and "t-000" not in str(details)

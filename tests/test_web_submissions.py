@@ -23,6 +23,7 @@ from sabha.platform.services.accounts import create_admin, create_user
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.pools import register_pool
 from sabha.platform.services.queue import finalize_job, lease_next_shard
+from sabha.platform.settings import current_settings
 from sabha.platform.web.submissions import FORM_FIELDS, form_field
 
 PASSWORD = "correct horse battery"
@@ -36,7 +37,7 @@ def _app(db: Engine, tmp_path: Path, title: str = "Tiny generation", **settings:
     app = make_web_app(db, tmp_path, **settings)
     loaded = load_benchmark_file(write_benchmark(tmp_path / "b", generation_items(6), title=title))
     with session_scope(db) as session:
-        register_benchmark(session, loaded, app.extensions["sabha.settings"].resolved_artifacts_dir)
+        register_benchmark(session, loaded, current_settings(app).resolved_artifacts_dir)
         create_admin(session, "admin", PASSWORD)
         create_user(session, "dev", password=PASSWORD, roles=[Role.SUBMITTER])
         create_user(session, "other", password=PASSWORD, roles=[Role.SUBMITTER])

@@ -37,18 +37,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
 
 from sabha.platform.wire import (
-    ChatTemplatePolicy,
-    DecodingParams,
     EngineInfo,
-    GenerationRequest,
     GenerationResult,
-    ModelSource,
     PoolCapabilities,
     PoolInfo,
     PoolRegistration,
@@ -56,11 +50,12 @@ from sabha.platform.wire import (
     ShardResult,
 )
 
+from .contract import AgentOptions, AgentSummary, Engine, EngineFactory, GpusFor
 from .gpus import GpuLedger, HeldGpus
 from .messages import posted_line, registered_lines
 from .platform_client import LeaseGone, PlatformClient, PlatformRefused, PlatformUnavailable
 from .slots import EnginePlacement, EngineSlot, model_key
-from .spool import Spool
+from .spool import MemorySpool, Spool
 
 __all__ = [
     "Agent",
@@ -73,81 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("sabha.worker")
-
-Work = tuple[ShardLease, list[GenerationRequest], DecodingParams, ChatTemplatePolicy]
-
-
-class Engine(Protocol):
-    """An engine the agent feeds (``workers.client.EngineClient`` is the real one).
-
-    ``generate_shards`` pulls work lazily and yields each shard's results when
-    it is done. The agent's work may yield None, meaning "no lease right now,
-    more may come": the engine goes on with what it has and asks again.
-    """
-
-    def info(self) -> EngineInfo: ...
-
-    def generate_shards(
-        self, work: Iterable[Work | None], max_in_flight: int = 256
-    ) -> Iterator[tuple[ShardLease, list[GenerationResult]]]: ...
-
-    def close(self) -> None: ...
-
-
-EngineFactory = Callable[[ModelSource, int, int, EnginePlacement], Engine]
-"""Builds an engine for ``(model, max_model_len, slot index, placement)``."""
-
-GpusFor = Callable[[ShardLease], int]
-"""GPUs one engine for a lease's model needs (raises ``SabhaError`` when none fits)."""
-
-
-@dataclass(frozen=True)
-class AgentOptions:
-    """How the agent works.
-
-    Attributes:
-        pool_name: The pool's name on the platform.
-        engines: Engine slots of a pool without ``gpus_per_node`` (1 on CPU;
-            tests use more): one unit each, on one node.
-        gpus_per_node: ``(Ray node address, GPUs)`` of each node of a GPU pool;
-            one slot per GPU, and a ``k``-GPU engine takes ``k`` of one node.
-        shards_per_engine: Leases each slot holds at least (one runs while the
-            next waits).
-        items_per_engine: Items a slot keeps in hand once its engine is loaded
-            (default: twice the engine's batch, ``max_num_seqs``), taking more
-            leases than ``shards_per_engine`` to get there.
-        poll_seconds: Wait between lease requests when there is no work.
-        heartbeat_seconds: Most time between heartbeats of the leases in flight
-            (shorter when the platform's leases are short: a third of a lease).
-        exit_when_idle: Stop once there has been no work for ``idle_seconds``
-            with nothing in flight and the spool empty (batch use and tests;
-            shards can come back: a replica, an expired lease); otherwise run
-            until stopped.
-        idle_seconds: See ``exit_when_idle``.
-    """
-
-    pool_name: str
-    engines: int = 1
-    gpus_per_node: tuple[tuple[str | None, int], ...] = ()
-    shards_per_engine: int = 2
-    items_per_engine: int | None = None
-    poll_seconds: float = 10.0
-    heartbeat_seconds: float = 60.0
-    exit_when_idle: bool = False
-    idle_seconds: float = 30.0
-
-
-@dataclass
-class AgentSummary:
-    """What the agent did."""
-
-    leased: int = 0
-    finished: int = 0
-    posted: int = 0
-    refused: int = 0
-    released: int = 0
-    engine_failures: list[str] = field(default_factory=list)
-    cannot_run: list[str] = field(default_factory=list)
 
 
 class Agent:
@@ -169,7 +89,7 @@ class Agent:
         self,
         client: PlatformClient,
         engine_factory: EngineFactory,
-        spool: Spool,
+        spool: Spool | MemorySpool,
         options: AgentOptions,
         capabilities: PoolCapabilities | None = None,
         gpus_for: GpusFor | None = None,
@@ -198,6 +118,7 @@ class Agent:
         self._post_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._beat_seconds = options.heartbeat_seconds
+        self._stop_reason: str | None = None
 
     # -- public ----------------------------------------------------------------------
 
@@ -217,12 +138,18 @@ class Agent:
             self._loop()
         except KeyboardInterrupt:
             log.info("stopping: handing back %d lease(s)", len(self.in_flight))
+            self.summary.interrupted = True
+            self._stop_reason = self._stop_reason or "interrupted (Ctrl-C)"
         finally:
-            self._shutdown("the volunteer stopped the agent")
+            self._shutdown(self._stop_reason or "the volunteer stopped the agent")
         return self.summary
 
-    def stop(self) -> None:
-        """Ask the loop to stop (from another thread or a signal handler)."""
+    def stop(self, reason: str | None = None) -> None:
+        """Ask the loop to stop (from another thread or a signal handler).
+
+        ``reason`` is what the leases still in flight are handed back with.
+        """
+        self._stop_reason = self._stop_reason or reason
         self.stopping.set()
         with self.changed:
             self.changed.notify_all()

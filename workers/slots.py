@@ -22,7 +22,8 @@ from sabha.platform.wire import CANNOT_RUN_HERE, ShardLease
 from .busy import BusyClock
 
 if TYPE_CHECKING:
-    from .agent import Agent, Engine, Work
+    from .agent import Agent
+    from .contract import Engine, Work
 
 __all__ = ["EnginePlacement", "EngineSlot", "model_key"]
 
@@ -197,11 +198,15 @@ class EngineSlot:
                 self.last_used = time.monotonic()
         except Exception as exc:  # the engine failed: hand the shards back with the reason
             reason = f"engine failed: {' '.join(str(exc).split())[:400]}"
-            if not agent.stopping.is_set():
+            failed = not agent.stopping.is_set()
+            if failed:
                 log.warning("engine %d: %s", self.index, reason)
                 agent.summary.engine_failures.append(reason)
+                agent.summary.engine_error = agent.summary.engine_error or exc
             self._close()
             self._give_back_model(first, reason)
+            if failed and agent.options.stop_on_engine_failure:
+                agent.stop(reason)
 
     def _close(self) -> None:
         with self.agent.lock:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from sabha.platform.wire import ShardResult
 
-__all__ = ["Spool"]
+__all__ = ["MemorySpool", "Spool"]
 
 
 class Spool:
@@ -93,3 +94,35 @@ class Spool:
 
 def _run_order(path: Path) -> tuple[int, str]:
     return (int(path.stem) if path.stem.isdigit() else 0, path.name)
+
+
+class MemorySpool:
+    """A spool in memory, for an agent whose platform is in the same process.
+
+    ``sabha eval``'s platform cannot be away, so its results never wait long;
+    a crash loses only what the engine finished and nobody stored yet (the
+    leases expire and the shards run again).
+    """
+
+    def __init__(self) -> None:
+        self._results: dict[int, ShardResult] = {}
+        self._lock = threading.Lock()
+
+    def put(self, result: ShardResult) -> None:
+        """Keep a result; a result for the same run replaces the older one."""
+        with self._lock:
+            self._results[result.run_id] = result
+
+    def pending(self) -> list[ShardResult]:
+        """The kept results, oldest run first."""
+        with self._lock:
+            return [self._results[run_id] for run_id in sorted(self._results)]
+
+    def remove(self, run_id: int) -> None:
+        """Forget a result the platform has (or refused for good)."""
+        with self._lock:
+            self._results.pop(run_id, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._results)

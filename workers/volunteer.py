@@ -48,6 +48,7 @@ __all__ = [
     "GpuNode",
     "detect_capabilities",
     "detect_gpus",
+    "engine_factory",
     "gpu_nodes",
     "local_nvidia_smi",
     "nvidia_smi_on_nodes",
@@ -278,6 +279,40 @@ def _stand_in_capabilities() -> PoolCapabilities:
     )
 
 
+def engine_factory(
+    memory_fraction: float | None = None,
+    stand_in_seconds: float | None = None,
+    stand_in_variant: int = 0,
+) -> EngineFactory:
+    """How every Sabha pool (``sabha worker run`` and ``sabha eval``) builds its engines.
+
+    One ``EngineClient`` (a vLLM actor, on the placement's GPUs) per engine
+    slot; with ``stand_in_seconds`` (tests and benchmarks only), a
+    ``StandInEngine`` answering after that many seconds per item, whose
+    answers drift by ``stand_in_variant`` as another honest setup's would.
+    """
+
+    def build(
+        model: ModelSource, max_model_len: int, slot: int, placement: EnginePlacement
+    ) -> Engine:
+        if stand_in_seconds is not None:
+            from .standin import StandInEngine
+
+            return StandInEngine(stand_in_seconds, variant=stand_in_variant)
+        from .client import EngineClient
+
+        engine: Engine = EngineClient(
+            model,
+            max_model_len,
+            memory_fraction,
+            tensor_parallel_size=placement.tensor_parallel_size,
+            node=placement.node,
+        )
+        return engine
+
+    return build
+
+
 def run_volunteer(
     server: str,
     client_id: str,
@@ -299,41 +334,18 @@ def run_volunteer(
     makes its answers drift as another honest setup's would. ``report`` is
     told each step (the CLI prints it).
     """
-    engine_factory: EngineFactory
     nodes: list[Any] = []
     if stand_in_seconds is not None:
-        from .standin import StandInEngine
-
         capabilities = _stand_in_capabilities()
-
-        def engine_factory(
-            model: ModelSource, max_model_len: int, slot: int, placement: EnginePlacement
-        ) -> Engine:
-            return StandInEngine(stand_in_seconds, variant=stand_in_variant)
-
     else:
-        from .client import EngineClient
         from .local import ensure_ray
 
         ray = ensure_ray(ray_address)
         capabilities = detect_capabilities(ray, memory_fraction)
         nodes = gpu_nodes(ray) if capabilities.device == "cuda" else []
-
-        def engine_factory(
-            model: ModelSource, max_model_len: int, slot: int, placement: EnginePlacement
-        ) -> Engine:
-            engine: Engine = EngineClient(
-                model,
-                max_model_len,
-                memory_fraction,
-                tensor_parallel_size=placement.tensor_parallel_size,
-                node=placement.node,
-            )
-            return engine
-
     agent = Agent(
         HttpPlatformClient(server, client_id, client_secret),
-        engine_factory,
+        engine_factory(memory_fraction, stand_in_seconds, stand_in_variant),
         Spool(spool_dir),
         AgentOptions(
             pool_name=pool_name,

@@ -1,5 +1,6 @@
-"""The leaderboard pages, JSON API and CSV export (a Flask blueprint)."""
+"""The leaderboard pages and CSV export (a Flask blueprint), and their page cache."""
 
+from ._cache import cached_page
 from ._views import blueprint, init_app
 
-__all__ = ["blueprint", "init_app"]
+__all__ = ["blueprint", "cached_page", "init_app"]

@@ -2,17 +2,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import markdown
 import nh3
 import yaml
-from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, abort, render_template, request
 
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role
@@ -24,10 +20,10 @@ from ..board import (
     benchmark_summaries,
     data_card,
     leaderboard,
-    leaderboard_version,
     run_details,
 )
 from ..public import Cell
+from ._cache import cached_page, init_page_cache
 
 blueprint = Blueprint(
     "leaderboard",
@@ -69,7 +65,7 @@ _ALLOWED_TAGS = {
 def init_app(app: Flask) -> None:
     """Register the leaderboard blueprint and its template helpers."""
     app.register_blueprint(blueprint)
-    app.extensions["sabha.page_cache"] = _PageCache()
+    init_page_cache(app)
     app.jinja_env.globals.update(describe_language=describe_language, text_direction=text_direction)
     app.jinja_env.filters["ci"] = _format_cell
     app.jinja_env.filters["when"] = _format_when
@@ -114,44 +110,15 @@ def index() -> str:
     return render_template("index.html", benchmarks=benchmark_summaries(_session()))
 
 
-class _PageCache:
-    """Rendered leaderboard pages, kept until their leaderboard changes (LRU)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self.pages: OrderedDict[tuple[object, ...], Any] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get_or_render(self, key: tuple[object, ...], render: Callable[[], Any]) -> Any:
-        with self.lock:
-            if key in self.pages:
-                self.pages.move_to_end(key)
-                return self.pages[key]
-        value = render()
-        with self.lock:
-            self.pages[key] = value
-            while len(self.pages) > self.size:
-                self.pages.popitem(last=False)
-        return value
-
-
-def _cached(kind: str, name: str, render: Callable[[int], Any]) -> Any:
-    # One cache per app: two apps in one process (tests, several sites) may
-    # serve different databases with the same benchmark names and versions.
-    pages: _PageCache = current_app.extensions["sabha.page_cache"]
-    page = _page()
-    key = (kind, name, page, leaderboard_version(_session(), name))
-    return pages.get_or_render(key, lambda: render(page))
-
-
 @blueprint.get("/benchmarks/<name>")
 def benchmark_page(name: str) -> str:
-    html: str = _cached(
+    page = _page()
+    return cached_page(
         "html",
         name,
-        lambda page: render_template("benchmark.html", board=leaderboard(_session(), name, page)),
+        page,
+        lambda: render_template("benchmark.html", board=leaderboard(_session(), name, page)),
     )
-    return html
 
 
 def _check_run_visible(job_id: int) -> None:
@@ -184,29 +151,6 @@ def card_page(name: str) -> str:
     card = data_card(_session(), name, request.args.get("version"))
     metadata, html = _card_html(card.card_markdown)
     return render_template("card.html", card=card, metadata=metadata, card_html=html)
-
-
-@blueprint.get("/api/benchmarks")
-def api_benchmarks() -> Response:
-    return jsonify(benchmarks=[b.model_dump(mode="json") for b in benchmark_summaries(_session())])
-
-
-@blueprint.get("/api/benchmarks/<name>/leaderboard")
-def api_leaderboard(name: str) -> Response:
-    body: str = _cached(
-        "json",
-        name,
-        lambda page: json.dumps(
-            leaderboard(_session(), name, page).model_dump(mode="json"), ensure_ascii=False
-        ),
-    )
-    return Response(body, mimetype="application/json")
-
-
-@blueprint.get("/api/runs/<dbid:job_id>")
-def api_run(job_id: int) -> Response:
-    _check_run_visible(job_id)
-    return jsonify(run_details(_session(), job_id).model_dump(mode="json"))
 
 
 @blueprint.get("/benchmarks/<name>/leaderboard.csv")

@@ -2,7 +2,8 @@
 
 ``init_app(app)`` registers every operation on a ``flask_openapi3.OpenAPI``
 app, serves the document at ``/api/v1/openapi.json`` and a readable page at
-``/api/v1/docs``. Errors of ``/api/v1`` and ``/oauth`` are problem documents
+``/api/v1/docs``; the unversioned ``/api/...`` read paths of earlier releases
+redirect to ``/api/v1`` (308). Errors of ``/api/v1`` and ``/oauth`` are problem documents
 (``api_error_response``), which the app's error handlers call.
 """
 
@@ -14,6 +15,7 @@ from flask import Flask
 from flask_openapi3 import Info
 from werkzeug.wrappers import Response
 
+from sabha.platform.settings import current_settings
 from sabha.platform.web.security import set_request_size_limit
 
 from ._problems import (
@@ -59,6 +61,7 @@ def init_app(app: Flask) -> None:
     from ._blueprint import api
     from ._docs import init_docs
     from ._oauth import init_oauth
+    from ._unversioned import init_unversioned
 
     openapi: Any = app
     openapi.info = Info(title="Sabha API", version="1", description=API_DESCRIPTION)
@@ -68,9 +71,10 @@ def init_app(app: Flask) -> None:
     openapi.security_schemes = SECURITY_SCHEMES
     openapi.register_api(api)
     # Shard results may be larger than any other request.
-    settings = app.extensions["sabha.settings"]
+    settings = current_settings(app)
     set_request_size_limit(
         app, f"{api.name}.post_result", settings.max_result_bytes, "SABHA_MAX_RESULT_BYTES"
     )
     init_docs(app)
     init_oauth(app)
+    init_unversioned(app)

@@ -19,7 +19,7 @@ from flask import current_app, g, request
 from sqlmodel import Session
 from werkzeug.wrappers import Response
 
-from sabha.platform.db import session_scope
+from sabha.platform.db import get_engine, session_scope
 from sabha.platform.errors import AuthenticationFailed, PermissionDenied
 from sabha.platform.services.accounts import (
     WORKER_SCOPE,
@@ -115,7 +115,7 @@ def _bearer_token() -> str:
 
 def _authenticate() -> Caller:
     token = _bearer_token()
-    db = current_app.extensions["sabha.db"]
+    db = get_engine()
     # Reads only, so a read takes no write lock: a token's time of use is
     # recorded apart, at most once a minute.
     with Session(db) as session:

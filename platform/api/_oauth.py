@@ -17,9 +17,9 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Flask, Response
 
-from sabha.platform.db import session_scope
+from sabha.platform.db import get_engine, session_scope
 from sabha.platform.domain import PoolCredential
 from sabha.platform.errors import AuthenticationFailed, PermissionDenied
 from sabha.platform.services.accounts import (
@@ -29,16 +29,12 @@ from sabha.platform.services.accounts import (
     revoke_worker_token,
     verify_client_secret,
 )
-from sabha.platform.settings import Settings
+from sabha.platform.settings import current_settings
 from sabha.platform.web.security import limit_endpoint, remote_address
 
 __all__ = ["PoolClient", "init_oauth"]
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-
-
-def _db() -> Any:
-    return current_app.extensions["sabha.db"]
 
 
 class PoolClient(ClientMixin):
@@ -69,7 +65,7 @@ class PoolClient(ClientMixin):
 
     def check_client_secret(self, client_secret: str) -> bool:
         try:
-            with session_scope(_db()) as session:
+            with session_scope(get_engine()) as session:
                 credential = verify_client_secret(session, self.client_id, client_secret)
                 self.credential_id = credential.id
         except AuthenticationFailed:
@@ -112,7 +108,7 @@ class WorkerTokenRevocation(RevocationEndpoint):
 
     def revoke_token(self, token: _WorkerTokenRef, request: Any) -> None:
         client: PoolClient = request.client
-        with session_scope(_db()) as session:
+        with session_scope(get_engine()) as session:
             credential = session.get(PoolCredential, client.credential_id)
             revoke_worker_token(session, token.plaintext, credential)
 
@@ -130,7 +126,7 @@ def _issue_token(
     include_refresh_token: bool = False,
 ) -> dict[str, Any]:
     """Issue (and store, hashed) a worker token: the token generator of the grant."""
-    with session_scope(_db()) as session:
+    with session_scope(get_engine()) as session:
         credential = session.get(PoolCredential, client.credential_id)
         if credential is None:  # pragma: no cover - authenticated a moment ago
             raise PermissionDenied("The pool credential is gone.", "Create a new one.")
@@ -169,7 +165,7 @@ def init_oauth(app: Flask) -> AuthorizationServer:
     app.register_blueprint(blueprint)
     # Each call checks a client secret with Argon2: a budget per client address, whatever
     # credentials it carries.
-    settings: Settings = app.extensions["sabha.settings"]
+    settings = current_settings(app)
     for endpoint in ("oauth.token", "oauth.revoke"):
         limit_endpoint(app, endpoint, settings.rate_limit_oauth, key_func=remote_address)
     app.extensions["sabha.oauth"] = server

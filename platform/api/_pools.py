@@ -11,11 +11,11 @@ is not JSON with 415, and a malformed one with 422 naming each field.
 
 from __future__ import annotations
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask_openapi3.types import ResponseDict
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
 
+from sabha.platform.db import get_engine
 from sabha.platform.services.accounts import WORKER_SCOPE
 from sabha.platform.services.pools import (
     heartbeat_own_lease,
@@ -25,6 +25,7 @@ from sabha.platform.services.pools import (
     submit_own_result,
 )
 from sabha.platform.services.verification import VerificationPolicy
+from sabha.platform.settings import current_settings
 from sabha.platform.wire import (
     PROTOCOL_HEADER,
     DbId,
@@ -55,11 +56,6 @@ class LeasePath(BaseModel):
     run_id: DbId
 
 
-def _db() -> Engine:
-    engine: Engine = current_app.extensions["sabha.db"]
-    return engine
-
-
 def _credential_id() -> int:
     credential_id = current_caller().credential_id
     assert credential_id is not None  # require_scope(WORKER_SCOPE) admits worker tokens only
@@ -67,7 +63,7 @@ def _credential_id() -> int:
 
 
 def _lease_seconds() -> int:
-    return int(current_app.extensions["sabha.settings"].lease_seconds)
+    return int(current_settings().lease_seconds)
 
 
 @api.post(
@@ -79,10 +75,10 @@ def _lease_seconds() -> int:
 @require_scope(WORKER_SCOPE)
 def post_pool(body: PoolRegistration) -> Response:
     """Register this credential's pool, or update its name and capabilities."""
-    settings = current_app.extensions["sabha.settings"]
+    settings = current_settings()
     return json_response(
         register_credential_pool(
-            _db(), _credential_id(), body, settings.replication_new_pool_shards
+            get_engine(), _credential_id(), body, settings.replication_new_pool_shards
         )
     )
 
@@ -96,9 +92,9 @@ def post_pool(body: PoolRegistration) -> Response:
 @require_scope(WORKER_SCOPE)
 def post_lease() -> Response:
     """Lease the next shard this pool may run; 204 when there is none."""
-    settings = current_app.extensions["sabha.settings"]
+    settings = current_settings()
     lease = lease_for_credential(
-        _db(),
+        get_engine(),
         _credential_id(),
         _lease_seconds(),
         VerificationPolicy.from_settings(settings),
@@ -117,7 +113,7 @@ def post_lease() -> Response:
 def post_heartbeat(path: LeasePath, body: LeaseToken) -> Response:
     """Keep a lease alive (409 when it is no longer held)."""
     expires_at = heartbeat_own_lease(
-        _db(), _credential_id(), path.run_id, body.token, _lease_seconds()
+        get_engine(), _credential_id(), path.run_id, body.token, _lease_seconds()
     )
     return json_response(LeaseRenewed.model_validate({"expires_at": expires_at}))
 
@@ -132,7 +128,7 @@ def _check_result_size() -> Response | None:
     if request.endpoint != f"{api.name}.post_result":
         return None
     if request.content_length is None:
-        limit = int(current_app.extensions["sabha.settings"].max_result_bytes)
+        limit = int(current_settings().max_result_bytes)
         return problem_response(
             411,
             f"A shard result must declare its size; it may have at most {limit} bytes.",
@@ -196,8 +192,8 @@ def post_result(path: LeasePath, body: ShardResult) -> Response:
             "Post each result to its own lease's URL.",
             kind="validation",
         )
-    policy = VerificationPolicy.from_settings(current_app.extensions["sabha.settings"])
-    outcome = submit_own_result(_db(), _credential_id(), body, policy)
+    policy = VerificationPolicy.from_settings(current_settings())
+    outcome = submit_own_result(get_engine(), _credential_id(), body, policy)
     return json_response(
         SubmitReceipt(
             status=outcome.status,
@@ -217,5 +213,5 @@ def post_result(path: LeasePath, body: ShardResult) -> Response:
 @require_scope(WORKER_SCOPE)
 def post_release(path: LeasePath, body: LeaseRelease) -> Response:
     """Hand a lease back: its shard is leased again at once."""
-    release_own_lease(_db(), _credential_id(), path.run_id, body.token, body.reason)
+    release_own_lease(get_engine(), _credential_id(), path.run_id, body.token, body.reason)
     return json_response(LeaseReceipt(released=True))

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from sabha.leaderboards.board import benchmark_summaries, leaderboard, run_details
 from sabha.leaderboards.public import BenchmarkSummary, LeaderboardPage, RunPublic
+from sabha.leaderboards.web import cached_page
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role, TokenScope
 from sabha.platform.services.status import check_run_visible, visible_job_status
@@ -64,7 +65,13 @@ def get_leaderboard(path: BenchmarkPath, query: PageQuery) -> Response:
     Ranked models, best first, each score with its 95% confidence interval;
     models the paired bootstrap cannot tell apart share a rank.
     """
-    return json_response(leaderboard(get_session(), path.name, query.page))
+    body = cached_page(
+        "json",
+        path.name,
+        query.page,
+        lambda: leaderboard(get_session(), path.name, query.page).model_dump_json(),
+    )
+    return Response(body, mimetype="application/json")
 
 
 # Anyone, or a personal access token (which may show a submitter their private jobs).

@@ -7,12 +7,11 @@ review and accept or reject one, naming the version they saw; maintainers (the
 
 from __future__ import annotations
 
-from flask import Response, current_app
+from flask import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Engine
 
 from sabha.annotation.gates import ReleaseGates
-from sabha.platform.db import get_session
+from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import TokenScope, User
 from sabha.platform.errors import NotFoundError
 from sabha.platform.services.annotation import (
@@ -84,11 +83,6 @@ def _reviewer() -> User:
     return user
 
 
-def _db() -> Engine:
-    engine: Engine = current_app.extensions["sabha.db"]
-    return engine
-
-
 @api.get(
     "/reviews",
     tags=[TAGS["reviews"]],
@@ -129,7 +123,7 @@ def post_review(path: AnnotationPath, body: ReviewBody) -> Response:
     review. Reviewing again replaces your earlier verdict.
     """
     recorded = review_annotation(
-        _db(),
+        get_engine(),
         path.annotation_id,
         _reviewer(),
         body.verdict,
@@ -152,5 +146,5 @@ def get_release_blockers(path: DatasetPath) -> Response:
     Items short of distinct annotators, agreement per field, the share of
     annotations nobody reviewed in their current version, reviewer acceptance.
     """
-    blockers = release_blockers(_db(), path.name, ReleaseGates())
+    blockers = release_blockers(get_engine(), path.name, ReleaseGates())
     return json_response(DatasetBlockersPublic.of(blockers))

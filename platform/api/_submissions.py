@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app
+from flask import Response
 from flask_openapi3.types import ResponseDict
 from pydantic import BaseModel, Field
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from sabha.platform.db import get_session
+from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import PoolCredential, TokenScope, User
 from sabha.platform.errors import NotFoundError, PermissionDenied
 from sabha.platform.services.accounts import (
@@ -19,6 +18,7 @@ from sabha.platform.services.accounts import (
 )
 from sabha.platform.services.submission_status import get_submission, list_submissions
 from sabha.platform.services.submissions import cancel_submission, create_submission
+from sabha.platform.settings import current_settings
 from sabha.platform.wire import (
     MAX_DB_ID,
     SubmissionCreate,
@@ -74,11 +74,6 @@ def _is_admin() -> bool:
     return TokenScope.ADMIN.value in current_caller().scopes
 
 
-def _db() -> Engine:
-    engine: Engine = current_app.extensions["sabha.db"]
-    return engine
-
-
 @api.get(
     "/me",
     tags=[TAGS["accounts"]],
@@ -115,8 +110,8 @@ def post_submission(body: SubmissionCreate) -> Response:
     from its config.json against the pools the platform knows, before anything is
     queued. Refusals are problem documents naming each field and its fix.
     """
-    settings = current_app.extensions["sabha.settings"]
-    created = create_submission(_db(), settings, _user_id(), body)
+    settings = current_settings()
+    created = create_submission(get_engine(), settings, _user_id(), body)
     response = json_response(created, 201)
     response.headers["Location"] = created.status_url
     return response
@@ -131,7 +126,7 @@ def post_submission(body: SubmissionCreate) -> Response:
 @require_scope(SUBMIT)
 def get_submissions() -> Response:
     """Your submissions, newest first."""
-    return json_response(SubmissionList(submissions=list_submissions(_db(), _user_id())))
+    return json_response(SubmissionList(submissions=list_submissions(get_engine(), _user_id())))
 
 
 @api.get(
@@ -147,7 +142,7 @@ def get_submission_status(path: SubmissionPath) -> Response:
     Each shard is queued, leased, running, done, failed or cancelled, with the
     reason when an attempt stopped.
     """
-    shown = get_submission(_db(), path.submission_id, _user_id(), _is_admin())
+    shown = get_submission(get_engine(), path.submission_id, _user_id(), _is_admin())
     return json_response(shown)
 
 
@@ -164,7 +159,7 @@ def post_cancel_submission(path: SubmissionPath) -> Response:
     Its jobs stop and their leases are released, unless another live submission
     shares a job. A finished submission stays as it is.
     """
-    cancelled = cancel_submission(_db(), path.submission_id, _user_id(), _is_admin())
+    cancelled = cancel_submission(get_engine(), path.submission_id, _user_id(), _is_admin())
     return json_response(cancelled)
 
 

@@ -3,7 +3,9 @@
 Text limits mirror the database columns of ``platform/domain.py`` (a value the
 schema accepts always fits), and every free-text field is bounded by
 ``max_field_chars`` (``SABHA_MAX_FIELD_CHARS``), passed in the validation
-context as ``{"max_field_chars": n}``.
+context as ``{"max_field_chars": n}``. The named types below (``Slug``,
+``LanguageTag``, ``ItemId``, column names...) are the values benchmark,
+dataset and item files share.
 """
 
 from __future__ import annotations
@@ -13,13 +15,27 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationInfo
 
+from ..languages import check_language_tag, check_region
+
 __all__ = [
     "LIMITS",
+    "RESERVED_COLUMNS",
     "WHERE",
+    "AttributeName",
+    "AttributeValue",
+    "Dialect",
     "FieldProblems",
+    "InputName",
+    "ItemId",
+    "Label",
+    "LanguageTag",
+    "License",
     "NonEmpty",
+    "RegionCode",
+    "Slug",
     "Strict",
     "Stripped",
+    "Title",
     "clean_text",
     "text",
 ]
@@ -106,3 +122,88 @@ NonEmpty = Annotated[str, Stripped, text()]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- named values ------------------------------------------------------------------------
+
+# An item's own columns; input fields and attributes become columns beside them.
+RESERVED_COLUMNS = frozenset({"id", "language", "region", "dialect", "split", "reference", "label"})
+
+
+def _check_slug(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]", name):
+        raise ValueError(
+            f"{name[:80]!r} is not a valid name; use 3 to 64 lower-case letters, digits and "
+            "'-', starting and ending with a letter or digit, e.g. 'kisan-advisory'"
+        )
+    return name
+
+
+Slug = Annotated[str, text(), AfterValidator(_check_slug)]
+Title = Annotated[str, Stripped, text("title")]
+License = Annotated[str, Stripped, text("license")]
+Label = Annotated[str, Stripped, text("label")]
+AttributeValue = Annotated[str, Stripped, text("attribute_value")]
+Dialect = Annotated[str, Stripped, text("dialect")]
+
+
+def _check_language(tag: str) -> str:
+    clean_text(tag, None, None)
+    return check_language_tag(tag)
+
+
+def _check_region(code: str) -> str:
+    clean_text(code, None, None)
+    return check_region(code)
+
+
+LanguageTag = Annotated[str, AfterValidator(_check_language)]
+RegionCode = Annotated[str, AfterValidator(_check_region)]
+
+
+def _check_column_name(kind: str, limit: str, pattern: str, example: str) -> AfterValidator:
+    def check(name: str) -> str:
+        clean_text(name, None, None)
+        if name in RESERVED_COLUMNS:
+            raise ValueError(
+                f"{name!r} is a reserved column name; rename the {kind} "
+                f"(e.g. '{name}_{example}')"
+                + (" and the template placeholder" if kind == "input field" else "")
+            )
+        if len(name) > LIMITS[limit]:
+            raise ValueError(
+                f"{len(name):,} characters; the limit is {LIMITS[limit]} ({WHERE[limit]})"
+            )
+        if not re.fullmatch(pattern, name):
+            raise ValueError(
+                f"{name[:40]!r} is not a valid {kind} name; use letters, digits and '_', "
+                "starting with a letter"
+            )
+        return name
+
+    return AfterValidator(check)
+
+
+InputName = Annotated[
+    str, _check_column_name("input field", "input_name", r"[A-Za-z_][A-Za-z0-9_]*", "hint")
+]
+AttributeName = Annotated[
+    str, _check_column_name("attribute", "attribute_name", r"[a-z_][a-z0-9_]*", "group")
+]
+
+
+def _check_item_id(item_id: str) -> str:
+    clean_text(item_id, None, None)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", item_id) or ".." in item_id:
+        raise ValueError(
+            f"{item_id[:40]!r} is not a valid item id; use letters, digits, '_', '-' and '.' "
+            "(no '/', '\\' or '..'), starting with a letter or digit"
+        )
+    if len(item_id) > LIMITS["item_id"]:
+        raise ValueError(
+            f"{len(item_id):,} characters; the limit is {LIMITS['item_id']} (Item.key)"
+        )
+    return item_id
+
+
+ItemId = Annotated[str, AfterValidator(_check_item_id)]

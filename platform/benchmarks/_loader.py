@@ -1,52 +1,36 @@
-"""Read benchmark files, reporting every problem with its file, line and field."""
+"""Read benchmark and dataset files, reporting every problem with its file, line and field.
+
+The YAML is read with each field's line in ``_yaml``, validation errors become
+located problems in ``_problems``, and the JSONL items are read in ``_items``.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
-from ..errors import NotFoundError, ValidationFailed
+from ..errors import NotFoundError
 from ..settings import Settings
+from ._dataset import CardText, DatasetFileSpec, DatasetRef, DatasetSpec
 from ._identity import definition_identity, generation_identity, scoring_identity
-from ._schema import (
-    BenchmarkSpec,
-    CardText,
-    DatasetFileSpec,
-    DatasetRef,
-    DatasetSpec,
-    FieldProblems,
-    ItemSpec,
-)
-from ._yaml import FieldLines, read_positioned_yaml
+from ._items import content_hash, read_items_file
+from ._problems import validate_file
+from ._schema import BenchmarkSpec, ItemSpec
+from ._yaml import FieldLines, read_yaml_mapping
 
 __all__ = [
-    "LINE_CHARS_PER_FIELD_CHAR",
-    "MAX_BENCHMARK_FILE_BYTES",
-    "MAX_ITEMS",
-    "MAX_ITEMS_FILE_BYTES",
+    "DatasetContent",
     "LoadedBenchmark",
     "benchmarks_together_problems",
-    "content_hash",
     "datasets_together_problems",
     "load_benchmark_file",
+    "load_dataset_file",
     "starter_benchmark_paths",
 ]
 
 STARTER_DIR = Path(__file__).parent / "starter"
-
-MAX_ITEMS = 100_000  # items in one file; larger sets are split into several benchmarks
-MAX_ITEMS_FILE_BYTES = 512 * 1024 * 1024  # the items file is read whole
-MAX_BENCHMARK_FILE_BYTES = 1024 * 1024  # the YAML file holds no items
-# A line may hold up to 20 input fields plus reference, label and attributes, each
-# up to max_field_chars, and a \uXXXX escape spells one character in six bytes.
-LINE_CHARS_PER_FIELD_CHAR = 150
 
 
 @dataclass(frozen=True)
@@ -185,15 +169,6 @@ class LoadedBenchmark:
         return definition_identity(self.spec.name, self.generation_hash, self.scoring_hash)
 
 
-def content_hash(items: list[ItemSpec]) -> str:
-    """SHA-256 over the items' canonical JSON, in id order."""
-    digest = hashlib.sha256()
-    for item in sorted(items, key=lambda i: i.id):
-        line = json.dumps(item.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        digest.update(line.encode("utf-8") + b"\n")
-    return digest.hexdigest()
-
-
 def benchmarks_together_problems(loaded: Sequence[LoadedBenchmark]) -> list[str]:
     """What is wrong with loading these benchmark files together, each file read alone being fine.
 
@@ -245,56 +220,6 @@ def starter_benchmark_paths() -> list[Path]:
     return sorted(STARTER_DIR.glob("*.yaml"))
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    # pydantic marks a problem with a mapping's key by appending "[key]"
-    # and a tagged union (``dataset:``) adds its tag, which names no field
-    parts = [str(part) for part in loc if part != "[key]"]
-    return ".".join(part for part in parts if not part.startswith("§")) or "(top level)"
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return "a number"
-    return names.get(type(value), type(value).__name__)
-
-
-def _pydantic_problems(
-    where: str, error: ValidationError, lines: FieldLines | None = None
-) -> list[str]:
-    """One line per problem: ``<where>[:<line>]: field '<name>': <message>``.
-
-    ``lines`` (a YAML file's) adds the line each field is written on; rows of
-    an items file pass their line in ``where`` instead.
-    """
-
-    def at(field: str) -> str:
-        return f"{where}:{lines.line_of(field)}" if lines is not None else where
-
-    problems: list[str] = []
-    for detail in error.errors():
-        field = _field_path(detail["loc"])
-        cause = (detail.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldProblems):
-            for sub, message in cause.problems:
-                name = f"{field}.{sub}"
-                problems.append(f"{at(name)}: field '{name}': {message}")
-            continue
-        kind = detail["type"]
-        if kind == "string_type":
-            message = f"must be a string, not {_json_type(detail['input'])}"
-        elif kind == "string_unicode":
-            message = "contains a lone surrogate, which is not valid Unicode; fix the \\u escape"
-        elif kind in ("dict_type", "model_type"):
-            message = f"must be an object, not {_json_type(detail['input'])}"
-        elif kind == "extra_forbidden":
-            message = "is not a known field; remove it or check its spelling"
-        else:
-            message = detail["msg"].removeprefix("Value error, ")
-        problems.append(f"{at(field)}: field '{field}': {message}")
-    return problems
-
-
 def load_benchmark_file(path: str | Path, max_field_chars: int | None = None) -> LoadedBenchmark:
     """Read and validate a benchmark YAML file and the items file it names.
 
@@ -316,25 +241,16 @@ def load_benchmark_file(path: str | Path, max_field_chars: int | None = None) ->
     path = Path(path)
     if max_field_chars is None:
         max_field_chars = Settings().max_field_chars
-    context = {"max_field_chars": max_field_chars}
     if not path.is_file():
         raise NotFoundError(
             f"Benchmark file {path} does not exist.",
             "Check the path; `sabha benchmarks list` shows the loaded benchmarks.",
         )
-    raw, lines = _read_yaml(path, "benchmark", "name, task, dataset, prompt and metrics")
-    try:
-        spec = BenchmarkSpec.model_validate(raw, context=context)
-    except ValidationError as exc:
-        raise ValidationFailed(
-            f"{path} is not a valid benchmark.",
-            _pydantic_problems(str(path), exc, lines),
-            "Correct the fields listed above.",
-        ) from exc
-
+    raw, lines = read_yaml_mapping(path, "benchmark", "name, task, dataset, prompt and metrics")
+    spec = validate_file(BenchmarkSpec, raw, path, lines, "benchmark", max_field_chars)
     if isinstance(spec.dataset, DatasetRef):  # checked against the database when loaded
         return LoadedBenchmark(path=path, spec=spec, items=[], lines=lines)
-    items = _items_of(path, lines, spec.dataset.items, "dataset.items", spec, max_field_chars)
+    items = read_items_file(path, lines, spec.dataset.items, "dataset.items", spec, max_field_chars)
     return LoadedBenchmark(path=path, spec=spec, items=items, lines=lines)
 
 
@@ -351,16 +267,9 @@ def load_dataset_file(path: str | Path, max_field_chars: int | None = None) -> D
     if not path.is_file():
         raise NotFoundError(f"Dataset file {path} does not exist.", "Check the path.")
     expected = "name, title, license, task, languages, items and card"
-    raw, lines = _read_yaml(path, "dataset", expected)
-    try:
-        spec = DatasetFileSpec.model_validate(raw, context={"max_field_chars": max_field_chars})
-    except ValidationError as exc:
-        raise ValidationFailed(
-            f"{path} is not a valid dataset file.",
-            _pydantic_problems(str(path), exc, lines),
-            "Correct the fields listed above.",
-        ) from exc
-    items = _items_of(path, lines, spec.items, "items", spec, max_field_chars)
+    raw, lines = read_yaml_mapping(path, "dataset", expected)
+    spec = validate_file(DatasetFileSpec, raw, path, lines, "dataset file", max_field_chars)
+    items = read_items_file(path, lines, spec.items, "items", spec, max_field_chars)
     return DatasetContent(
         name=spec.name,
         title=spec.title,
@@ -376,157 +285,3 @@ def load_dataset_file(path: str | Path, max_field_chars: int | None = None) -> D
         origin=str(path),
         lines=lines,
     )
-
-
-def _read_yaml(path: Path, kind: str, expected: str) -> tuple[dict[str, Any], FieldLines]:
-    if path.stat().st_size > MAX_BENCHMARK_FILE_BYTES:
-        raise ValidationFailed(
-            f"{path} is too large for a {kind} file.",
-            [f"{path}: {path.stat().st_size:,} bytes; the limit is {MAX_BENCHMARK_FILE_BYTES:,}"],
-            "Keep items in the JSONL file the file names.",
-        )
-    try:
-        document = read_positioned_yaml(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ValidationFailed(
-            f"{path} is not valid YAML.", [f"{where}: {problem}"], "Fix the YAML syntax."
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ValidationFailed(
-            f"{path} is not UTF-8 text.", [f"{path}: {exc}"], "Save the file as UTF-8."
-        ) from exc
-    if not isinstance(document.value, dict):
-        raise ValidationFailed(
-            f"{path} does not describe a {kind}.",
-            [f"{path}:{document.lines.line_of('')}: expected a mapping with {expected}"],
-        )
-    if document.duplicates:
-        raise ValidationFailed(
-            f"{path} writes a field twice.",
-            [f"{path}:{line}: {problem}" for line, problem in document.duplicates],
-            "Keep one of each field.",
-        )
-    return document.value, document.lines
-
-
-def _items_of(
-    path: Path,
-    lines: FieldLines,
-    relative: str,
-    field: str,
-    spec: BenchmarkSpec | DatasetFileSpec,
-    max_field_chars: int,
-) -> list[ItemSpec]:
-    items_path = (path.parent / relative).resolve()
-    if not items_path.is_file():
-        raise ValidationFailed(
-            f"{path} names an items file that does not exist.",
-            [f"{path}:{lines.line_of(field)}: field '{field}': {items_path} not found"],
-            f"Point {field} at a JSONL file, relative to {path.name}.",
-        )
-    items, problems = _read_items(items_path, spec, max_field_chars)
-    if problems:
-        raise ValidationFailed(
-            f"{items_path} has {len(problems)} problem(s).",
-            problems,
-            "Correct the rows listed above; each line is one JSON object.",
-        )
-    return items
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _DuplicateKey(key)
-        seen[key] = value
-    return seen
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _parse_line(where: str, raw: bytes, line_limit: int) -> tuple[Any, str | None]:
-    """A line's JSON value, or a problem naming ``where``."""
-    if len(raw) > line_limit:
-        return None, (
-            f"{where}: line has {len(raw):,} bytes; the limit is {line_limit:,} "
-            f"({LINE_CHARS_PER_FIELD_CHAR} × SABHA_MAX_FIELD_CHARS)"
-        )
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, (
-            f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
-            "save the file as UTF-8"
-        )
-    if not line.strip():
-        return None, None
-    try:
-        return json.loads(line, object_pairs_hook=_no_duplicate_keys), None
-    except json.JSONDecodeError as exc:
-        return None, f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
-    except _DuplicateKey as exc:
-        return None, f"{where}: field '{exc.key}': appears twice in one object; keep one"
-    except RecursionError:
-        return None, f"{where}: not valid JSON (nested too deeply); item fields are flat"
-
-
-def _read_items(
-    items_path: Path, spec: BenchmarkSpec | DatasetFileSpec, max_field_chars: int
-) -> tuple[list[ItemSpec], list[str]]:
-    size = items_path.stat().st_size
-    if size > MAX_ITEMS_FILE_BYTES:
-        return [], [
-            f"{items_path}: {size:,} bytes; the limit is {MAX_ITEMS_FILE_BYTES:,}; "
-            "split the dataset into several benchmarks"
-        ]
-    items: list[ItemSpec] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    context = {"max_field_chars": max_field_chars}
-    line_limit = LINE_CHARS_PER_FIELD_CHAR * max_field_chars
-    data = items_path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # tolerate a BOM
-    # Split on "\n" only: JSON strings may hold U+2028 and other line breaks.
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        where = f"{items_path}:{number}"
-        row, problem = _parse_line(where, raw.removesuffix(b"\r"), line_limit)
-        if problem:
-            problems.append(problem)
-            continue
-        if row is None and not raw.strip():
-            continue
-        if not isinstance(row, dict):
-            problems.append(
-                f"{where}: a JSON line must be an object, not {_json_type(row)}; "
-                'write one item per line, e.g. {"id": "hi-001", ...}'
-            )
-            continue
-        if len(seen) >= MAX_ITEMS:
-            problems.append(
-                f"{where}: more than {MAX_ITEMS:,} items; split the dataset into several benchmarks"
-            )
-            break
-        try:
-            item = ItemSpec.model_validate(row, context=context)
-        except ValidationError as exc:
-            problems.extend(_pydantic_problems(where, exc))
-            if isinstance(row.get("id"), str):
-                seen.setdefault(row["id"], number)  # a later duplicate is still reported
-            continue
-        problems.extend(f"{where}: field '{f}': {m}" for f, m in item.problems_against(spec))
-        if item.id in seen:
-            problems.append(
-                f"{where}: field 'id': {item.id!r} already used on line {seen[item.id]}"
-            )
-        seen.setdefault(item.id, number)
-        items.append(item)
-    if not items and not problems:
-        problems.append(f"{items_path}: no items")
-    return items, problems

@@ -4,18 +4,30 @@ PyYAML's composer keeps each node's position; ``read_positioned_yaml`` builds
 the plain value from the node tree and a map from dotted field paths
 (``dataset.license``, ``answer.aliases.unsafe.1``) to 1-based line numbers.
 Duplicate keys, which PyYAML would silently resolve to the last one, are
-refused with both lines.
+refused with both lines. ``read_yaml_mapping`` reads a benchmark or dataset
+file that way and refuses, with their lines, what is not a mapping of fields.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["FieldLines", "PositionedYaml", "read_positioned_yaml"]
+from ..errors import ValidationFailed
+
+__all__ = [
+    "MAX_BENCHMARK_FILE_BYTES",
+    "FieldLines",
+    "PositionedYaml",
+    "read_positioned_yaml",
+    "read_yaml_mapping",
+]
+
+MAX_BENCHMARK_FILE_BYTES = 1024 * 1024  # the YAML file holds no items
 
 
 @dataclass(frozen=True)
@@ -89,3 +101,43 @@ def read_positioned_yaml(text: str) -> PositionedYaml:
     if node is not None:
         _walk(node, "", lines, duplicates)
     return PositionedYaml(value=value, lines=FieldLines(lines), duplicates=duplicates)
+
+
+def read_yaml_mapping(path: Path, kind: str, expected: str) -> tuple[dict[str, Any], FieldLines]:
+    """The fields of the ``kind`` file ``path`` ("benchmark", "dataset") and their lines.
+
+    Raises:
+        ValidationFailed: the file is too large, not UTF-8, not valid YAML, not a
+            mapping (``expected`` says of what), or writes a field twice.
+    """
+    if path.stat().st_size > MAX_BENCHMARK_FILE_BYTES:
+        raise ValidationFailed(
+            f"{path} is too large for a {kind} file.",
+            [f"{path}: {path.stat().st_size:,} bytes; the limit is {MAX_BENCHMARK_FILE_BYTES:,}"],
+            "Keep items in the JSONL file the file names.",
+        )
+    try:
+        document = read_positioned_yaml(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValidationFailed(
+            f"{path} is not valid YAML.", [f"{where}: {problem}"], "Fix the YAML syntax."
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(
+            f"{path} is not UTF-8 text.", [f"{path}: {exc}"], "Save the file as UTF-8."
+        ) from exc
+    if not isinstance(document.value, dict):
+        raise ValidationFailed(
+            f"{path} does not describe a {kind}.",
+            [f"{path}:{document.lines.line_of('')}: expected a mapping with {expected}"],
+        )
+    if document.duplicates:
+        raise ValidationFailed(
+            f"{path} writes a field twice.",
+            [f"{path}:{line}: {problem}" for line, problem in document.duplicates],
+            "Keep one of each field.",
+        )
+    return document.value, document.lines

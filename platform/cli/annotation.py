@@ -450,8 +450,9 @@ def annotations_judge_model(
     or --run runs it here. Its verdicts count once it has finished, at the
     next `sabha annotations sync`, next to people's, with its agreement with them.
     """
+    from ..services.community_scores import refresh_community_scores
     from ..services.judge_model import create_judge_job
-    from ..services.judging import judging_project_named, refresh_community_scores
+    from ..services.judging import judging_project_named
 
     settings = _settings(ctx)
     engine = _engine(ctx)
@@ -461,9 +462,10 @@ def annotations_judge_model(
         click.echo("Any pool leases it (sabha worker run); then run `sabha annotations sync`.")
         return
     from sabha.workers.local import ensure_ray
+    from sabha.workers.volunteer import engine_factory
 
-    from ..services.evaluate import pending_items, run_local_pool
-    from .evaluation import engine_factory as _engine_factory
+    from ..services.evaluate import pending_items
+    from ..services.local_pool import run_local_pool
 
     ensure_ray(settings.ray_address, quiet=not verbose)
     pending, total = pending_items(engine, [job_id])
@@ -472,7 +474,7 @@ def annotations_judge_model(
         run_local_pool(
             engine,
             [job_id],
-            _engine_factory(settings),
+            engine_factory(settings.vllm_memory_fraction),
             lease_seconds=settings.lease_seconds,
             max_in_flight=settings.eval_batch_size,
             progress=bar.update,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import click
 from sqlalchemy.engine import Engine
@@ -13,7 +12,7 @@ from ..settings import Settings
 from ..wire import MAX_DB_ID
 from .context import database, settings_of
 
-__all__ = ["engine_factory", "eval_command", "evaluate", "jobs"]
+__all__ = ["eval_command", "evaluate", "jobs"]
 
 
 # -- evaluation -----------------------------------------------------------------------
@@ -72,7 +71,10 @@ def evaluate(
 
     ``stand_in_seconds`` (tests only) answers with the stand-in engine instead of vLLM.
     """
-    from ..services.evaluate import pending_items, plan_evaluation, primary_summary, run_local_pool
+    from sabha.workers.volunteer import engine_factory
+
+    from ..services.evaluate import pending_items, plan_evaluation, primary_summary
+    from ..services.local_pool import run_local_pool
 
     plans = plan_evaluation(engine, model_names, benchmark_names, settings.shard_size)
     for plan in plans:
@@ -98,7 +100,7 @@ def evaluate(
             run_local_pool(
                 engine,
                 job_ids,
-                engine_factory(settings, stand_in_seconds),
+                engine_factory(settings.vllm_memory_fraction, stand_in_seconds),
                 lease_seconds=settings.lease_seconds,
                 max_in_flight=batch_size or settings.eval_batch_size,
                 progress=bar.update,
@@ -108,21 +110,6 @@ def evaluate(
             summary = primary_summary(engine, job_id)
             if summary:
                 click.echo(f"  {summary}")
-
-
-def engine_factory(settings: Settings, stand_in_seconds: float | None = None) -> Any:
-    def start(model: Any, max_model_len: int) -> Any:
-        if stand_in_seconds is not None:
-            from sabha.workers.standin import StandInEngine
-
-            return StandInEngine(stand_in_seconds)
-        from sabha.workers.client import EngineClient
-
-        return EngineClient(
-            model, max_model_len=max_model_len, memory_fraction=settings.vllm_memory_fraction
-        )
-
-    return start
 
 
 # -- jobs -----------------------------------------------------------------------------

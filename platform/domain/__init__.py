@@ -40,9 +40,9 @@ from .annotation import (
     SourceItem,
     WithdrawnItem,
 )
-from .columns import id_of, utcnow
+from .columns import as_utc, id_of, utcnow
 from .datasets import Benchmark, Dataset, DatasetVersion, Item, Model
-from .scores import CommunityScore, LeaderboardEntry, OutputStat, Score, ScoringRun
+from .scores import PEOPLE_JUDGE, CommunityScore, LeaderboardEntry, OutputStat, Score, ScoringRun
 from .statuses import (
     PUBLIC_SPLITS,
     ROLE_SCOPES,
@@ -64,6 +64,7 @@ from .submissions import Submission, SubmissionJob
 from .work import Job, Output, Pool, Shard, ShardRun
 
 __all__ = [
+    "PEOPLE_JUDGE",
     "PUBLIC_SPLITS",
     "ROLE_SCOPES",
     "AccessToken",
@@ -112,6 +113,7 @@ __all__ = [
     "WebSession",
     "WithdrawnItem",
     "WorkerToken",
+    "as_utc",
     "id_of",
     "utcnow",
 ]

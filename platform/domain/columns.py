@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-__all__ = ["id_of", "json_column", "status_check", "text_column", "utcnow", "when_column"]
+__all__ = [
+    "as_utc",
+    "id_of",
+    "json_column",
+    "status_check",
+    "text_column",
+    "utcnow",
+    "when_column",
+]
 
 
 def id_of(row: SQLModel) -> int:
@@ -23,6 +31,17 @@ def id_of(row: SQLModel) -> int:
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored time as timezone-aware UTC (SQLite hands back naive datetimes; Sabha stores UTC)."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def json_column(nullable: bool = False) -> Any:

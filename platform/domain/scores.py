@@ -10,7 +10,17 @@ from sqlmodel import Field, SQLModel
 
 from .columns import json_column, text_column, when_column
 
-__all__ = ["OutputStat", "ScoringRun", "Score", "LeaderboardEntry", "CommunityScore"]
+__all__ = [
+    "PEOPLE_JUDGE",
+    "CommunityScore",
+    "LeaderboardEntry",
+    "OutputStat",
+    "Score",
+    "ScoringRun",
+]
+
+# The ``judge`` of community scores from annotators' judgements (else a judge model's name).
+PEOPLE_JUDGE = "people"
 
 
 class OutputStat(SQLModel, table=True):
@@ -118,7 +128,7 @@ class CommunityScore(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     job_id: int = Field(foreign_key="job.id", index=True)
-    judge: str = Field(default="people", max_length=200)
+    judge: str = Field(default=PEOPLE_JUDGE, max_length=200)
     metric: str = Field(max_length=30)
     breakdown: str = Field(max_length=30)
     group: str = Field(max_length=100)

@@ -35,6 +35,7 @@ from sabha.platform.benchmarks import (
     generation_identity,
     scoring_identity,
 )
+from sabha.platform.catalog import definition_for_job
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     Benchmark,
@@ -106,19 +107,6 @@ def safety_category(behaviour: str, harm: str) -> str:
     return "harmful" if harm == "harmful" else "safe"
 
 
-def _current_definition(session: Session, job: Job) -> Benchmark:
-    benchmark = session.get(Benchmark, job.benchmark_id)
-    assert benchmark is not None
-    current = session.exec(
-        select(Benchmark).where(
-            Benchmark.name == benchmark.name,
-            col(Benchmark.is_current).is_(True),
-            Benchmark.generation_hash == job.generation_hash,
-        )
-    ).first()
-    return current or benchmark
-
-
 def create_judge_job(db: Engine, judging_project_id: int) -> int:
     """Queue the benchmark's judge model on a judging project's tasks.
 
@@ -141,7 +129,7 @@ def create_judge_job(db: Engine, judging_project_id: int) -> int:
             return project.judge_job_id
         job = session.get(Job, project.job_id)
         assert job is not None
-        benchmark = _current_definition(session, job)
+        benchmark = definition_for_job(session, job)
         if not benchmark.judge:
             raise SabhaError(
                 f"Benchmark {benchmark.name!r} names no judge model.",

@@ -21,7 +21,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from sabha.platform.db import get_session, session_scope
+from sabha.platform.db import get_engine, get_session, session_scope
 from sabha.platform.domain import ROLE_SCOPES, Role, TokenScope, User
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.accounts import (
@@ -38,7 +38,7 @@ from sabha.platform.services.annotation import contribution_of
 from sabha.platform.services.annotators import credit_by_project
 from sabha.platform.services.pools import pool_activity
 
-from .auth import current_roles, current_user, engine, login_required, render_refusal
+from .auth import current_roles, current_user, login_required, render_refusal
 
 __all__ = ["blueprint", "init_app"]
 
@@ -85,8 +85,8 @@ def _render_account(error: str | None = None, status: int = 200) -> ResponseRetu
         ),
         pools=pool_activity(session, user.id or 0),
         now=datetime.now(UTC),
-        contribution=contribution_of(engine(), user.id or 0),
-        credit=credit_by_project(engine(), user.id or 0),
+        contribution=contribution_of(get_engine(), user.id or 0),
+        credit=credit_by_project(get_engine(), user.id or 0),
         error=error,
     )
     return page, status
@@ -121,7 +121,7 @@ def create_token() -> ResponseReturnValue:
     if not scopes:
         return _render_account("Choose at least one scope for the token.", 400)
     try:
-        with session_scope(engine()) as session:
+        with session_scope(get_engine()) as session:
             token, plaintext = create_access_token(
                 session, _me(), name, scopes, expires_in_days=days
             )
@@ -139,7 +139,7 @@ def create_token() -> ResponseReturnValue:
 @login_required
 def revoke_token(token_id: int) -> ResponseReturnValue:
     """Revoke one of my tokens."""
-    with session_scope(engine()) as session:
+    with session_scope(get_engine()) as session:
         revoke_access_token(session, _me(), token_id)
     return redirect(url_for("account.account_page"))
 
@@ -150,7 +150,7 @@ def create_credential() -> ResponseReturnValue:
     """Create a pool credential (volunteers) and show its secret once."""
     name = request.form.get("name", "").strip()
     try:
-        with session_scope(engine()) as session:
+        with session_scope(get_engine()) as session:
             credential, secret = create_pool_credential(session, _me(), name)
     except ValidationFailed as exc:
         return _render_account(" ".join([exc.message, *exc.problems]), 400)
@@ -166,6 +166,6 @@ def create_credential() -> ResponseReturnValue:
 @login_required
 def revoke_credential(credential_id: int) -> ResponseReturnValue:
     """Revoke one of my pool credentials (and its worker tokens)."""
-    with session_scope(engine()) as session:
+    with session_scope(get_engine()) as session:
         revoke_pool_credential(session, _me(), credential_id)
     return redirect(url_for("account.account_page"))

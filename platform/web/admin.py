@@ -6,14 +6,14 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from sqlmodel import Session
 
-from sabha.platform.db import get_session, session_scope
+from sabha.platform.db import get_engine, get_session, session_scope
 from sabha.platform.domain import Role, User
 from sabha.platform.errors import NotFoundError, SabhaError, ValidationFailed
 from sabha.platform.services.accounts import grant_role as grant
 from sabha.platform.services.accounts import list_users, roles_of
 from sabha.platform.services.accounts import revoke_role as revoke
 
-from .auth import current_user, engine, render_refusal, role_required
+from .auth import current_user, render_refusal, role_required
 
 __all__ = ["blueprint", "init_app"]
 
@@ -64,7 +64,7 @@ def _user(session: Session, user_id: int) -> User:
 def grant_role(user_id: int) -> ResponseReturnValue:
     """Grant the role named in the form to a user."""
     role = _role_from_form()
-    with session_scope(engine()) as session:
+    with session_scope(get_engine()) as session:
         user = _user(session, user_id)
         grant(session, user, role, granted_by=current_user())
         flash(f"{user.username} now holds the {role.value} role.")
@@ -76,7 +76,7 @@ def grant_role(user_id: int) -> ResponseReturnValue:
 def revoke_role(user_id: int) -> ResponseReturnValue:
     """Take the role named in the form from a user."""
     role = _role_from_form()
-    with session_scope(engine()) as session:
+    with session_scope(get_engine()) as session:
         user = _user(session, user_id)
         held = revoke(session, user, role)
         flash(

@@ -19,7 +19,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
     make_response,
     redirect,
     render_template,
@@ -28,7 +27,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from sabha.platform.db import get_session
+from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import AnnotationProject, Role, User
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.annotators import (
@@ -38,9 +37,9 @@ from sabha.platform.services.annotators import (
     projects_for_annotator,
     set_annotator_languages,
 )
-from sabha.platform.settings import Settings
+from sabha.platform.settings import current_settings
 
-from .auth import current_user, engine, render_refusal, role_required
+from .auth import current_user, render_refusal, role_required
 from .security import limit_endpoint
 
 __all__ = ["blueprint", "init_app"]
@@ -62,11 +61,6 @@ def _me() -> User:
     user = current_user()
     assert user is not None  # role_required ran first
     return user
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["sabha.settings"]
-    return settings
 
 
 def _render_projects(error: str | None = None, status: int = 200) -> ResponseReturnValue:
@@ -93,7 +87,7 @@ def save_languages() -> ResponseReturnValue:
     """Save the languages I annotate in (comma- or space-separated BCP-47 tags)."""
     given = request.form.get("languages", "").replace(",", " ").split()
     try:
-        set_annotator_languages(engine(), _me().id or 0, given)
+        set_annotator_languages(get_engine(), _me().id or 0, given)
     except ValidationFailed as exc:
         return _render_projects(" ".join([exc.message, *exc.problems]), 400)
     return redirect(url_for("annotate.projects_page"))
@@ -114,7 +108,7 @@ def _sign_in_page(sign_in: LabelStudioSignIn, title: str, project: str | None = 
 @role_required(Role.ANNOTATOR)
 def join_project(project_id: int) -> ResponseReturnValue:
     """Join a project: a Label Studio account the first time, and a link to the project."""
-    sign_in = join_annotation_project(engine(), _settings(), _me(), project_id)
+    sign_in = join_annotation_project(get_engine(), current_settings(), _me(), project_id)
     project = get_session().get(AnnotationProject, project_id)
     title = project.title if project is not None else None
     if sign_in.password is None:
@@ -130,5 +124,5 @@ def new_password() -> ResponseReturnValue:
     ``server=private``: my account on the private Label Studio.
     """
     private = request.form.get("server") == "private"
-    sign_in = new_labelstudio_password(engine(), _settings(), _me(), private=private)
+    sign_in = new_labelstudio_password(get_engine(), current_settings(), _me(), private=private)
     return _sign_in_page(sign_in, "Your new Label Studio password")

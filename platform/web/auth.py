@@ -39,9 +39,8 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from joserfc.errors import JoseError
-from sqlalchemy.engine import Engine
 
-from sabha.platform.db import get_session, session_scope
+from sabha.platform.db import get_engine, get_session, session_scope
 from sabha.platform.domain import Role, User, id_of
 from sabha.platform.errors import (
     AuthenticationFailed,
@@ -59,7 +58,7 @@ from sabha.platform.services.accounts import (
     touch_web_session,
     web_session_needs_touch,
 )
-from sabha.platform.settings import OidcProvider, Settings
+from sabha.platform.settings import OidcProvider, current_settings
 
 from .security import limit_endpoint, remote_address, uses_cookie_auth
 
@@ -83,7 +82,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def init_app(app: Flask) -> None:
     """Register the sign-in pages and the configured OpenID Connect providers."""
-    settings: Settings = app.extensions["sabha.settings"]
+    settings = current_settings(app)
     oauth = OAuth(app)
     for provider in settings.oidc_providers:
         client_kwargs: dict[str, Any] = {
@@ -114,17 +113,12 @@ def init_app(app: Flask) -> None:
         return {"signed_in_user": current_user, "signed_in_roles": current_roles}
 
 
-def engine() -> Engine:
-    """The app's database engine (for write transactions)."""
-    return cast(Engine, current_app.extensions["sabha.db"])
-
-
 # -- who is signed in --------------------------------------------------------------------
 
 
 def _lifetimes() -> tuple[timedelta, timedelta]:
     """How long a session lasts without use, and at most."""
-    settings: Settings = current_app.extensions["sabha.settings"]
+    settings = current_settings()
     return timedelta(hours=settings.session_hours), timedelta(hours=settings.session_max_hours)
 
 
@@ -141,7 +135,7 @@ def sign_in(user: User) -> None:
     """
     previous = _cookie_session_id()
     assert user.id is not None
-    with session_scope(engine()) as db_session:
+    with session_scope(get_engine()) as db_session:
         if previous:
             end_web_session(db_session, previous)
         session_id = start_web_session(db_session, user.id, _lifetimes()[1])
@@ -156,7 +150,7 @@ def sign_out() -> None:
     """End this browser's session on the server and clear its cookie."""
     session_id = _cookie_session_id()
     if session_id:
-        with session_scope(engine()) as db_session:
+        with session_scope(get_engine()) as db_session:
             end_web_session(db_session, session_id)
     session.clear()
     g.pop("sabha_user", None)
@@ -181,7 +175,7 @@ def current_user() -> User | None:
         if live is not None and candidate is not None and candidate.is_active:
             user = candidate
             if web_session_needs_touch(live):
-                with session_scope(engine()) as write:
+                with session_scope(get_engine()) as write:
                     touch_web_session(write, id_of(live))
     g.sabha_user = user
     return user
@@ -245,7 +239,7 @@ def role_required(*roles: Role) -> Callable[[F], F]:
 
 
 def _providers() -> list[OidcProvider]:
-    settings: Settings = current_app.extensions["sabha.settings"]
+    settings = current_settings()
     return settings.oidc_providers
 
 
@@ -294,7 +288,7 @@ def login() -> ResponseReturnValue:
         error = "Enter your username and your password."
     else:
         try:
-            with session_scope(engine()) as db_session:
+            with session_scope(get_engine()) as db_session:
                 user = authenticate_password(db_session, username, password)
         except AuthenticationFailed:
             # The same words for an unknown user and a wrong password.
@@ -336,7 +330,7 @@ def _provider(name: str) -> tuple[OidcProvider, Any]:
 
 def _callback_url(name: str) -> str:
     """The redirect URI registered at the provider (built on SABHA_PUBLIC_URL when set)."""
-    settings: Settings = current_app.extensions["sabha.settings"]
+    settings = current_settings()
     path = url_for("auth.oidc_callback", name=name)
     if settings.public_url:
         return settings.public_url + path
@@ -406,7 +400,7 @@ def oidc_callback(name: str) -> ResponseReturnValue:
     email = claims.get("email") if claims.get("email_verified", True) is not False else None
     next_page = session.get("login_next")
     try:
-        with session_scope(engine()) as db_session:
+        with session_scope(get_engine()) as db_session:
             user = find_or_create_oidc_user(
                 db_session,
                 str(claims["iss"]),

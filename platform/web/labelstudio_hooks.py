@@ -24,11 +24,12 @@ import json
 import logging
 from dataclasses import asdict
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from sabha.annotation.labelstudio import WEBHOOK_SECRET_HEADER, LabelStudioClient, LabelStudioError
 from sabha.annotation.sync import SyncReport
+from sabha.platform.db import get_engine
 from sabha.platform.errors import SabhaError
 from sabha.platform.services.annotation import (
     WebhookRefused,
@@ -36,9 +37,9 @@ from sabha.platform.services.annotation import (
     webhook_notice,
     webhook_secret_matches,
 )
-from sabha.platform.services.judging import refresh_community_scores
+from sabha.platform.services.community_scores import refresh_community_scores
 from sabha.platform.services.labelstudio import connect_labelstudio
-from sabha.platform.settings import Settings
+from sabha.platform.settings import current_settings
 from sabha.platform.web.security import set_request_size_limit
 
 __all__ = ["WEBHOOK_MAX_BYTES", "init_app"]
@@ -89,12 +90,12 @@ class _NotJson(WebhookRefused):
 @hooks.post("/hooks/labelstudio")
 def labelstudio_webhook() -> ResponseReturnValue:
     """Treat one webhook call from Label Studio as a notice: read the tasks back, record that."""
-    settings: Settings = current_app.extensions["sabha.settings"]
+    settings = current_settings()
     if not webhook_secret_matches(
         settings.label_studio_webhook_secret, request.headers.get(WEBHOOK_SECRET_HEADER)
     ):
         return _refusal(401, "unknown caller: the webhook secret is missing or wrong")
-    db = current_app.extensions["sabha.db"]
+    db = get_engine()
     try:
         notice = webhook_notice(_read_payload())
         if not notice.annotation_ids:

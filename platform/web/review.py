@@ -25,7 +25,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from sabha.annotation.gates import ReleaseGates
-from sabha.platform.db import get_session
+from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import Role, User
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.annotation import (
@@ -36,7 +36,7 @@ from sabha.platform.services.annotation import (
     review_queue,
 )
 
-from .auth import current_user, engine, render_refusal, role_required
+from .auth import current_user, render_refusal, role_required
 
 __all__ = ["blueprint", "init_app"]
 
@@ -118,7 +118,7 @@ def review_page() -> ResponseReturnValue:
 def review_post(annotation_id: int) -> ResponseReturnValue:
     """Record my verdict on the version of an annotation the page showed."""
     recorded = review_annotation(
-        engine(),
+        get_engine(),
         annotation_id,
         _me(),
         request.form.get("verdict", ""),
@@ -144,7 +144,7 @@ def blockers_page() -> ResponseReturnValue:
     gates = ReleaseGates()
     return render_template(
         "release_blockers.html",
-        datasets=[release_blockers(engine(), name, gates) for name in shown],
+        datasets=[release_blockers(get_engine(), name, gates) for name in shown],
         names=names,
         gates=gates,
     )

@@ -40,7 +40,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sabha.platform.db import get_session
 from sabha.platform.services.accounts import identify_bearer_token
-from sabha.platform.settings import Settings
+from sabha.platform.settings import Settings, current_settings
 
 __all__ = [
     "DEFAULT_CONTENT_SECURITY_POLICY",
@@ -77,7 +77,7 @@ def init_app(app: Flask) -> None:
     Raises:
         SettingsError: in production, the secret key is the default or too short.
     """
-    settings: Settings = app.extensions["sabha.settings"]
+    settings = current_settings(app)
     settings.check_production()
     production = settings.env == "production"
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from sabha.platform.db import get_session
+from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import Benchmark, Role, User
 from sabha.platform.errors import NotFoundError, SabhaError
 from sabha.platform.services.estimate import ModelTooLarge, format_gb
@@ -31,10 +31,10 @@ from sabha.platform.services.submissions import (
     cancel_submission,
     create_submission,
 )
-from sabha.platform.settings import Settings
+from sabha.platform.settings import current_settings
 from sabha.platform.wire import SubmissionCreate
 
-from .auth import current_roles, current_user, engine, render_refusal, role_required
+from .auth import current_roles, current_user, render_refusal, role_required
 
 __all__ = ["FORM_FIELDS", "blueprint", "form_field", "init_app", "submission_from_form"]
 
@@ -87,11 +87,6 @@ def _me() -> User:
     user = current_user()
     assert user is not None  # role_required ran first
     return user
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["sabha.settings"]
-    return settings
 
 
 def _is_admin() -> bool:
@@ -160,7 +155,7 @@ Problems = dict[str, list[tuple[str, str]]]
 
 
 def _render_form(form: dict[str, Any], problems: Problems, status: int) -> ResponseReturnValue:
-    settings = _settings()
+    settings = current_settings()
     page = render_template(
         "submission_new.html",
         form=form,
@@ -197,7 +192,7 @@ def _not_yours(exc: NotFoundError) -> NotFoundError:
 @role_required(*SUBMIT_ROLES)
 def submissions_page() -> ResponseReturnValue:
     """My submissions, newest first, with their status."""
-    rows = list_submissions(engine(), _me().id or 0)
+    rows = list_submissions(get_engine(), _me().id or 0)
     return render_template("submissions.html", submissions=rows)
 
 
@@ -224,7 +219,7 @@ def create() -> ResponseReturnValue:
             _add(problems, field, _pydantic_message(error), fix)
         return _render_form(form, problems, 422)
     try:
-        created = create_submission(engine(), _settings(), _me().id or 0, submission)
+        created = create_submission(get_engine(), current_settings(), _me().id or 0, submission)
     except SubmissionInvalid as exc:
         for location, message, fix in exc.field_problems:
             _add(problems, form_field(location), message, fix)
@@ -243,7 +238,7 @@ def create() -> ResponseReturnValue:
 def submission_page(submission_id: int) -> ResponseReturnValue:
     """One submission: each benchmark's job and each shard's state (owner or admin)."""
     try:
-        shown = get_submission(engine(), submission_id, _me().id or 0, _is_admin())
+        shown = get_submission(get_engine(), submission_id, _me().id or 0, _is_admin())
     except NotFoundError as exc:
         raise _not_yours(exc) from None
     titles = {b.name: b.title for b in _current_benchmarks()}
@@ -257,7 +252,7 @@ def submission_page(submission_id: int) -> ResponseReturnValue:
 def cancel(submission_id: int) -> ResponseReturnValue:
     """Cancel a submission (owner or admin); a finished one stays as it is."""
     try:
-        cancel_submission(engine(), submission_id, _me().id or 0, _is_admin())
+        cancel_submission(get_engine(), submission_id, _me().id or 0, _is_admin())
     except NotFoundError as exc:
         raise _not_yours(exc) from None
     return redirect(url_for("submissions.submission_page", submission_id=submission_id), 303)

@@ -110,7 +110,7 @@ def sync_annotation_projects(
         dataset: Only this dataset's projects.
         max_text_chars: The longest text an annotation may hold (``SABHA_MAX_FIELD_CHARS``).
     """
-    from ..judging import refresh_community_scores
+    from ..community_scores import refresh_community_scores
 
     with Session(db) as session:
         query = select(AnnotationProject).where(
