@@ -9,19 +9,28 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from .domain import Benchmark, Job, Model
+from .domain import Benchmark, Job, Model, utcnow
 from .errors import NotFoundError, SabhaError
+from .wire import HubModelSource, LocalModelSource
 
 __all__ = [
+    "ModelNameTaken",
     "add_model",
     "check_model_directory",
     "check_model_unchanged",
     "definition_for_job",
     "directory_digest",
+    "find_or_add_model",
     "get_benchmark",
     "get_model",
     "latest_benchmarks",
+    "local_model_revision",
 ]
+
+
+class ModelNameTaken(SabhaError):
+    """Another model is registered under the name asked for."""
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -145,6 +154,19 @@ def check_model_unchanged(model: Model) -> None:
         )
 
 
+def local_model_revision(path: Path) -> str:
+    """Check a local model folder and hash it: the revision it is registered at.
+
+    Hashing a large folder takes a while: call this before a write transaction
+    begins and pass the result to :func:`add_model` as ``revision``.
+
+    Raises:
+        SabhaError: the folder is missing or is not a model folder.
+    """
+    check_model_directory(path)
+    return directory_digest(path)
+
+
 def directory_digest(path: Path) -> str:
     """SHA-256 of a folder's files (names and contents): a local model's revision."""
     digest = hashlib.sha256()
@@ -181,18 +203,23 @@ def add_model(
             "A model needs exactly one source.",
             "Pass either --path DIR or --hub REPO --revision SHA.",
         )
-    if session.exec(select(Model).where(Model.name == name)).first() is not None:
-        raise SabhaError(f"A model named {name!r} is already registered.", "Choose another name.")
+    if _name_taken(session, name):
+        raise ModelNameTaken(
+            f"A model named {name!r} is already registered.", "Choose another name."
+        )
     if path is not None:
         path = path.resolve()
-        check_model_directory(path)
-        # Hashing a large folder takes a while: callers that hold a write
-        # transaction compute the digest first and pass it as ``revision``.
+        # Callers that hold a write transaction hash the folder first
+        # (local_model_revision) and pass the digest as ``revision``.
+        if revision:
+            check_model_directory(path)
+        else:
+            revision = local_model_revision(path)
         model = Model(
             name=name,
             source="local",
             path=str(path),
-            revision=revision or directory_digest(path),
+            revision=revision,
             smoke_test=smoke_test,
             description=description,
         )
@@ -215,3 +242,58 @@ def add_model(
     session.add(model)
     session.flush()
     return model
+
+
+def _name_taken(session: Session, name: str) -> bool:
+    return session.exec(select(Model).where(Model.name == name)).first() is not None
+
+
+def find_or_add_model(
+    session: Session, source: HubModelSource | LocalModelSource, digest: str | None = None
+) -> Model:
+    """The model registered from a submitted source, else the source registered now.
+
+    A hub source is found by repository and commit; a local folder by its path
+    and ``digest`` (:func:`local_model_revision`, computed before the write
+    transaction). A new model is named ``source.name``, or else after the
+    repository and commit (the folder and digest), with the time appended
+    when another model has that name.
+
+    Raises:
+        ModelNameTaken: ``source.name`` belongs to another model.
+        SabhaError: what :func:`add_model` refuses.
+    """
+    if isinstance(source, HubModelSource):
+        query = select(Model).where(
+            Model.source == "hub",
+            Model.repo_id == source.repo_id,
+            Model.revision == source.revision,
+        )
+    else:
+        query = select(Model).where(
+            Model.source == "local",
+            Model.path == str(Path(source.path).resolve()),
+            Model.revision == digest,
+        )
+    existing = session.exec(query).first()
+    if existing is not None:
+        return existing
+    name = source.name or _name_of(source, digest)
+    if _name_taken(session, name):
+        if source.name:
+            raise ModelNameTaken(
+                f"The name {name!r} belongs to another model.",
+                "Choose another name, or leave it out.",
+            )
+        name = f"{name[:190]}-{utcnow():%Y%m%d%H%M%S}"
+    if isinstance(source, HubModelSource):
+        return add_model(session, name, repo_id=source.repo_id, revision=source.revision)
+    return add_model(session, name, path=Path(source.path), revision=digest)
+
+
+def _name_of(source: HubModelSource | LocalModelSource, digest: str | None) -> str:
+    if isinstance(source, HubModelSource):
+        base = source.repo_id.replace("/", "--")
+        return f"{base[:180]}-{source.revision[:8]}"
+    base = re.sub(r"[^A-Za-z0-9._-]", "-", Path(source.path).name).lstrip("._-") or "model"
+    return f"{base[:180]}-{(digest or '')[:8]}"

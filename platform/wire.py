@@ -1,16 +1,19 @@
 """Typed messages that cross a process or network boundary.
 
-Engine actors (Ray), the local pool and, next, the HTTPS lease protocol speak
-these models. This module imports neither SQLModel nor Flask (a test checks
-it), so a volunteer's worker can use it without the platform's database code.
+Engine actors (Ray), the local pool and the HTTPS lease protocol speak these
+models, and so do the JSON API's submissions and job statuses. This module
+imports neither SQLModel nor Flask (a test checks it), so a volunteer's worker
+can use it without the platform's database code.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from sabha.platform.benchmarks import DecodingOverrides
 
 __all__ = [
     "CANNOT_RUN_HERE",
@@ -21,10 +24,13 @@ __all__ = [
     "EngineInfo",
     "GenerationRequest",
     "GenerationResult",
+    "HubModelSource",
+    "JobStatusPublic",
     "LeaseReceipt",
     "LeaseRelease",
     "LeaseRenewed",
     "LeaseToken",
+    "LocalModelSource",
     "ModelSource",
     "PoolCapabilities",
     "PoolInfo",
@@ -33,7 +39,15 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ShardLease",
     "ShardResult",
+    "ShardStateName",
+    "ShardStatePublic",
+    "SubmissionCreate",
+    "SubmissionJobPublic",
+    "SubmissionPublic",
+    "SubmissionStatusPublic",
     "SubmitReceipt",
+    "UtcTime",
+    "as_utc",
     "protocol_refusal",
 ]
 
@@ -318,3 +332,145 @@ class SubmitReceipt(_Wire):
     duplicate: bool
     job_complete: bool
     verdict: str | None = None
+
+
+# -- submissions and job statuses: what a model developer sends and reads back -----------
+
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]
+BenchmarkName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
+ShardStateName = Literal["queued", "leased", "running", "done", "failed", "cancelled"]
+
+
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored time as timezone-aware UTC (SQLite hands back naive datetimes; Sabha stores UTC)."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]
+"""A time in an API shape: always timezone-aware UTC, whatever the database handed back."""
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class HubModelSource(_Input):
+    """A model on the hub, pinned to one commit."""
+
+    source: Literal["hub"]
+    repo_id: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+        ),
+    ] = Field(description="The repository, e.g. meta-llama/Llama-3.2-1B")
+    revision: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")] = Field(
+        description="The full 40-character commit SHA"
+    )
+    name: ModelName | None = Field(default=None, description="The name on leaderboards")
+
+
+class LocalModelSource(_Input):
+    """A model folder on the server (only where SABHA_ALLOW_LOCAL_MODELS is set)."""
+
+    source: Literal["local"]
+    path: str = Field(min_length=1, max_length=1000, description="An absolute folder path")
+    name: ModelName | None = Field(default=None, description="The name on leaderboards")
+
+
+class SubmissionCreate(_Input):
+    """What a model developer submits."""
+
+    model: HubModelSource | LocalModelSource = Field(discriminator="source")
+    benchmarks: list[BenchmarkName] = Field(
+        min_length=1, max_length=20, description="Benchmark names, e.g. kisan-advisory"
+    )
+    decoding: DecodingOverrides = Field(
+        default_factory=DecodingOverrides,
+        description="Overrides within the benchmark's bounds; any override is another "
+        "generation identity, scored but not ranked beside the benchmark's own runs",
+    )
+    license: str = Field(min_length=1, max_length=50, description="The model's license")
+
+
+class ShardStatePublic(BaseModel):
+    """One shard of a job as its owner sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(description="The shard's position in the job, from 0")
+    items: int = Field(description="How many items it holds")
+    state: ShardStateName
+    attempts: int = Field(description="How many times a pool leased it")
+    pool: str | None = Field(
+        default=None, description="The pool holding it now, or whose results count"
+    )
+    reason: str | None = Field(
+        default=None, description="Why the last attempt stopped, or why the job failed"
+    )
+
+
+class JobStatusPublic(BaseModel):
+    """A job (one model on one benchmark) with each shard's state."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    model: str
+    benchmark: str
+    status: JobStatusName
+    reason: str | None = Field(default=None, description="Why the job failed, if it did")
+    created_at: UtcTime | None
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
+    shards: int
+    completed_shards: int
+    items: int
+    completed_items: int
+    run_url: str | None = Field(default=None, description="The provenance page of the finished run")
+    shard_states: list[ShardStatePublic]
+
+
+class SubmissionJobPublic(BaseModel):
+    """One benchmark of a submission and its job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    benchmark: str
+    job_id: int
+    status: JobStatusName
+
+
+class SubmissionPublic(BaseModel):
+    """A submission as its owner sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    model: str
+    status: JobStatusName
+    reason: str | None = None
+    license: str
+    benchmarks: list[str]
+    decoding: dict[str, Any]
+    estimate_bytes: int | None
+    counts_against_quota: bool
+    created_at: datetime
+    finished_at: datetime | None = None
+    status_url: str
+    jobs: list[SubmissionJobPublic]
+
+
+class SubmissionStatusPublic(SubmissionPublic):
+    """A submission with each job's shard states."""
+
+    job_states: list[JobStatusPublic] = Field(
+        description="Per benchmark: the job and each shard's state"
+    )

@@ -35,12 +35,12 @@ from sabha.platform.db import session_scope
 from sabha.platform.domain import Annotation, AnnotationProject, Role, SourceItem, TokenScope
 from sabha.platform.services.accounts import create_access_token, create_user
 from sabha.platform.services.annotation import (
+    check_release_gates,
     create_annotation_project,
     provision_project,
     sync_project,
     upload_source_items,
 )
-from sabha.platform.services.annotation_release import check_release_gates
 
 pytestmark = pytest.mark.slow
 HAZARDS = ("pests", "weather")

@@ -26,18 +26,16 @@ from sabha.platform.domain import Annotation, DatasetVersion, Item, SourceItem, 
 from sabha.platform.errors import ValidationFailed
 from sabha.platform.services.accounts import create_user
 from sabha.platform.services.annotation import (
+    contribution_of,
     create_annotation_project,
     link_labelstudio_account,
     next_items_for,
     provision_project,
+    release_annotated_dataset,
+    review_annotation,
     sync_project,
 )
 from sabha.platform.services.annotation import upload_source_items as upload
-from sabha.platform.services.annotation_release import (
-    contribution_of,
-    release_annotated_dataset,
-)
-from sabha.platform.services.annotation_review import review_annotation
 
 pytestmark = pytest.mark.slow
 HAZARDS = ("pests", "weather")

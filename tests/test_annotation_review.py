@@ -19,13 +19,11 @@ from sabha.platform.domain import Annotation, AnnotationReview, SourceItem, User
 from sabha.platform.errors import SabhaError, ValidationFailed
 from sabha.platform.services.accounts import create_user
 from sabha.platform.services.annotation import (
+    check_release_gates,
     create_annotation_project,
     link_labelstudio_account,
-    upload_source_items,
-)
-from sabha.platform.services.annotation_release import (
-    check_release_gates,
     require_release_gates,
+    upload_source_items,
 )
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -36,7 +34,7 @@ def review_annotation(
 ) -> None:
     """Review the version of the annotation Sabha holds now (what a reviewer's page shows)."""
     from sabha.annotation.votes import annotation_version
-    from sabha.platform.services.annotation_review import review_annotation as review
+    from sabha.platform.services.annotation import review_annotation as review
 
     with Session(db) as session:
         stored = session.exec(

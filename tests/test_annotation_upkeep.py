@@ -37,10 +37,10 @@ from sabha.platform.errors import ValidationFailed
 from sabha.platform.services.annotation import (
     create_annotation_project,
     provision_project,
+    release_annotated_dataset,
     sync_project,
     upload_source_items,
 )
-from sabha.platform.services.annotation_release import release_annotated_dataset
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 GATES = ReleaseGates(min_annotations_per_item=2, min_alpha=0.5, min_acceptance=None)
@@ -211,7 +211,7 @@ def _tasks(db: Engine, project_id: int) -> dict[str, int]:
 def test_withdrawing_an_item_deletes_its_task_so_no_sync_brings_it_back(
     db: Engine, labelstudio: LabelStudioForTests, tmp_path: Path
 ) -> None:
-    from sabha.platform.services.annotation_upkeep import withdraw_item
+    from sabha.platform.services.annotation import withdraw_item
 
     project_id = _qa_project(db, tmp_path, labelstudio)
     tasks = _tasks(db, project_id)

@@ -18,12 +18,10 @@ from sabha.platform.domain import AnnotationProject, DatasetVersion
 from sabha.platform.errors import ValidationFailed
 from sabha.platform.services.annotation import (
     annotator_counts,
+    contribution_of,
     dataset_agreement,
     items_needing_annotations,
     link_labelstudio_account,
-)
-from sabha.platform.services.annotation_release import (
-    contribution_of,
     release_annotated_dataset,
     require_release_gates,
 )

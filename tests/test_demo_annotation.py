@@ -21,7 +21,7 @@ from sabha.annotation.labelstudio_server import LabelStudioAccount, read_admin_a
 from sabha.platform.cli.annotation import start_demo_labelstudio
 from sabha.platform.domain import AnnotationProject, SourceItem
 from sabha.platform.services.annotation import sync_project
-from sabha.platform.services.annotation_demo import DEMO_DATASET
+from sabha.platform.services.annotation.demo import DEMO_DATASET
 from sabha.platform.services.labelstudio import stop_labelstudio
 from sabha.platform.settings import Settings
 

@@ -40,10 +40,10 @@ from sabha.platform.services.accounts import create_user
 from sabha.platform.services.annotation import (
     create_annotation_project,
     provision_project,
+    release_annotated_dataset,
+    sync_annotation_projects,
     upload_source_items,
 )
-from sabha.platform.services.annotation_release import release_annotated_dataset
-from sabha.platform.services.annotation_upkeep import sync_annotation_projects
 from sabha.platform.services.labelstudio import announce_labelstudio, labelstudio_for
 from sabha.platform.settings import Settings
 

@@ -28,10 +28,10 @@ from sabha.platform.db import session_scope
 from sabha.platform.domain import AnnotationReview, Role, TokenScope
 from sabha.platform.errors import PermissionDenied
 from sabha.platform.services.accounts import create_access_token
-from sabha.platform.services.annotation import link_labelstudio_account
-from sabha.platform.services.annotation_release import check_release_gates
-from sabha.platform.services.annotation_review import (
+from sabha.platform.services.annotation import (
     ReviewOutdated,
+    check_release_gates,
+    link_labelstudio_account,
     review_annotation,
     review_queue,
 )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +83,18 @@ def setup(db: Engine, tmp_path: Path) -> dict[str, Any]:
         "db": db,
         "tmp": tmp_path,
     }
+
+
+@contextmanager
+def another_writer(db: Engine) -> Iterator[None]:
+    """SQLite's write lock, held from another connection as a busy writer holds it."""
+    connection = sqlite3.connect(str(db.url.database), isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
 
 
 def _body(path: Path, **overrides: Any) -> dict[str, Any]:
@@ -365,3 +381,26 @@ def test_a_failed_job_fails_the_submission_only_when_every_job_has_stopped(
     shown = setup["client"].get(created["status_url"], headers=bearer(setup["token"])).get_json()
     assert shown["status"] == "failed" and "disk is full" in shown["reason"]
     assert shown["counts_against_quota"] is False  # the platform's fault
+
+
+def test_reading_a_submission_takes_no_write_lock(setup: dict[str, Any]) -> None:
+    db, client, headers = setup["db"], setup["client"], bearer(setup["token"])
+    created = _submit(setup, _body(model_folder(setup["tmp"], "tiny", TINY_CONFIG))).get_json()
+    with session_scope(db) as session:
+        job = session.get(Job, created["jobs"][0]["job_id"])
+        assert job is not None
+        job.status, job.error = JobStatus.FAILED, "the pool's disk is full"
+    with another_writer(db):
+        started = time.monotonic()
+        shown = client.get(created["status_url"], headers=headers)
+        listed = client.get("/api/v1/submissions", headers=headers)
+        elapsed = time.monotonic() - started
+    assert shown.status_code == 200 and listed.status_code == 200
+    assert elapsed < 5  # a write would wait for SQLite's busy timeout (30 s)
+    # the status is derived from the jobs; the stored one catches up on a write
+    assert (
+        shown.get_json()["status"] == "failed" and shown.get_json()["counts_against_quota"] is False
+    )
+    assert listed.get_json()["submissions"][0]["status"] == "failed"
+    with Session(db) as session:
+        assert session.exec(select(Submission.status)).one() == "queued"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
-from test_submissions import LLAMA_1B, TINY_CONFIG, model_folder
+from test_submissions import LLAMA_1B, TINY_CONFIG, another_writer, model_folder
 from webtools import csrf_token, make_web_app, sign_in
 
 from sabha.platform.benchmarks import load_benchmark_file
@@ -307,3 +308,18 @@ def test_an_urdu_benchmark_title_renders_with_dir_auto(db: Engine, tmp_path: Pat
 )
 def test_error_locations_map_to_form_fields(location: Any, field: str) -> None:
     assert form_field(location) == field
+
+
+def test_status_pages_answer_while_another_writer_holds_the_database(
+    app: Flask, db: Engine, tmp_path: Path
+) -> None:
+    client, csrf = _client(app, "dev")
+    submission_id = _submit(client, _form(model_folder(tmp_path, "tiny", TINY_CONFIG), csrf))
+    with another_writer(db):
+        started = time.monotonic()
+        page = client.get(f"/submissions/{submission_id}")
+        listing = client.get("/submissions")
+        elapsed = time.monotonic() - started
+    assert page.status_code == 200 and listing.status_code == 200
+    assert _shard_states(page.get_data(as_text=True)) == ["queued"] * 3
+    assert elapsed < 5  # a write would wait for SQLite's busy timeout (30 s)

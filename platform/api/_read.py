@@ -15,9 +15,9 @@ from sabha.leaderboards.public import BenchmarkSummary, LeaderboardPage, RunPubl
 from sabha.leaderboards.web import cached_page
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role, TokenScope
-from sabha.platform.services.status import JobStatusPublic, check_run_visible, visible_job_status
+from sabha.platform.services.status import check_run_visible, visible_job_status
 from sabha.platform.web import current_roles, current_user
-from sabha.platform.wire import MAX_DB_ID
+from sabha.platform.wire import MAX_DB_ID, JobStatusPublic
 
 from ._auth import optional_caller
 from ._blueprint import TAGS, api, json_response

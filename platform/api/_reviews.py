@@ -14,11 +14,12 @@ from sabha.annotation.gates import ReleaseGates
 from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import TokenScope, User
 from sabha.platform.errors import NotFoundError
-from sabha.platform.services.annotation_blockers import DatasetBlockersPublic, release_blockers
-from sabha.platform.services.annotation_review import (
+from sabha.platform.services.annotation import (
     MAX_COMMENT_CHARS,
+    DatasetBlockersPublic,
     ReviewPublic,
     ReviewQueue,
+    release_blockers,
     review_annotation,
     review_queue,
 )

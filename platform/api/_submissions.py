@@ -16,17 +16,15 @@ from sabha.platform.services.accounts import (
     UserPublic,
     user_public,
 )
-from sabha.platform.services.submissions import (
+from sabha.platform.services.submission_status import get_submission, list_submissions
+from sabha.platform.services.submissions import cancel_submission, create_submission
+from sabha.platform.settings import current_settings
+from sabha.platform.wire import (
+    MAX_DB_ID,
     SubmissionCreate,
     SubmissionPublic,
     SubmissionStatusPublic,
-    cancel_submission,
-    create_submission,
-    get_submission,
-    list_submissions,
 )
-from sabha.platform.settings import current_settings
-from sabha.platform.wire import MAX_DB_ID
 
 from ._auth import current_caller, require_scope, security
 from ._blueprint import TAGS, api, json_response

@@ -131,7 +131,7 @@ def start_demo_labelstudio(
         The running server (None when skipped) and the settings to serve with
         (carrying the demo's webhook secret).
     """
-    from ..services.annotation_demo import set_up_demo_annotation
+    from ..services.annotation.demo import set_up_demo_annotation
     from ..services.labelstudio import connect_labelstudio, start_labelstudio, stop_labelstudio
 
     if settings.label_studio_url:
@@ -275,8 +275,7 @@ def annotations_provision(
     ctx: click.Context, dataset: str, language: str, webhook_url: str | None, private: bool
 ) -> None:
     """Create DATASET's project in Label Studio (once) and import items not there yet."""
-    from ..services.annotation import get_annotation_project, provision_project
-    from ..services.annotation_upkeep import webhook_url_for
+    from ..services.annotation import get_annotation_project, provision_project, webhook_url_for
     from ..services.labelstudio import labelstudio_for
 
     settings = _settings(ctx)
@@ -339,7 +338,7 @@ def annotations_judge(
     After annotators judged them, `sabha annotations sync` updates the
     leaderboard's community columns.
     """
-    from ..services.annotation_upkeep import webhook_url_for
+    from ..services.annotation import webhook_url_for
     from ..services.judging import check_job_finished, sample_job_for_judging
     from ..services.labelstudio import connect_labelstudio
 
@@ -403,7 +402,7 @@ def annotations_release(
     """
     from sabha.annotation.gates import ReleaseGates
 
-    from ..services.annotation_release import release_annotated_dataset
+    from ..services.annotation import release_annotated_dataset
 
     settings = _settings(ctx)
     settings.ensure_dirs()

@@ -3,7 +3,7 @@
 ``sabha annotations sync [--every SECONDS]`` (reconciliation, once or on a
 schedule), ``set-split`` and ``withdraw`` (a maintainer's corrections before
 release). Thin: each parses its options, calls
-``services/annotation_upkeep.py`` and prints the outcome.
+``services/annotation/upkeep.py`` and prints the outcome.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def annotations_sync(ctx: click.Context, dataset: str | None, every: int | None)
 
 def _sync_round(engine: Engine, settings: Settings, dataset: str | None, *, quiet: bool) -> bool:
     """Sync once and print what changed (quiet: only changes and errors); True on errors."""
-    from ..services.annotation_upkeep import sync_annotation_projects
+    from ..services.annotation import sync_annotation_projects
     from ..services.labelstudio import labelstudio_for
 
     clients: dict[bool, Any] = {}
@@ -116,7 +116,7 @@ def annotations_set_split(
     ctx: click.Context, dataset: str, item: str, split: str, language: str, private: bool
 ) -> None:
     """Correct the SPLIT of ITEM (its uploaded id) in DATASET's project, before release."""
-    from ..services.annotation_upkeep import set_item_split
+    from ..services.annotation import set_item_split
 
     old = set_item_split(_engine(ctx), dataset, language, item, split, private=private)
     if old == split:
@@ -137,7 +137,7 @@ def annotations_withdraw(
 ) -> None:
     """Withdraw ITEM from DATASET's project before release (its task and annotations too)."""
     from ..errors import SabhaError
-    from ..services.annotation_upkeep import withdraw_item
+    from ..services.annotation import withdraw_item
     from ..services.labelstudio import connect_labelstudio
 
     settings = _settings(ctx)

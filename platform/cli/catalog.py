@@ -284,9 +284,13 @@ def models_add(
     smoke_test: bool,
 ) -> None:
     """Register a model from a local folder or a pinned hub revision."""
-    from ..services.models import register_model
+    from ..catalog import add_model, local_model_revision
+    from ..db import session_scope
 
-    model = register_model(database(ctx), name, path, repo_id, revision, smoke_test)
+    if path is not None:
+        revision = local_model_revision(path.resolve())  # hashed before the write begins
+    with session_scope(database(ctx)) as session:
+        model = add_model(session, name, path, repo_id, revision, smoke_test)
     source = model.path if model.source == "local" else f"{model.repo_id}@{model.revision}"
     click.echo(f"registered {model.name}: {source}")
 

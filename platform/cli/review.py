@@ -110,7 +110,7 @@ def annotations_blockers(
     """Show what still blocks DATASET's release, per language (exit 1 while anything does)."""
     from sabha.annotation.gates import ReleaseGates
 
-    from ..services.annotation_blockers import release_blockers
+    from ..services.annotation import release_blockers
     from .context import database as _database
 
     found = release_blockers(

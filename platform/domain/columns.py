@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, overload
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import AfterValidator
 from sqlmodel import Field, SQLModel
+
+from sabha.platform.wire import UtcTime, as_utc  # one definition, beside the API shapes
 
 __all__ = [
     "UtcTime",
@@ -33,21 +34,6 @@ def id_of(row: SQLModel) -> int:
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
-
-
-@overload
-def as_utc(moment: datetime) -> datetime: ...
-@overload
-def as_utc(moment: None) -> None: ...
-def as_utc(moment: datetime | None) -> datetime | None:
-    """A stored time as timezone-aware UTC (SQLite hands back naive datetimes; Sabha stores UTC)."""
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-UtcTime = Annotated[datetime, AfterValidator(as_utc)]
-"""A time in an API shape: always timezone-aware UTC, whatever the database handed back."""
 
 
 def json_column(nullable: bool = False) -> Any:

@@ -25,7 +25,6 @@ from sabha.platform.domain import (
     TokenScope,
     User,
     UtcTime,
-    as_utc,
     id_of,
 )
 
@@ -34,6 +33,7 @@ from .credentials import (
     POOL_CLIENT_PREFIX,
     WORKER_SCOPE,
     WORKER_TOKEN_PREFIX,
+    access_token_use_due,
     create_access_token,
     create_pool_credential,
     identify_bearer_token,
@@ -87,6 +87,7 @@ __all__ = [
     "AccessTokenPublic",
     "PoolCredentialPublic",
     "UserPublic",
+    "access_token_use_due",
     "allowed_scopes",
     "authenticate_password",
     "create_access_token",
@@ -123,8 +124,6 @@ __all__ = [
 
 _KNOWN_SCOPES = frozenset(scope.value for scope in TokenScope)
 
-# The old name of domain.as_utc, for submissions.py alone; it goes when that module says as_utc.
-aware = as_utc
 
 
 class _Public(BaseModel):

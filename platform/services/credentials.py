@@ -46,6 +46,7 @@ __all__ = [
     "POOL_CLIENT_PREFIX",
     "WORKER_SCOPE",
     "WORKER_TOKEN_PREFIX",
+    "access_token_use_due",
     "create_access_token",
     "create_pool_credential",
     "identify_bearer_token",
@@ -170,12 +171,15 @@ def create_access_token(
     return token, plaintext
 
 
-def verify_access_token(session: Session, plaintext: str) -> tuple[User, frozenset[TokenScope]]:
+def verify_access_token(
+    session: Session, plaintext: str, record_use: bool = True
+) -> tuple[User, frozenset[TokenScope]]:
     """The user a personal access token belongs to and the scopes it still carries.
 
     The scopes are those of the token that the user's roles allow now: a
-    revoked role takes its scopes from existing tokens. Records the time of
-    use (at most once a minute), so call it inside ``session_scope``.
+    revoked role takes its scopes from existing tokens. With ``record_use``
+    it records the time of use (at most once a minute), so call it inside
+    ``session_scope``; without, it only reads (:func:`access_token_use_due`).
 
     Raises:
         AuthenticationFailed: a malformed, unknown, revoked or expired token,
@@ -199,13 +203,26 @@ def verify_access_token(session: Session, plaintext: str) -> tuple[User, frozens
     user = session.get(User, token.user_id)
     if user is None or not user.is_active:
         raise AuthenticationFailed("The account of this access token is disabled.", "Ask an admin.")
-    if token.last_used_at is None or now - as_utc(token.last_used_at) >= _LAST_USED_RESOLUTION:
+    if record_use and _use_due(token):
         token.last_used_at = now
         session.add(token)
         session.flush()
     known = {scope.value for scope in TokenScope}
     granted = frozenset(TokenScope(s) for s in token.scopes if s in known)
     return user, granted & allowed_scopes(roles_of(session, user))
+
+
+def _use_due(token: AccessToken) -> bool:
+    last = token.last_used_at
+    return last is None or utcnow() - as_utc(last) >= _LAST_USED_RESOLUTION
+
+
+def access_token_use_due(session: Session, plaintext: str) -> bool:
+    """Whether a use of this access token is due to be recorded (reads only)."""
+    lookup = _lookup_of(plaintext, ACCESS_TOKEN_PREFIX)
+    query = select(AccessToken).where(AccessToken.lookup == lookup)
+    token = session.exec(query).first() if lookup else None
+    return token is not None and _use_due(token)
 
 
 def identify_bearer_token(session: Session, plaintext: str) -> str | None:

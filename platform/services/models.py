@@ -1,4 +1,8 @@
-"""Register models: local folders (hashed outside any transaction), hub revisions, tiny ones."""
+"""Make tiny random-weight models for smoke tests and register them.
+
+Other models are registered with ``catalog.add_model`` (a local folder hashed
+first with ``catalog.local_model_revision``, outside the write transaction).
+"""
 
 from __future__ import annotations
 
@@ -10,30 +14,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
-from sabha.platform.catalog import add_model, check_model_directory, directory_digest
+from sabha.platform.catalog import add_model, local_model_revision
 from sabha.platform.db import session_scope
 from sabha.platform.domain import Model
 from sabha.platform.errors import SabhaError
 
-__all__ = ["register_model", "make_tiny"]
-
-
-def register_model(
-    db: Engine,
-    name: str,
-    path: Path | None = None,
-    repo_id: str | None = None,
-    revision: str | None = None,
-    smoke_test: bool = False,
-    description: str | None = None,
-) -> Model:
-    """Register a model; a local folder is checked and hashed before the write begins."""
-    if path is not None:
-        path = path.resolve()
-        check_model_directory(path)
-        revision = directory_digest(path)
-    with session_scope(db) as session:
-        return add_model(session, name, path, repo_id, revision, smoke_test, description)
+__all__ = ["make_tiny"]
 
 
 def make_tiny(
@@ -79,13 +65,16 @@ def make_tiny(
         chat_template=SIMPLE_CHAT_TEMPLATE if chat_template else None,
     )
     try:
-        register_model(
-            db,
-            name,
-            path=destination,
-            smoke_test=True,
-            description="Random weights; for smoke tests only. Its scores mean nothing.",
-        )
+        revision = local_model_revision(destination.resolve())  # before the write begins
+        with session_scope(db) as session:
+            add_model(
+                session,
+                name,
+                path=destination,
+                revision=revision,
+                smoke_test=True,
+                description="Random weights; for smoke tests only. Its scores mean nothing.",
+            )
     except BaseException:
         shutil.rmtree(destination, ignore_errors=True)
         raise

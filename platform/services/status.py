@@ -15,9 +15,6 @@ submission made (a maintainer's ``sabha eval``) are public.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from sabha.platform.domain import (
@@ -28,62 +25,18 @@ from sabha.platform.domain import (
     ShardStatus,
     Submission,
     SubmissionJob,
-    UtcTime,
 )
 from sabha.platform.errors import NotFoundError
+from sabha.platform.wire import JobStatusPublic, ShardStateName, ShardStatePublic
 
 from .queue import job_progress, shard_states
 
 __all__ = [
-    "JobStatusPublic",
-    "ShardStateName",
-    "ShardStatePublic",
     "check_run_visible",
     "job_status",
     "job_visible_to",
     "visible_job_status",
 ]
-
-
-ShardStateName = Literal["queued", "leased", "running", "done", "failed", "cancelled"]
-
-
-class ShardStatePublic(BaseModel):
-    """One shard of a job as its owner sees it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    index: int = Field(description="The shard's position in the job, from 0")
-    items: int = Field(description="How many items it holds")
-    state: ShardStateName
-    attempts: int = Field(description="How many times a pool leased it")
-    pool: str | None = Field(
-        default=None, description="The pool holding it now, or whose results count"
-    )
-    reason: str | None = Field(
-        default=None, description="Why the last attempt stopped, or why the job failed"
-    )
-
-
-class JobStatusPublic(BaseModel):
-    """A job (one model on one benchmark) with each shard's state."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    model: str
-    benchmark: str
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
-    reason: str | None = Field(default=None, description="Why the job failed, if it did")
-    created_at: UtcTime | None
-    started_at: UtcTime | None
-    finished_at: UtcTime | None
-    shards: int
-    completed_shards: int
-    items: int
-    completed_items: int
-    run_url: str | None = Field(default=None, description="The provenance page of the finished run")
-    shard_states: list[ShardStatePublic]
 
 
 def _shard_state(status: str, running: bool, job_status: str) -> ShardStateName:

@@ -1,4 +1,4 @@
-"""Model submissions: validate, estimate, queue, follow and cancel.
+"""Model submissions: validate, estimate, queue and cancel.
 
 A submission is checked completely before anything is queued: the request's
 format (pydantic), the benchmarks, the decoding overrides against each
@@ -8,26 +8,32 @@ the platform knows, the license, and the user's daily quota. Then the model
 is registered (or found), one job per benchmark is found or created through
 the queue, and the submission remembers its jobs. A job serves every
 submission that asks for the same model on the same generation identity.
+
+The request and answer shapes are ``wire``'s (``SubmissionCreate``,
+``SubmissionPublic``); following a submission (its status, derived from its
+jobs, read without writing) is ``submission_status``'s.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select, update
 
-from sabha.platform.benchmarks import DecodingOverrides, FieldProblems, apply_decoding_overrides
-from sabha.platform.catalog import add_model, check_model_directory, directory_digest
+from sabha.platform.benchmarks import FieldProblems, apply_decoding_overrides
+from sabha.platform.catalog import (
+    ModelNameTaken,
+    check_model_directory,
+    find_or_add_model,
+    local_model_revision,
+)
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     Benchmark,
-    Job,
     JobStatus,
     Model,
     RunStatus,
@@ -37,40 +43,37 @@ from sabha.platform.domain import (
     Submission,
     SubmissionJob,
     SubmissionStatus,
+    as_utc,
     id_of,
     utcnow,
 )
-from sabha.platform.errors import NotFoundError, SabhaError
+from sabha.platform.errors import SabhaError
 from sabha.platform.settings import Settings
+from sabha.platform.wire import (
+    HubModelSource,
+    LocalModelSource,
+    SubmissionCreate,
+    SubmissionPublic,
+)
 
-from .accounts import aware
 from .budgets import TokenCounter, load_token_counter
 from .estimate import check_fits, estimate_memory, known_pool_sizes, read_hub_config
 from .estimate import read_local_config as _read_local_config
 from .queue import create_job
-from .status import JobStatusPublic, job_status
+from .submission_status import (
+    find_owned_submission,
+    record_submission_state,
+    submission_jobs,
+    submission_public,
+)
 
 __all__ = [
-    "HubModelSource",
-    "LocalModelSource",
     "QuotaExceeded",
-    "SubmissionCreate",
     "SubmissionInvalid",
-    "SubmissionJobPublic",
-    "SubmissionPublic",
-    "SubmissionStatusPublic",
     "cancel_submission",
     "create_submission",
-    "get_submission",
-    "list_submissions",
     "local_pool_memory_bytes",
 ]
-
-ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]
-BenchmarkName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
-# The model's own failure (vLLM cannot load it) counts against the quota; any
-# other failure (a pool died, a lease expired) is the platform's.
-_MODEL_FAULT = re.compile(r"could not load the model")
 
 
 class SubmissionInvalid(SabhaError):
@@ -93,87 +96,6 @@ class QuotaExceeded(SabhaError):
 
     http_status = 429
     problem_type = "quota"
-
-
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class HubModelSource(_Input):
-    """A model on the hub, pinned to one commit."""
-
-    source: Literal["hub"]
-    repo_id: Annotated[
-        str,
-        StringConstraints(
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
-        ),
-    ] = Field(description="The repository, e.g. meta-llama/Llama-3.2-1B")
-    revision: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")] = Field(
-        description="The full 40-character commit SHA"
-    )
-    name: ModelName | None = Field(default=None, description="The name on leaderboards")
-
-
-class LocalModelSource(_Input):
-    """A model folder on the server (only where SABHA_ALLOW_LOCAL_MODELS is set)."""
-
-    source: Literal["local"]
-    path: str = Field(min_length=1, max_length=1000, description="An absolute folder path")
-    name: ModelName | None = Field(default=None, description="The name on leaderboards")
-
-
-class SubmissionCreate(_Input):
-    """What a model developer submits."""
-
-    model: HubModelSource | LocalModelSource = Field(discriminator="source")
-    benchmarks: list[BenchmarkName] = Field(
-        min_length=1, max_length=20, description="Benchmark names, e.g. kisan-advisory"
-    )
-    decoding: DecodingOverrides = Field(
-        default_factory=DecodingOverrides,
-        description="Overrides within the benchmark's bounds; any override is another "
-        "generation identity, scored but not ranked beside the benchmark's own runs",
-    )
-    license: str = Field(min_length=1, max_length=50, description="The model's license")
-
-
-class SubmissionJobPublic(BaseModel):
-    """One benchmark of a submission and its job."""
-
-    model_config = ConfigDict(frozen=True)
-
-    benchmark: str
-    job_id: int
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
-
-
-class SubmissionPublic(BaseModel):
-    """A submission as its owner sees it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    model: str
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
-    reason: str | None = None
-    license: str
-    benchmarks: list[str]
-    decoding: dict[str, Any]
-    estimate_bytes: int | None
-    counts_against_quota: bool
-    created_at: datetime
-    finished_at: datetime | None = None
-    status_url: str
-    jobs: list[SubmissionJobPublic]
-
-
-class SubmissionStatusPublic(SubmissionPublic):
-    """A submission with each job's shard states."""
-
-    job_states: list[JobStatusPublic] = Field(
-        description="Per benchmark: the job and each shard's state"
-    )
 
 
 def local_pool_memory_bytes(settings: Settings) -> int:
@@ -200,10 +122,10 @@ def _check_quota(session: Session, user_id: int, limit: int) -> None:
         select(Submission).where(Submission.user_id == user_id, col(Submission.created_at) >= since)
     ).all()
     for submission in rows:
-        _sync(session, submission)
+        record_submission_state(session, submission)
     used = sum(1 for s in rows if s.counts_against_quota)
     if used >= limit:
-        oldest = min(aware(s.created_at) for s in rows if s.counts_against_quota) if used else None
+        oldest = min(as_utc(s.created_at) for s in rows if s.counts_against_quota) if used else None
         when = (
             f" The next one is possible at {oldest + timedelta(hours=24):%Y-%m-%d %H:%M} UTC."
             if oldest
@@ -254,50 +176,14 @@ def _benchmark_problems(
     return benchmarks, decodings, problems
 
 
-def _model_name(request: SubmissionCreate, digest: str | None) -> str:
-    source = request.model
-    if source.name:
-        return source.name
-    if isinstance(source, HubModelSource):
-        base = source.repo_id.replace("/", "--")
-        return f"{base[:180]}-{source.revision[:8]}"
-    base = re.sub(r"[^A-Za-z0-9._-]", "-", Path(source.path).name).lstrip("._-") or "model"
-    return f"{base[:180]}-{(digest or '')[:8]}"
-
-
-def _find_or_add_model(session: Session, request: SubmissionCreate, digest: str | None) -> Model:
-    source = request.model
-    if isinstance(source, HubModelSource):
-        query = select(Model).where(
-            Model.source == "hub",
-            Model.repo_id == source.repo_id,
-            Model.revision == source.revision,
-        )
-    else:
-        query = select(Model).where(
-            Model.source == "local",
-            Model.path == str(Path(source.path).resolve()),
-            Model.revision == digest,
-        )
-    existing = session.exec(query).first()
-    if existing is not None:
-        return existing
-    name = _model_name(request, digest)
-    if session.exec(select(Model).where(Model.name == name)).first() is not None:
-        if source.name:
-            raise SubmissionInvalid(
-                [
-                    (
-                        "body.model.name",
-                        f"the name {name!r} belongs to another model",
-                        "Choose another name, or leave it out.",
-                    )
-                ]
-            )
-        name = f"{name[:190]}-{utcnow():%Y%m%d%H%M%S}"
-    if isinstance(source, HubModelSource):
-        return add_model(session, name, repo_id=source.repo_id, revision=source.revision)
-    return add_model(session, name, path=Path(source.path), revision=digest)
+def _find_or_add_model(
+    session: Session, source: HubModelSource | LocalModelSource, digest: str | None
+) -> Model:
+    try:
+        return find_or_add_model(session, source, digest)
+    except ModelNameTaken as exc:
+        message = f"the name {source.name!r} belongs to another model"
+        raise SubmissionInvalid([("body.model.name", message, exc.hint or "")]) from exc
 
 
 def create_submission(
@@ -361,11 +247,11 @@ def create_submission(
     described = source.repo_id if isinstance(source, HubModelSource) else source.path
     check_fits(estimate, pools, f"Model {described} at {longest} tokens")
     if isinstance(source, LocalModelSource):
-        digest = directory_digest(Path(source.path).resolve())  # outside any transaction
+        digest = local_model_revision(Path(source.path).resolve())  # outside any transaction
     counter = _token_counter(source) if any(b.decoding.get("budget") for b in benchmarks) else None
     with session_scope(db) as session:
         _check_quota(session, user_id, settings.submissions_per_day)  # a race since
-        model = _find_or_add_model(session, request, digest)
+        model = _find_or_add_model(session, source, digest)
         submission = Submission(
             user_id=user_id,
             model_id=id_of(model),
@@ -392,8 +278,8 @@ def create_submission(
             job.memory_bytes = estimate_memory(config, benchmark.max_model_len).total_bytes
             session.add(SubmissionJob(submission_id=id_of(submission), job_id=id_of(job)))
         session.flush()
-        _sync(session, submission)
-        return _public(session, submission)
+        record_submission_state(session, submission)
+        return submission_public(session, submission)
 
 
 def _token_counter(source: HubModelSource | LocalModelSource) -> TokenCounter:
@@ -405,111 +291,6 @@ def _token_counter(source: HubModelSource | LocalModelSource) -> TokenCounter:
     else:
         described = Model(name=source.path, source="local", path=source.path)
     return load_token_counter(described)
-
-
-def _jobs_of(session: Session, submission: Submission) -> list[tuple[Job, str]]:
-    rows = session.exec(
-        select(Job, Benchmark.name)
-        .join(SubmissionJob, col(SubmissionJob.job_id) == Job.id)
-        .join(Benchmark, col(Benchmark.id) == Job.benchmark_id)
-        .where(SubmissionJob.submission_id == submission.id)
-        .order_by(col(Job.id))
-    ).all()
-    return [(job, name) for job, name in rows]
-
-
-def _sync(session: Session, submission: Submission) -> None:
-    """Bring a submission's stored status in line with its jobs."""
-    if submission.status == SubmissionStatus.CANCELLED:
-        return
-    jobs = [job for job, _ in _jobs_of(session, submission)]
-    statuses = {job.status for job in jobs}
-    if not jobs:
-        return
-    if statuses == {JobStatus.COMPLETED}:
-        status, reason = SubmissionStatus.COMPLETED, None
-    elif JobStatus.FAILED in statuses and not statuses & {JobStatus.QUEUED, JobStatus.RUNNING}:
-        # Failed once every job has stopped: while others still run, the
-        # submission is running (and can still be cancelled).
-        errors = [job.error for job in jobs if job.status == JobStatus.FAILED and job.error]
-        status, reason = SubmissionStatus.FAILED, "; ".join(dict.fromkeys(errors)) or "failed"
-        if not any(_MODEL_FAULT.search(e) for e in errors):
-            submission.counts_against_quota = False
-    elif statuses & {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED}:
-        status, reason = SubmissionStatus.RUNNING, None
-    else:
-        status, reason = SubmissionStatus.QUEUED, None
-    if submission.status != status or submission.reason != reason:
-        submission.status = status
-        submission.reason = reason
-        if status in (SubmissionStatus.COMPLETED, SubmissionStatus.FAILED):
-            submission.finished_at = submission.finished_at or utcnow()
-        session.add(submission)
-        session.flush()
-
-
-def _public(session: Session, submission: Submission) -> SubmissionPublic:
-    model = session.get(Model, submission.model_id)
-    return SubmissionPublic(
-        id=id_of(submission),
-        model=model.name if model else "",
-        status=submission.status,  # type: ignore[arg-type]
-        reason=submission.reason,
-        license=submission.license,
-        benchmarks=list(submission.benchmarks),
-        decoding=dict(submission.decoding),
-        estimate_bytes=submission.estimate_bytes,
-        counts_against_quota=submission.counts_against_quota,
-        created_at=aware(submission.created_at),
-        finished_at=aware(submission.finished_at) if submission.finished_at else None,
-        status_url=f"/api/v1/submissions/{submission.id}",
-        jobs=[
-            SubmissionJobPublic(benchmark=name, job_id=id_of(job), status=job.status)  # type: ignore[arg-type]
-            for job, name in _jobs_of(session, submission)
-        ],
-    )
-
-
-def _owned(session: Session, submission_id: int, user_id: int, is_admin: bool) -> Submission:
-    submission = session.get(Submission, submission_id)
-    if submission is None or (submission.user_id != user_id and not is_admin):
-        # Someone else's submission reads as missing: ids are not secrets, but
-        # its existence is not the caller's business.
-        raise NotFoundError(
-            f"There is no submission {submission_id} of yours.",
-            "List yours with GET /api/v1/submissions.",
-        )
-    return submission
-
-
-def list_submissions(db: Engine, user_id: int, limit: int = 100) -> list[SubmissionPublic]:
-    """The user's submissions, newest first."""
-    with session_scope(db) as session:
-        rows = session.exec(
-            select(Submission)
-            .where(Submission.user_id == user_id)
-            .order_by(col(Submission.id).desc())
-            .limit(limit)
-        ).all()
-        for submission in rows:
-            _sync(session, submission)
-        return [_public(session, s) for s in rows]
-
-
-def get_submission(
-    db: Engine, submission_id: int, user_id: int, is_admin: bool = False
-) -> SubmissionStatusPublic:
-    """A submission with each benchmark's job and shard states (owner or admin).
-
-    Raises:
-        NotFoundError: no such submission of the caller's.
-    """
-    with session_scope(db) as session:
-        submission = _owned(session, submission_id, user_id, is_admin)
-        _sync(session, submission)
-        public = _public(session, submission)
-        states = [job_status(session, job.job_id) for job in public.jobs]
-        return SubmissionStatusPublic(**public.model_dump(), job_states=states)
 
 
 def cancel_submission(
@@ -525,16 +306,16 @@ def cancel_submission(
         NotFoundError: no such submission of the caller's.
     """
     with session_scope(db) as session:
-        submission = _owned(session, submission_id, user_id, is_admin)
-        _sync(session, submission)
+        submission = find_owned_submission(session, submission_id, user_id, is_admin)
+        record_submission_state(session, submission)
         if submission.status in (
             SubmissionStatus.COMPLETED,
             SubmissionStatus.FAILED,
             SubmissionStatus.CANCELLED,
         ):
-            return _public(session, submission)
+            return submission_public(session, submission)
         now = utcnow()
-        for job, _ in _jobs_of(session, submission):
+        for job, _ in submission_jobs(session, id_of(submission)):
             if job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
                 continue
             if _shared_with_live_submission(session, id_of(job), id_of(submission)):
@@ -562,7 +343,7 @@ def cancel_submission(
         submission.finished_at = now
         session.add(submission)
         session.flush()
-        return _public(session, submission)
+        return submission_public(session, submission)
 
 
 def _shared_with_live_submission(session: Session, job_id: int, submission_id: int) -> bool:

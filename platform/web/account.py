@@ -34,7 +34,7 @@ from sabha.platform.services.accounts import (
     revoke_access_token,
     revoke_pool_credential,
 )
-from sabha.platform.services.annotation_release import contribution_of
+from sabha.platform.services.annotation import contribution_of
 from sabha.platform.services.annotators import credit_by_project
 from sabha.platform.services.pools import pool_activity
 

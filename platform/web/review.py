@@ -28,9 +28,10 @@ from sabha.annotation.gates import ReleaseGates
 from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import Role
 from sabha.platform.errors import SabhaError, ValidationFailed
-from sabha.platform.services.annotation_blockers import annotated_datasets, release_blockers
-from sabha.platform.services.annotation_review import (
+from sabha.platform.services.annotation import (
     MAX_COMMENT_CHARS,
+    annotated_datasets,
+    release_blockers,
     review_annotation,
     review_queue,
 )

@@ -24,16 +24,15 @@ from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import Benchmark, Role
 from sabha.platform.errors import NotFoundError, SabhaError
 from sabha.platform.services.estimate import ModelTooLarge, format_gb
+from sabha.platform.services.submission_status import get_submission, list_submissions
 from sabha.platform.services.submissions import (
     QuotaExceeded,
-    SubmissionCreate,
     SubmissionInvalid,
     cancel_submission,
     create_submission,
-    get_submission,
-    list_submissions,
 )
 from sabha.platform.settings import current_settings
+from sabha.platform.wire import SubmissionCreate
 
 from .auth import current_roles, render_refusal, role_required, signed_in_user
 

@@ -1,7 +1,7 @@
 """What still blocks a dataset's release, per language: the maintainer's view.
 
 ``release_blockers`` computes from the same votes and reviews as the release
-itself (``annotation_release.dataset_votes``): items short of distinct
+itself (``release.dataset_votes``): items short of distinct
 annotators, agreement per field against its gate, the share of votes no
 reviewer has reviewed in their current version, reviewer acceptance, and the
 items the gold rules would leave out. The page ``/annotations/datasets`` and
@@ -22,8 +22,8 @@ from sabha.annotation.gold import RELEASABLE_TASKS, gold_items
 from sabha.platform.domain import AnnotationProject, AnnotationTaskType, id_of
 from sabha.platform.errors import NotFoundError
 
-from .annotation import dataset_agreement
-from .annotation_release import annotated_items, dataset_votes, gate_inputs
+from .agreement import dataset_agreement
+from .release import annotated_items, dataset_votes, gate_inputs
 
 __all__ = [
     "DatasetBlockers",

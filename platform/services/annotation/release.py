@@ -42,7 +42,7 @@ from sabha.platform.domain import (
 )
 from sabha.platform.errors import ValidationFailed
 
-from .annotation import dataset_agreement
+from .agreement import dataset_agreement
 
 __all__ = [
     "AnnotatedRelease",

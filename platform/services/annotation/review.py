@@ -44,7 +44,7 @@ from sabha.platform.domain import (
 )
 from sabha.platform.errors import NotFoundError, PermissionDenied, SabhaError, ValidationFailed
 
-from .users import roles_of
+from ..users import roles_of
 
 __all__ = [
     "MAX_COMMENT_CHARS",

@@ -37,7 +37,8 @@ from sabha.platform.domain import (
 from sabha.platform.errors import NotFoundError, SabhaError, ValidationFailed
 from sabha.platform.settings import Settings
 
-from .annotation import get_annotation_project, sync_project
+from .projects import get_annotation_project
+from .readback import sync_project
 
 __all__ = [
     "WEBHOOK_PATH",
@@ -109,7 +110,7 @@ def sync_annotation_projects(
         dataset: Only this dataset's projects.
         max_text_chars: The longest text an annotation may hold (``SABHA_MAX_FIELD_CHARS``).
     """
-    from .community_scores import refresh_community_scores
+    from ..community_scores import refresh_community_scores
 
     with Session(db) as session:
         query = select(AnnotationProject).where(

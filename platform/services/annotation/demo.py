@@ -26,13 +26,13 @@ from sabha.platform.domain import AnnotationProject, Role, SourceItem, User
 from sabha.platform.errors import NotFoundError
 from sabha.platform.settings import Settings
 
-from .annotation import create_annotation_project, provision_project, upload_source_items
-from .annotators import (
+from ..annotators import (
     join_annotation_project,
     new_labelstudio_password,
     set_annotator_languages,
 )
-from .users import create_user, get_user, grant_role, set_password
+from ..users import create_user, get_user, grant_role, set_password
+from .projects import create_annotation_project, provision_project, upload_source_items
 
 __all__ = ["DEMO_ANNOTATOR", "DEMO_DATASET", "DemoAnnotation", "set_up_demo_annotation"]
 
