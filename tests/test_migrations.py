@@ -303,7 +303,10 @@ def test_populated_0007_database_upgrades_to_the_lease_index(demo_0001: Engine) 
             assert sorted(map(tuple, after)) == rows, name
         if connection.dialect.name == "postgresql":
             definition = connection.execute(
-                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_shard_queued'")
+                sa.text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_shard_queued' "
+                    "AND schemaname = current_schema()"
+                )
             ).scalar_one()
         else:
             definition = connection.execute(

@@ -125,7 +125,6 @@ __all__ = [
 _KNOWN_SCOPES = frozenset(scope.value for scope in TokenScope)
 
 
-
 class _Public(BaseModel):
     model_config = ConfigDict(frozen=True)
 
