@@ -71,7 +71,7 @@ test: setup labelstudio browser
 # Minutes instead of half an hour: no real vLLM engine, no Label Studio server
 # (PostgreSQL, gunicorn and the stand-in engine stay in).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not vllm and not labelstudio"
+	$(BIN)/python -m pytest -m "not vllm and not labelstudio" -n auto --dist loadfile
 
 # The whole suite with line coverage of the sabha package (in-process code).
 coverage: setup labelstudio browser

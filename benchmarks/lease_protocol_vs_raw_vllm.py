@@ -53,10 +53,15 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from settings_changed import NO_RATE_LIMITS, NO_VERIFICATION, announce  # noqa: E402
-from throughput_vs_raw_vllm import prepare  # noqa: E402  (the same model and prompts)
+from settings_changed import (  # noqa: E402
+    LOCAL_MODELS_SHARED,
+    NO_RATE_LIMITS,
+    NO_VERIFICATION,
+    announce,
+)
+from throughput_vs_raw_vllm import MAX_TOKENS, prepare  # noqa: E402  (the same model and prompts)
 
-CHANGED = {**NO_VERIFICATION, **NO_RATE_LIMITS}
+CHANGED = {**NO_VERIFICATION, **NO_RATE_LIMITS, **LOCAL_MODELS_SHARED}
 
 
 def _free_port() -> int:
@@ -156,6 +161,9 @@ class LeaseSide:
 
         source = load_benchmark_file(path)
         self.raw_yaml = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # One limit for every prompt on both sides, as raw vLLM's: the benchmark's own
+        # per-language budgets would make the lease side generate far more tokens.
+        self.raw_yaml["decoding"] = {"max_tokens": MAX_TOKENS}
         self.rows = [
             {**item.model_dump(mode="json"), "id": f"{item.id}-{copy}"}
             for copy in range(repeat)
@@ -355,7 +363,11 @@ def main() -> None:
         "--keep-logs", action="store_true", help="Keep the platform's and agent's logs."
     )
     args = parser.parse_args()
-    announce(CHANGED, "throughput counts each shard once; one agent outruns the per-token limit")
+    announce(
+        CHANGED,
+        "throughput counts each shard once; one agent outruns the per-token limit; "
+        "the agent shares the platform's disk, where the tiny model is",
+    )
     if args.quick:
         args.rounds, args.repeat = 1, 1
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

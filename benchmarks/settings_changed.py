@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["NO_VERIFICATION", "NO_RATE_LIMITS", "announce"]
+__all__ = ["LOCAL_MODELS_SHARED", "NO_VERIFICATION", "NO_RATE_LIMITS", "announce"]
 
 NO_RATE_LIMITS = {"SABHA_RATE_LIMITS": "false"}
 """Rate limits off: the shipped per-address limit (600 a minute) stops a load test."""
@@ -21,6 +21,11 @@ NO_VERIFICATION = {
 }
 """Every pool trusted: throughput figures count each shard once (docs/verification.md
 has what verification costs)."""
+
+
+LOCAL_MODELS_SHARED = {"SABHA_LOCAL_MODELS_FOR_VOLUNTEERS": "true"}
+"""The agent runs on the platform's machine and shares its disk, so it may be leased a
+model that is a folder there (by default only the operator's own pools are)."""
 
 
 def announce(changed: Mapping[str, str], why: str) -> None:

@@ -28,6 +28,10 @@ forwarded_allow_ips = os.environ.get("SABHA_FORWARDED_ALLOW_IPS", "127.0.0.1,::1
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
+# gunicorn's control socket lives at one path per user (~/.gunicorn/gunicorn.ctl), shared
+# by every gunicorn that user runs; Sabha does not use it, and two platforms on one
+# machine (or two test runs) would fight over it.
+control_socket_disable = True
 # Each worker builds its own app (and database connection pool) after the fork.
 preload_app = False
 

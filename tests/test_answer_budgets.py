@@ -212,13 +212,13 @@ def test_each_item_gets_its_languages_budget_and_the_run_page_shows_the_cut_shar
     assert budgets == {"hi-Deva": 64, "sw-Latn": len(b"Mvua za masika.") + 1}
     assert engine.budgets == {"hi-Deva": {64}, "sw-Latn": {16}}
     client = create_app(settings).test_client()
-    run = client.get(f"/api/v1/runs/{job_id}").get_json()
+    run = client.get(f"/api/v1/jobs/{job_id}/results").get_json()
     assert run["answer_lengths"] == [
         {"language": "hi-Deva", "max_tokens": 64, "answers": 3, "hit_limit": 3, "share": 1.0},
         {"language": "sw-Latn", "max_tokens": 16, "answers": 3, "hit_limit": 0, "share": 0.0},
     ]
     assert run["generation"]["answer_budget"]["counted_with"].startswith("UTF-8 bytes + 1")
-    page = client.get(f"/runs/{job_id}").get_data(as_text=True)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "Answers cut at their budget" in page
     assert "100%" in page and "0%" in page
     schema = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]

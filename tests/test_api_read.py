@@ -63,7 +63,7 @@ def test_benchmarks_and_leaderboard_are_served_under_v1(site: tuple) -> None:
 def test_job_status_shows_each_shard_state(site: tuple) -> None:
     client, done, waiting, db = site
     finished = client.get(f"/api/v1/jobs/{done}").get_json()
-    assert finished["status"] == "completed" and finished["run_url"] == f"/runs/{done}"
+    assert finished["status"] == "completed" and finished["run_url"] == f"/jobs/{done}"
     # RFC 3339 times with their zone, also where SQLite drops it
     assert finished["finished_at"].endswith(("Z", "+00:00"))
     assert [s["state"] for s in finished["shard_states"]] == ["done"] * 3
@@ -103,7 +103,7 @@ def test_run_provenance_hides_private_split_items(site: tuple) -> None:
     client, done, _, db = site
     with db.begin() as connection:
         connection.execute(sa.text("UPDATE item SET split = 'private' WHERE key = 't-000'"))
-    details = client.get(f"/api/v1/runs/{done}").get_json()
+    details = client.get(f"/api/v1/jobs/{done}/results").get_json()
     assert details["id"] == done
     assert "t-000" not in str(details)
     assert "t-000" not in client.get(f"/api/v1/jobs/{done}").get_data(as_text=True)
@@ -113,7 +113,7 @@ def test_run_provenance_hides_private_split_items(site: tuple) -> None:
     ("method", "path", "status", "field"),
     [
         ("get", "/api/v1/jobs/999", 404, None),
-        ("get", "/api/v1/runs/999", 404, None),
+        ("get", "/api/v1/jobs/999/results", 404, None),
         ("get", "/api/v1/benchmarks/no-such/leaderboard", 404, None),
         ("get", "/api/v1/benchmarks/tiny-gen/leaderboard?page=99", 404, None),
         ("get", "/api/v1/benchmarks/tiny-gen/leaderboard?page=zero", 422, "query.page"),
@@ -139,19 +139,23 @@ def test_errors_are_problem_documents(
         assert all(e["message"] and e["fix"] for e in problem["errors"])
 
 
-def test_unversioned_paths_redirect_to_v1_with_their_query(site: tuple) -> None:
+def test_paths_of_earlier_releases_redirect_with_their_query(site: tuple) -> None:
+    """Unversioned /api paths go to /api/v1; a finished job's page and JSON are under /jobs."""
     client, done, _, _ = site
     moved = {
+        f"/api/v1/runs/{done}?y=3": f"/api/v1/jobs/{done}/results?y=3",
+        f"/runs/{done}": f"/jobs/{done}",
         "/api/benchmarks?x=1": "/api/v1/benchmarks?x=1",
         "/api/benchmarks/tiny-gen/leaderboard?page=1&x=%C3%A9": (
             "/api/v1/benchmarks/tiny-gen/leaderboard?page=1&x=%C3%A9"
         ),
-        f"/api/runs/{done}?y=2": f"/api/v1/runs/{done}?y=2",
+        f"/api/runs/{done}?y=2": f"/api/v1/jobs/{done}/results?y=2",
     }
     for old, new in moved.items():
         response = client.get(old)
         assert response.status_code == 308, old
         assert response.headers["Location"] == new
+    assert client.get(f"/runs/{done}", follow_redirects=True).status_code == 200
     followed = client.get("/api/benchmarks/tiny-gen/leaderboard?page=1", follow_redirects=True)
     assert followed.status_code == 200
     assert [row["model"]["name"] for row in followed.get_json()["rows"]] == ["done-model"]

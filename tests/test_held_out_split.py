@@ -142,12 +142,12 @@ def test_held_out_items_are_scored_apart_and_shown_only_as_an_aggregate(
     pages = [
         board.get_data(as_text=True),
         client.get("/benchmarks/kisan-held-out").get_data(as_text=True),
-        client.get(f"/runs/{job_id}").get_data(as_text=True),
-        client.get(f"/api/v1/runs/{job_id}").get_data(as_text=True),
+        client.get(f"/jobs/{job_id}").get_data(as_text=True),
+        client.get(f"/api/v1/jobs/{job_id}/results").get_data(as_text=True),
         client.get("/benchmarks/kisan-held-out/leaderboard.csv").get_data(as_text=True),
     ]
     for page in pages:
         assert SECRET_QUESTION not in page and SECRET_REFERENCE not in page
-    samples = client.get(f"/api/v1/runs/{job_id}").get_json()["samples"]
+    samples = client.get(f"/api/v1/jobs/{job_id}/results").get_json()["samples"]
     assert samples and all(s["item"].startswith("pub-") for s in samples)
     assert "on the private held-out split" in pages[1]

@@ -84,7 +84,7 @@ def test_ids_no_database_can_hold_are_refused_in_every_route(
     client: FlaskClient = site["client"]
     browser: FlaskClient = site["browser"]
     api_calls = [
-        ("GET", f"/api/v1/runs/{big}", None, "path.job_id"),
+        ("GET", f"/api/v1/jobs/{big}/results", None, "path.job_id"),
         ("GET", f"/api/v1/jobs/{big}", None, "path.job_id"),
         ("GET", f"/api/v1/submissions/{big}", site["token"], "path.submission_id"),
         ("POST", f"/api/v1/submissions/{big}/cancel", site["token"], "path.submission_id"),
@@ -101,7 +101,7 @@ def test_ids_no_database_can_hold_are_refused_in_every_route(
     assert status == 404 or "path.run_id" in [e["field"] for e in body["errors"]]
 
     # Pages and the unversioned API: no such thing (404), whoever asks.
-    for url in (f"/runs/{big}", f"/api/runs/{big}", f"/submissions/{big}"):
+    for url in (f"/jobs/{big}", f"/api/runs/{big}", f"/submissions/{big}"):
         assert browser.get(url).status_code == 404, url
     for url in (
         f"/submissions/{big}/cancel",
@@ -217,8 +217,8 @@ def test_gunicorn_answers_odd_requests_with_problems(
         body: dict[str, Any] = answer.json()
         return body
 
-    assert requests.get(f"{url}/runs/{2**63}", timeout=10).status_code == 404
-    problem(requests.get(f"{url}/api/v1/runs/{2**70}", timeout=10), 422)
+    assert requests.get(f"{url}/jobs/{2**63}", timeout=10).status_code == 404
+    problem(requests.get(f"{url}/api/v1/jobs/{2**70}/results", timeout=10), 422)
     heartbeat = requests.post(
         f"{url}/api/v1/leases/{2**63}/heartbeat", json={"token": "t"}, headers=worker, timeout=10
     )

@@ -74,7 +74,7 @@ def _run(env: dict[str, str], job_id: int) -> dict:  # type: ignore[type-arg]
     from sabha.platform.settings import Settings
 
     app = create_app(Settings(data_dir=Path(env["SABHA_DATA_DIR"])))
-    return app.test_client().get(f"/api/v1/runs/{job_id}").get_json()
+    return app.test_client().get(f"/api/v1/jobs/{job_id}/results").get_json()
 
 
 def test_demo_evaluates_both_tiny_models_on_both_benchmarks_with_vllm_in_ray(

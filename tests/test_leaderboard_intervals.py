@@ -64,10 +64,10 @@ def test_json_run_scores_have_no_interval_for_too_few_items(
     site: tuple[FlaskClient, int],
 ) -> None:
     client, job_id = site
-    run = client.get(f"/api/v1/runs/{job_id}").get_json()
+    run = client.get(f"/api/v1/jobs/{job_id}/results").get_json()
     few = [s for s in run["scores"] if s["group"] == "sw-Latn"]
     assert few and all(s["too_few"] and s["ci_low"] is s["ci_high"] is None for s in few)
-    page = client.get(f"/runs/{job_id}").get_data(as_text=True)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "too few items" in page
 
 

@@ -177,7 +177,7 @@ def test_upgraded_demo_database_serves_its_leaderboards(
     assert {row["model"]["name"] for row in board["rows"]} == {"tiny-chat", "tiny-base"}
     chat = next(r for r in board["rows"] if r["model"]["name"] == "tiny-chat")
     assert chat["scores"]["chrf++"]["n"] == 108
-    run = client.get(f"/api/v1/runs/{chat['job_id']}").get_json()
+    run = client.get(f"/api/v1/jobs/{chat['job_id']}/results").get_json()
     assert run["outputs"] == 108 and run["pools"] == ["local"]
     listing = run_sabha("jobs", "list")
     assert listing.returncode == 0 and listing.stdout.count("completed") == 4

@@ -119,7 +119,7 @@ class Watcher(threading.Thread):
         board.raise_for_status()
         for row in board.json()["rows"]:
             value = row["scores"]["chrf++"]["value"]
-            run = requests.get(f"{self.url}/api/v1/runs/{row['job_id']}", timeout=10).json()
+            run = requests.get(f"{self.url}/api/v1/jobs/{row['job_id']}/results", timeout=10).json()
             # A cheater's result may count only where an honest pool's replica agreed with it
             # (the sleeper's honest shards, run before it turned).
             unverified = [

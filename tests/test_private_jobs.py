@@ -79,10 +79,10 @@ def _signed_in(app: Flask, name: str) -> FlaskClient:
 
 
 def _reads(client: FlaskClient, job_id: int, headers: dict[str, str] | None = None) -> list[int]:
-    """The statuses of the job's four readable addresses (the unversioned one redirects)."""
-    urls = (f"/api/v1/jobs/{job_id}", f"/api/v1/runs/{job_id}", f"/runs/{job_id}")
+    """The statuses of the job's four readable addresses (the old /runs/ path redirects)."""
+    urls = (f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/results", f"/jobs/{job_id}")
     statuses = [client.get(url, headers=headers).status_code for url in urls]
-    return [*statuses, client.get(f"/api/runs/{job_id}", follow_redirects=True).status_code]
+    return [*statuses, client.get(f"/runs/{job_id}", follow_redirects=True).status_code]
 
 
 def test_a_private_job_reads_as_missing_to_everyone_but_its_submitters_and_admins(
@@ -104,15 +104,15 @@ def test_a_private_job_reads_as_missing_to_everyone_but_its_submitters_and_admin
 def test_private_and_missing_jobs_get_the_same_answer(site: dict[str, Any]) -> None:
     client = site["app"].test_client()
     missing = 10_000
-    for kind in ("jobs", "runs"):
-        hidden = client.get(f"/api/v1/{kind}/{site['private']}")
-        absent = client.get(f"/api/v1/{kind}/{missing}")
+    for suffix in ("", "/results"):
+        hidden = client.get(f"/api/v1/jobs/{site['private']}{suffix}")
+        absent = client.get(f"/api/v1/jobs/{missing}{suffix}")
         assert hidden.status_code == absent.status_code == 404
         assert hidden.mimetype == absent.mimetype == PROBLEM
         assert hidden.get_json()["detail"].replace(str(site["private"]), "N") == (
             absent.get_json()["detail"].replace(str(missing), "N")
         )
-    page = client.get(f"/runs/{site['private']}").get_data(as_text=True)
+    page = client.get(f"/jobs/{site['private']}").get_data(as_text=True)
     assert "unreleased-model" not in page
 
 
@@ -121,7 +121,7 @@ def test_walking_job_ids_finds_only_public_jobs(site: dict[str, Any]) -> None:
     found = [n for n in range(1, 20) if client.get(f"/api/v1/jobs/{n}").status_code == 200]
     assert found == [site["public"]]
     assert b"unreleased-model" not in b"".join(
-        client.get(f"/api/v1/runs/{n}").get_data() for n in range(1, 20)
+        client.get(f"/api/v1/jobs/{n}/results").get_data() for n in range(1, 20)
     )
 
 

@@ -100,7 +100,7 @@ def test_csv_export_matches_json(client: FlaskClient) -> None:
 def test_provenance_page_traces_the_score(client: FlaskClient) -> None:
     board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
     run_url = board["rows"][0]["run_url"]
-    details = client.get("/api/v1" + run_url).get_json()
+    details = client.get(f"/api/v1{run_url}/results").get_json()
     assert details["benchmark"]["dataset"]["version"] == board["benchmark"]["dataset"]["version"]
     assert details["model"]["revision"] == "e" * 40
     assert details["decoding"]["temperature"] == 0.0
@@ -157,7 +157,7 @@ def test_unknown_things_give_404_with_the_known_names(client: FlaskClient) -> No
     assert response.status_code == 404
     assert "kisan-advisory" in response.get_json()["detail"]
     assert client.get("/benchmarks/nope").status_code == 404
-    assert client.get("/runs/9999").status_code == 404
+    assert client.get("/jobs/9999").status_code == 404
     assert client.get("/datasets/nope/card").status_code == 404
 
 
@@ -195,7 +195,7 @@ def test_items_of_a_private_split_never_appear_in_run_pages(tmp_path: Path) -> N
     with db.begin() as connection:  # a held-out split (the annotation work adds them)
         connection.execute(sa.text("UPDATE item SET split = 'private' WHERE key = 't-000'"))
     client = create_app(settings).test_client()
-    details = client.get(f"/api/v1/runs/{job_id}").get_json()
+    details = client.get(f"/api/v1/jobs/{job_id}/results").get_json()
     assert [s["item"] for s in details["samples"]] == ["t-001", "t-002", "t-003"]
-    page = client.get(f"/runs/{job_id}").get_data(as_text=True)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "t-000" not in page and "t-000" not in str(details)

@@ -151,8 +151,8 @@ def test_a_completed_job_links_to_its_public_run_page(
     assert finalize_job(db, job_id)
     page = client.get(f"/submissions/{submission_id}").get_data(as_text=True)
     assert _shard_states(page) == ["done"] * 3
-    assert f'href="/runs/{job_id}"' in page and '<progress value="6" max="6">' in page
-    assert client.get(f"/runs/{job_id}").status_code == 200
+    assert f'href="/jobs/{job_id}"' in page and '<progress value="6" max="6">' in page
+    assert client.get(f"/jobs/{job_id}").status_code == 200
 
 
 @pytest.mark.parametrize(

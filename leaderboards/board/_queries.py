@@ -122,7 +122,7 @@ def leaderboard(
             position=entry.position,
             model=ModelPublic.model_validate(entry.model),
             job_id=entry.job_id,
-            run_url=f"/runs/{entry.job_id}",
+            run_url=f"/jobs/{entry.job_id}",
             finished_at=as_utc(entry.finished_at),
             scores=entry.cells["scores"],
             breakdowns=entry.cells["breakdowns"],

@@ -128,8 +128,9 @@ def _check_run_visible(job_id: int) -> None:
     check_run_visible(_session(), job_id, user.id if user else None, is_admin)
 
 
-@blueprint.get("/runs/<dbid:job_id>")
-def run_page(job_id: int) -> str:
+@blueprint.get("/jobs/<dbid:job_id>")
+def job_page(job_id: int) -> str:
+    """A finished job's scores and provenance (``/runs/<id>`` of earlier releases redirects)."""
     _check_run_visible(job_id)
     return render_template("run.html", run=run_details(_session(), job_id))
 

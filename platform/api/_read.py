@@ -90,13 +90,13 @@ def _viewer() -> tuple[int | None, bool]:
 
 
 @api.get(
-    "/runs/<int:job_id>",
+    "/jobs/<int:job_id>/results",
     tags=[TAGS["benchmarks"]],
     security=_OPTIONAL_TOKEN,
     responses={200: RunPublic},
 )
-def get_run(path: JobPath) -> Response:
-    """A run's provenance and scores.
+def get_job_results(path: JobPath) -> Response:
+    """A finished job's provenance and scores (``/api/v1/runs/<id>`` of earlier releases).
 
     Dataset version, model revision, decoding, the pools that ran each shard,
     metric signatures and every score. Samples come from public splits only.

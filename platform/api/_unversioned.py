@@ -1,12 +1,16 @@
-"""The unversioned ``/api/...`` read paths of earlier releases: each redirects to ``/api/v1``.
+"""Paths of earlier releases: each redirects (308) to where it lives now.
 
 One JSON read API: ``GET /api/benchmarks/kisan-advisory/leaderboard?page=2``
 answers 308 (the method and body are kept) with ``Location:
-/api/v1/benchmarks/kisan-advisory/leaderboard?page=2``.
+/api/v1/benchmarks/kisan-advisory/leaderboard?page=2``. One word for a job: a
+finished job's page is ``/jobs/<id>`` (was ``/runs/<id>``) and its JSON
+``/api/v1/jobs/<id>/results`` (was ``/api/v1/runs/<id>``); a "run" is a shard
+run or a scoring run only.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,11 +19,13 @@ from werkzeug.wrappers import Response
 
 __all__ = ["UNVERSIONED_PATHS", "init_unversioned"]
 
-# Each unversioned path and the /api/v1 operation it moved to.
+# Each path of an earlier release and the operation (or page) it moved to.
 UNVERSIONED_PATHS = {
     "/api/benchmarks": "api_v1.list_benchmarks",
     "/api/benchmarks/<name>/leaderboard": "api_v1.get_leaderboard",
-    "/api/runs/<dbid:job_id>": "api_v1.get_run",
+    "/api/runs/<dbid:job_id>": "api_v1.get_job_results",
+    "/api/v1/runs/<dbid:job_id>": "api_v1.get_job_results",
+    "/runs/<dbid:job_id>": "leaderboard.job_page",
 }
 
 
@@ -34,7 +40,7 @@ def _redirect_to(endpoint: str) -> Callable[..., Response]:
 
 
 def init_unversioned(app: Flask) -> None:
-    """Make every unversioned read path redirect to its ``/api/v1`` operation."""
+    """Make every path of an earlier release redirect to where it lives now."""
     for rule, endpoint in UNVERSIONED_PATHS.items():
-        name = "unversioned_" + endpoint.rsplit(".", 1)[1]
+        name = "moved" + re.sub(r"\W+", "_", rule)
         app.add_url_rule(rule, name, _redirect_to(endpoint), methods=["GET"])

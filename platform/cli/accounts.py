@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import click
-from sqlalchemy.engine import Engine
 
 from ..domain import Role, TokenScope
 from ..wire import MAX_DB_ID
+from .context import database
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -28,12 +28,6 @@ Row = TypeVar("Row")
 
 _ROLE = click.Choice([r.value for r in Role])
 _SCOPE = click.Choice([s.value for s in TokenScope])
-
-
-def _engine(ctx: click.Context) -> Engine:
-    from .context import database as _database
-
-    return _database(ctx)
 
 
 def _when(moment: datetime | None) -> str:
@@ -56,7 +50,7 @@ def _list_owned(
 
     from ..services.accounts import get_user
 
-    with Session(_engine(ctx)) as session:
+    with Session(database(ctx)) as session:
         user = get_user(session, username)
         rows = rows_of(session, user)
     if not rows:
@@ -72,7 +66,7 @@ def _revoke_owned(
     from ..db import session_scope
     from ..services.accounts import get_user
 
-    with session_scope(_engine(ctx)) as session:
+    with session_scope(database(ctx)) as session:
         user = get_user(session, username)
         return user.username, revoke(session, user)
 
@@ -103,9 +97,9 @@ def users_create_admin(ctx: click.Context, username: str, password_stdin: bool) 
     from ..db import session_scope
     from ..services.accounts import create_admin
 
-    engine = _engine(ctx)
+    db = database(ctx)
     password = _read_password(password_stdin)
-    with session_scope(engine) as session:
+    with session_scope(db) as session:
         user = create_admin(session, username, password)
     click.echo(f"Created admin {user.username}. Sign in at the web UI with this password.")
 
@@ -131,9 +125,9 @@ def users_create(
     from ..db import session_scope
     from ..services.accounts import create_user, roles_of
 
-    engine = _engine(ctx)
+    db = database(ctx)
     password = _read_password(password_stdin) if password_stdin or prompt_password else None
-    with session_scope(engine) as session:
+    with session_scope(db) as session:
         user = create_user(
             session,
             username,
@@ -156,9 +150,9 @@ def users_set_password(ctx: click.Context, username: str, password_stdin: bool) 
     from ..db import session_scope
     from ..services.accounts import get_user, set_password
 
-    engine = _engine(ctx)
+    db = database(ctx)
     password = _read_password(password_stdin)
-    with session_scope(engine) as session:
+    with session_scope(db) as session:
         user = get_user(session, username)
         set_password(session, user, password)
     click.echo(f"Set the password of {user.username}.")
@@ -173,7 +167,7 @@ def users_grant(ctx: click.Context, username: str, role: str) -> None:
     from ..db import session_scope
     from ..services.accounts import get_user, grant_role, roles_of
 
-    with session_scope(_engine(ctx)) as session:
+    with session_scope(database(ctx)) as session:
         user = get_user(session, username)
         grant_role(session, user, role)
         held = ", ".join(sorted(roles_of(session, user)))
@@ -189,7 +183,7 @@ def users_revoke(ctx: click.Context, username: str, role: str) -> None:
     from ..db import session_scope
     from ..services.accounts import get_user, revoke_role, roles_of
 
-    with session_scope(_engine(ctx)) as session:
+    with session_scope(database(ctx)) as session:
         user = get_user(session, username)
         held_it = revoke_role(session, user, role)
         held = ", ".join(sorted(roles_of(session, user))) or "no roles"
@@ -207,7 +201,7 @@ def users_list(ctx: click.Context) -> None:
 
     from ..services.accounts import list_users, roles_of
 
-    with Session(_engine(ctx)) as session:
+    with Session(database(ctx)) as session:
         rows = list_users(session)
         if not rows:
             click.echo("No users yet. Create the first admin with `sabha users create-admin NAME`.")
@@ -242,7 +236,7 @@ def tokens_create(
     from ..services.accounts import create_access_token, get_user
 
     settings_max = _settings_token_max_days(ctx)
-    with session_scope(_engine(ctx)) as session:
+    with session_scope(database(ctx)) as session:
         user = get_user(session, username)
         token, plaintext = create_access_token(
             session, user, name, scopes, expires_in_days=expires_in_days, max_days=settings_max
@@ -315,7 +309,7 @@ def credentials_create(ctx: click.Context, username: str, name: str) -> None:
     from ..db import session_scope
     from ..services.accounts import create_pool_credential, get_user
 
-    with session_scope(_engine(ctx)) as session:
+    with session_scope(database(ctx)) as session:
         user = get_user(session, username)
         credential, secret = create_pool_credential(session, user, name)
     click.echo(f"Pool credential {credential.id} ({credential.name}) for {user.username}:")

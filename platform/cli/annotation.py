@@ -19,17 +19,12 @@ from ..domain import AnnotationTaskType
 from ..errors import PrerequisiteError, SabhaError
 from ..settings import Settings
 from ..wire import MAX_DB_ID
+from .context import database
 
 if TYPE_CHECKING:
     from sabha.annotation.labelstudio_server import LabelStudioServer
 
 __all__ = ["annotations_group", "labelstudio", "start_demo_labelstudio"]
-
-
-def _engine(ctx: click.Context) -> Engine:
-    from .context import database as _database
-
-    return _database(ctx)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -114,7 +109,7 @@ def _demo_webhook_secret(settings: Settings) -> str:
 
 
 def start_demo_labelstudio(
-    settings: Settings, engine: Engine, webhook_base_url: str
+    settings: Settings, db: Engine, webhook_base_url: str
 ) -> tuple[LabelStudioServer | None, Settings]:
     """Start Label Studio for the demo, with a sample project and a demo annotator.
 
@@ -124,7 +119,7 @@ def start_demo_labelstudio(
 
     Args:
         settings: The demo's settings.
-        engine: Sabha's database.
+        db: Sabha's database.
         webhook_base_url: Where Sabha's web app will listen, for Label Studio's webhook.
 
     Returns:
@@ -151,7 +146,7 @@ def start_demo_labelstudio(
         return None, settings
     try:
         demo = set_up_demo_annotation(
-            engine,
+            db,
             settings,
             connect_labelstudio(settings),
             webhook_url=f"{webhook_base_url.rstrip('/')}/hooks/labelstudio",
@@ -211,7 +206,7 @@ def annotations_create(
     from ..services.annotation import create_annotation_project
 
     project = create_annotation_project(
-        _engine(ctx),
+        database(ctx),
         dataset,
         language,
         task_type,
@@ -238,11 +233,11 @@ def annotations_upload(
     """
     from ..services.annotation import get_annotation_project, upload_source_items
 
-    engine = _engine(ctx)
-    with Session(engine) as session:
+    db = database(ctx)
+    with Session(db) as session:
         project = get_annotation_project(session, dataset, language, private)
     count = upload_source_items(
-        engine, project.id or 0, path, max_field_chars=_settings(ctx).max_field_chars
+        db, project.id or 0, path, max_field_chars=_settings(ctx).max_field_chars
     )
     click.echo(f"Uploaded {count} items to {project.title}.")
 
@@ -279,13 +274,13 @@ def annotations_provision(
     from ..services.labelstudio import labelstudio_for
 
     settings = _settings(ctx)
-    engine = _engine(ctx)
-    with Session(engine) as session:
+    db = database(ctx)
+    with Session(db) as session:
         project = get_annotation_project(session, dataset, language, private)
     client = labelstudio_for(settings, project)
     hook = webhook_url_for(settings, webhook_url)
     ls_id = provision_project(
-        engine,
+        db,
         client,
         project.id or 0,
         webhook_url=hook,
@@ -342,13 +337,13 @@ def annotations_judge(
     from ..services.judging import check_job_finished, sample_job_for_judging
     from ..services.labelstudio import connect_labelstudio
 
-    engine = _engine(ctx)
+    db = database(ctx)
     settings = _settings(ctx)
-    check_job_finished(engine, job_id)  # before reaching for Label Studio
+    check_job_finished(db, job_id)  # before reaching for Label Studio
     client = connect_labelstudio(settings)
     hook = webhook_url_for(settings, webhook_url)
     sample = sample_job_for_judging(
-        engine,
+        db,
         job_id,
         kind,
         n,
@@ -407,7 +402,7 @@ def annotations_release(
     settings = _settings(ctx)
     settings.ensure_dirs()
     released = release_annotated_dataset(
-        _engine(ctx),
+        database(ctx),
         dataset,
         settings.resolved_artifacts_dir,
         gates=ReleaseGates(
@@ -455,8 +450,8 @@ def annotations_judge_model(
     from ..services.judging import judging_project_named
 
     settings = _settings(ctx)
-    engine = _engine(ctx)
-    job_id = create_judge_job(engine, judging_project_named(engine, dataset))
+    db = database(ctx)
+    job_id = create_judge_job(db, judging_project_named(db, dataset))
     click.echo(f"The judge's job is job {job_id}.")
     if not run_here:
         click.echo("Any pool leases it (sabha worker run); then run `sabha annotations sync`.")
@@ -468,16 +463,16 @@ def annotations_judge_model(
     from ..services.local_pool import run_local_pool
 
     ensure_ray(settings.ray_address, quiet=not verbose)
-    pending, total = pending_items(engine, [job_id])
+    pending, total = pending_items(db, [job_id])
     with click.progressbar(length=total, label=f"judge job {job_id}", show_pos=True) as bar:
         bar.update(total - pending)
         run_local_pool(
-            engine,
+            db,
             [job_id],
             engine_factory(settings.vllm_memory_fraction),
             lease_seconds=settings.lease_seconds,
             max_in_flight=settings.eval_batch_size,
             progress=bar.update,
         )
-    stored = refresh_community_scores(engine)
+    stored = refresh_community_scores(db)
     click.echo(f"Community scores from judgements: {stored} stored; leaderboards updated.")

@@ -18,14 +18,9 @@ from sqlalchemy.engine import Engine
 from ..domain import AnnotationProject
 from ..settings import Settings
 from .annotation import annotations_group
+from .context import database
 
 __all__ = ["annotations_set_split", "annotations_sync", "annotations_withdraw"]
-
-
-def _engine(ctx: click.Context) -> Engine:
-    from .context import database as _database
-
-    return _database(ctx)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -52,23 +47,23 @@ def annotations_sync(ctx: click.Context, dataset: str | None, every: int | None)
     """
     from .signals import Terminated, stop_on_sigterm
 
-    engine = _engine(ctx)
+    db = database(ctx)
     settings = _settings(ctx)
     if every is None:
-        if _sync_round(engine, settings, dataset, quiet=False):
+        if _sync_round(db, settings, dataset, quiet=False):
             sys.exit(1)
         return
     click.echo(f"Syncing with Label Studio every {every} s; Ctrl-C or SIGTERM stops.")
     try:
         with stop_on_sigterm():
             while True:
-                _sync_round(engine, settings, dataset, quiet=True)
+                _sync_round(db, settings, dataset, quiet=True)
                 time.sleep(every)
     except (KeyboardInterrupt, Terminated):
         click.echo("Stopped.")
 
 
-def _sync_round(engine: Engine, settings: Settings, dataset: str | None, *, quiet: bool) -> bool:
+def _sync_round(db: Engine, settings: Settings, dataset: str | None, *, quiet: bool) -> bool:
     """Sync once and print what changed (quiet: only changes and errors); True on errors."""
     from ..services.annotation import sync_annotation_projects
     from ..services.labelstudio import labelstudio_for
@@ -80,7 +75,7 @@ def _sync_round(engine: Engine, settings: Settings, dataset: str | None, *, quie
             clients[project.private] = labelstudio_for(settings, project)
         return clients[project.private]
 
-    done = sync_annotation_projects(engine, client_for, dataset, settings.max_field_chars)
+    done = sync_annotation_projects(db, client_for, dataset, settings.max_field_chars)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S ") if quiet else ""
     for outcome in done.projects:
         if outcome.report is None:
@@ -118,7 +113,7 @@ def annotations_set_split(
     """Correct the SPLIT of ITEM (its uploaded id) in DATASET's project, before release."""
     from ..services.annotation import set_item_split
 
-    old = set_item_split(_engine(ctx), dataset, language, item, split, private=private)
+    old = set_item_split(database(ctx), dataset, language, item, split, private=private)
     if old == split:
         click.echo(f"{dataset} ({language}) item {item} is in split {split} already.")
     else:
@@ -145,7 +140,7 @@ def annotations_withdraw(
         client = connect_labelstudio(settings, private=private)
     except SabhaError:
         client = None  # an item never opened in Label Studio needs none
-    record = withdraw_item(_engine(ctx), client, dataset, language, item, reason, private=private)
+    record = withdraw_item(database(ctx), client, dataset, language, item, reason, private=private)
     click.echo(
         f"Withdrew {dataset} ({language}) item {item} with {record.annotations} "
         "annotation(s); it is in no later release."

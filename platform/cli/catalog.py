@@ -42,10 +42,8 @@ def db_upgrade(ctx: click.Context) -> None:
     """Run the database migrations up to the newest schema."""
     from ..db import current_revision
 
-    engine = database(ctx, migrate=True)
-    click.echo(
-        f"Database {engine.url.render_as_string()} is at revision {current_revision(engine)}."
-    )
+    db = database(ctx, migrate=True)
+    click.echo(f"Database {db.url.render_as_string()} is at revision {current_revision(db)}.")
 
 
 # -- benchmarks -----------------------------------------------------------------------
@@ -77,8 +75,8 @@ def benchmarks_load(ctx: click.Context, paths: Sequence[Path]) -> None:
     from ..benchmarks import starter_benchmark_paths
 
     loaded = read_benchmark_files(paths or starter_benchmark_paths(), "load")
-    engine = database(ctx)
-    register_benchmarks(engine, settings_of(ctx), loaded)
+    db = database(ctx)
+    register_benchmarks(db, settings_of(ctx), loaded)
 
 
 def _read_each(
@@ -125,12 +123,12 @@ def read_benchmark_files(paths: Sequence[Path], verb: str) -> list[Any]:
     return loaded
 
 
-def register_benchmarks(engine: Engine, settings: Settings, loaded: Sequence[Any]) -> None:
+def register_benchmarks(db: Engine, settings: Settings, loaded: Sequence[Any]) -> None:
     from ..services.benchmarks import load_benchmarks
 
     settings.ensure_dirs()
     for benchmark_file, (benchmark, state) in zip(
-        loaded, load_benchmarks(engine, loaded, settings.resolved_artifacts_dir), strict=True
+        loaded, load_benchmarks(db, loaded, settings.resolved_artifacts_dir), strict=True
     ):
         click.echo(
             f"{state:9} {benchmark.name} version {benchmark.version} (dataset version "
@@ -180,10 +178,10 @@ def datasets_release(ctx: click.Context, paths: Sequence[Path]) -> None:
     from ..services.benchmarks import release_datasets
 
     loaded = _read_each(paths, load_dataset_file, "dataset", "; nothing was released")
-    engine = database(ctx)
+    db = database(ctx)
     settings = settings_of(ctx)
     settings.ensure_dirs()
-    released = release_datasets(engine, loaded, settings.resolved_artifacts_dir)
+    released = release_datasets(db, loaded, settings.resolved_artifacts_dir)
     for data_set, (_, created) in zip(loaded, released, strict=True):
         state = "released" if created else "unchanged"
         click.echo(
@@ -323,17 +321,17 @@ def models_list(ctx: click.Context) -> None:
 @click.pass_context
 def modelsmake_demo_model(ctx: click.Context, name: str, seed: int, chat_template: bool) -> None:
     """Make a tiny random-weight model (smoke tests only) and register it."""
-    engine = database(ctx)
-    path = make_demo_model(engine, settings_of(ctx), name, seed, chat_template)
+    db = database(ctx)
+    path = make_demo_model(db, settings_of(ctx), name, seed, chat_template)
     click.echo(f"made smoke-test model {name} at {path}")
 
 
 def make_demo_model(
-    engine: Engine, settings: Settings, name: str, seed: int, chat_template: bool
+    db: Engine, settings: Settings, name: str, seed: int, chat_template: bool
 ) -> Path:
     from ..services.models import make_tiny
 
     with click.progressbar(length=1, label=f"Making tiny model {name}") as bar:
-        path = make_tiny(engine, settings.resolved_models_dir, name, seed, chat_template)
+        path = make_tiny(db, settings.resolved_models_dir, name, seed, chat_template)
         bar.update(1)
     return path

@@ -58,16 +58,16 @@ def database(ctx: click.Context, migrate: bool = False) -> Engine:
     from ..db import make_engine, require_schema, upgrade_database
 
     settings = settings_of(ctx)
-    engine = make_engine(settings.resolved_database_url)
+    db = make_engine(settings.resolved_database_url)
     if migrate:
         from ..db import check_connection, current_revision
         from ..services.benchmarks import rebuild_all_leaderboards
 
-        check_connection(engine)
-        before = current_revision(engine)
-        upgrade_database(engine)
-        if before is not None and before != current_revision(engine):
-            rebuild_all_leaderboards(engine)  # the read model is new or changed
+        check_connection(db)
+        before = current_revision(db)
+        upgrade_database(db)
+        if before is not None and before != current_revision(db):
+            rebuild_all_leaderboards(db)  # the read model is new or changed
     else:
-        require_schema(engine)
-    return engine
+        require_schema(db)
+    return db

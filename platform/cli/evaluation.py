@@ -54,12 +54,12 @@ def eval_command(
     Options can be repeated to evaluate several models and benchmarks.
     """
     settings = settings_of(ctx)
-    engine = database(ctx)
-    evaluate(engine, settings, model_names, benchmark_names, batch_size, verbose, stand_in_seconds)
+    db = database(ctx)
+    evaluate(db, settings, model_names, benchmark_names, batch_size, verbose, stand_in_seconds)
 
 
 def evaluate(
-    engine: Engine,
+    db: Engine,
     settings: Settings,
     model_names: Sequence[str],
     benchmark_names: Sequence[str],
@@ -76,7 +76,7 @@ def evaluate(
     from ..services.evaluate import pending_items, plan_evaluation, primary_summary
     from ..services.local_pool import run_local_pool
 
-    plans = plan_evaluation(engine, model_names, benchmark_names, settings.shard_size)
+    plans = plan_evaluation(db, model_names, benchmark_names, settings.shard_size)
     for plan in plans:
         for benchmark_name, job_id in plan.done:
             click.echo(f"{plan.model} on {benchmark_name}: done already (job {job_id})")
@@ -89,7 +89,7 @@ def evaluate(
         ensure_ray(settings.ray_address, quiet=not verbose)
     for plan in work:
         job_ids = [job_id for _, job_id in plan.jobs]
-        pending, total = pending_items(engine, job_ids)
+        pending, total = pending_items(db, job_ids)
         names = ", ".join(name for name, _ in plan.jobs)
         if stand_in_seconds is None:
             click.echo(f"Starting vLLM for {plan.model} (about half a minute on CPU)...")
@@ -98,7 +98,7 @@ def evaluate(
         ) as bar:
             bar.update(total - pending)
             run_local_pool(
-                engine,
+                db,
                 job_ids,
                 engine_factory(settings.vllm_memory_fraction, stand_in_seconds),
                 lease_seconds=settings.lease_seconds,
@@ -107,7 +107,7 @@ def evaluate(
             )
         for benchmark_name, job_id in plan.jobs:
             click.echo(f"{plan.model} on {benchmark_name} (job {job_id})")
-            summary = primary_summary(engine, job_id)
+            summary = primary_summary(db, job_id)
             if summary:
                 click.echo(f"  {summary}")
 

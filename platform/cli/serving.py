@@ -91,21 +91,21 @@ def _run_demo(ctx: click.Context, serve_after: bool, with_labelstudio: bool) -> 
     settings = settings_of(ctx)
     settings.ensure_dirs()
     click.echo(f"Data directory: {settings.data_dir}")
-    engine = database(ctx, migrate=True)
+    db = database(ctx, migrate=True)
     from ..benchmarks import starter_benchmark_paths
 
-    register_benchmarks(engine, settings, read_benchmark_files(starter_benchmark_paths(), "load"))
-    with Session(engine) as session:
+    register_benchmarks(db, settings, read_benchmark_files(starter_benchmark_paths(), "load"))
+    with Session(db) as session:
         existing = set(session.exec(select(Model.name)).all())
         benchmark_names = [b.name for b in latest_benchmarks(session)]
     for name, seed, chat_template in DEMO_MODELS:
         if name not in existing:
-            make_demo_model(engine, settings, name, seed, chat_template)
-    evaluate(engine, settings, [m[0] for m in DEMO_MODELS], benchmark_names)
+            make_demo_model(db, settings, name, seed, chat_template)
+    evaluate(db, settings, [m[0] for m in DEMO_MODELS], benchmark_names)
     server = None
     if with_labelstudio:
         server, settings = start_demo_labelstudio(
-            settings, engine, f"http://{settings.host}:{settings.port}"
+            settings, db, f"http://{settings.host}:{settings.port}"
         )
     try:
         if serve_after:

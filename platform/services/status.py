@@ -142,6 +142,6 @@ def job_status(session: Session, job_id: int) -> JobStatusPublic:
         completed_shards=progress.completed_shards,
         items=progress.items,
         completed_items=progress.completed_items,
-        run_url=f"/runs/{job_id}" if job.status == JobStatus.COMPLETED else None,
+        run_url=f"/jobs/{job_id}" if job.status == JobStatus.COMPLETED else None,
         shard_states=shards,
     )
