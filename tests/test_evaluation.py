@@ -143,7 +143,10 @@ def test_engine_answering_other_items_is_refused_and_stores_nothing(
         run_with(db, [job_id], WrongItems())
     with Session(db) as session:
         assert session.exec(select(Output)).all() == []
-        assert session.exec(select(ShardRun)).one().status == RunStatus.RELEASED
+        runs = session.exec(select(ShardRun)).all()
+        assert [r.status for r in runs] == [RunStatus.RELEASED], [
+            r.model_dump(exclude={"token_hash", "error"}) for r in runs
+        ]
 
 
 def test_completed_job_is_found_again_and_not_rerun(db: Engine, tmp_path: Path) -> None:
@@ -219,3 +222,25 @@ def test_classification_with_devanagari_labels_reads_the_answers(
         scores = {(s.metric, s.breakdown): s.value for s in session.exec(select(Score))}
     assert scores[("accuracy", "overall")] == 100.0
     assert scores[("unparseable", "overall")] == 0.0
+
+
+def test_a_failing_platform_call_stops_the_evaluation_and_leaves_no_job_running(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sabha.platform.services import local_pool
+
+    job_id = _job(db, tmp_path, shard_size=3)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(local_pool, "submit_shard_results", broken)
+    with pytest.raises(EngineError, match="the database went away") as caught:
+        run_with(db, [job_id], ScriptedEngine())
+    assert "resume" in str(caught.value)
+    with Session(db) as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == JobStatus.FAILED
+        assert "the database went away" in (job.error or "")
+        assert session.exec(select(ShardRun).where(ShardRun.status == RunStatus.LEASED)).all() == []
+        assert session.exec(select(Output)).all() == []

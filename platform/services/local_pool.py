@@ -89,6 +89,7 @@ class InProcessPlatform:
         self.pool_id: int | None = None
         self._jobs_of_runs: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._gate = threading.Lock()
 
     # -- the agent's calls -----------------------------------------------------------
 
@@ -101,7 +102,10 @@ class InProcessPlatform:
 
     def lease(self) -> ShardLease | None:
         assert self.pool_id is not None, "register first"
-        lease = lease_next_shard(self.db, self.pool_id, self.job_ids, self.lease_seconds)
+        with self._gate:  # never while a refused shard is being handed back
+            if self.failure is not None:  # stopping: take nothing more
+                return None
+            lease = lease_next_shard(self.db, self.pool_id, self.job_ids, self.lease_seconds)
         if lease is not None:
             with self._lock:
                 self._jobs_of_runs[lease.run_id] = lease.job_id
@@ -122,16 +126,19 @@ class InProcessPlatform:
     def submit(self, result: ShardResult) -> SubmitReceipt:
         try:
             outcome = submit_shard_results(self.db, result)
-        except SabhaError as exc:  # our own engine's answers were refused: stop
-            with contextlib.suppress(LeaseLost):
-                release_lease(self.db, result.run_id, result.token, exc.message)
-            self._stop(
-                EngineError(
-                    f"Evaluation stopped: {exc.message}",
-                    "Finished shards are saved; run the same `sabha eval` command again to resume.",
+        except Exception as exc:  # refused (our own engine's answers), or the database failed
+            reason = exc.message if isinstance(exc, SabhaError) else f"{type(exc).__name__}: {exc}"
+            with self._gate:  # stop first, so the shard handed back is not leased again
+                self._stop(
+                    EngineError(
+                        f"Evaluation stopped: {reason}",
+                        "Finished shards are saved; run the same `sabha eval` command again "
+                        "to resume.",
+                    )
                 )
-            )
-            raise PlatformRefused(exc.message, exc.hint or "") from exc
+                with contextlib.suppress(Exception):  # else the lease expires
+                    release_lease(self.db, result.run_id, result.token, reason)
+            raise PlatformRefused(reason) from exc
         if self.progress:
             self.progress(len(result.results))
         if outcome.job_complete:
@@ -226,7 +233,15 @@ def run_local_pool(
         ),
     )
     platform.agent = agent
-    summary = agent.run()
+    try:
+        summary = agent.run()  # hands back its leases whatever happens
+    except Exception as exc:  # e.g. the database went away: nothing in flight is kept
+        why = exc.message if isinstance(exc, SabhaError) else f"{type(exc).__name__}: {exc}"
+        settle_jobs(db, job_ids, why)
+        raise EngineError(
+            f"Evaluation stopped: {why}",
+            "Finished shards are saved; run the same `sabha eval` command again to resume.",
+        ) from exc
     if summary.interrupted:
         settle_jobs(db, job_ids, None)
         raise KeyboardInterrupt
