@@ -169,6 +169,8 @@ class EngineSlot:
             agent.summary.cannot_run.append(reason)
             self._give_back_model(first, reason)
             return
+        if (self.model != key or self.engine is None) and self._hand_over(first, gpus):
+            return
         try:
             engine = self.engine
             if self.model != key or engine is None:
@@ -207,6 +209,42 @@ class EngineSlot:
             self._give_back_model(first, reason)
             if failed and agent.options.stop_on_engine_failure:
                 agent.stop(reason)
+
+    def _hand_over(self, first: ShardLease, gpus: int) -> bool:
+        """Queue ``first`` (and this slot's other leases of its model) behind another slot
+        that has the model loaded or loading, when a second copy would not fit now.
+
+        Otherwise this slot would wait for GPUs and, once that engine fell idle, close it
+        to load the same model again.
+        """
+        agent = self.agent
+        key = model_key(first)
+        with agent.changed:
+            if gpus <= 1 or agent.gpus.fits_now(gpus):
+                return False
+            owner = next(
+                (
+                    s
+                    for s in agent.slots
+                    if s is not self
+                    and (s.model == key or (s.expected == key and s.held is not None))
+                ),
+                None,
+            )
+            if owner is None:
+                return False
+            moved = [first, *(lease for lease in self.queue if model_key(lease) == key)]
+            for lease in moved:
+                if lease is not first:
+                    self.queue.remove(lease)
+                self.busy -= 1
+                self.items -= len(lease.requests)
+                owner.busy += 1
+                owner.items += len(lease.requests)
+                owner.queue.append(lease)
+            owner.expected = key
+            agent.changed.notify_all()
+            return True
 
     def _close(self) -> None:
         with self.agent.lock:
