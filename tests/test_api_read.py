@@ -150,6 +150,7 @@ def test_paths_of_earlier_releases_redirect_with_their_query(site: tuple) -> Non
             "/api/v1/benchmarks/tiny-gen/leaderboard?page=1&x=%C3%A9"
         ),
         f"/api/runs/{done}?y=2": f"/api/v1/jobs/{done}/results?y=2",
+        f"/api/runs/{done}?q=\u0939": f"/api/v1/jobs/{done}/results?q=%E0%A4%B9",
     }
     for old, new in moved.items():
         response = client.get(old)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, redirect, request, url_for
 from werkzeug.wrappers import Response
@@ -32,8 +33,8 @@ UNVERSIONED_PATHS = {
 def _redirect_to(endpoint: str) -> Callable[..., Response]:
     def moved(**values: Any) -> Response:
         location = url_for(endpoint, **values)
-        if request.query_string:  # kept byte for byte, as the client sent it
-            location += "?" + request.query_string.decode("latin-1")
+        if request.query_string:  # kept as the client sent it; raw non-ASCII bytes %-encoded
+            location += "?" + quote(request.query_string, safe="&=+%;/?:@,$!*'()~")
         return redirect(location, 308)
 
     return moved
