@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from annotationtools import annotate, label, label_project, person
+from annotationtools import annotate, label, label_project, person, version_of
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -24,6 +24,7 @@ from sabha.platform.services.annotation import (
     link_labelstudio_account,
     release_annotated_dataset,
     require_release_gates,
+    review_annotation,
 )
 from sabha.platform.services.annotators import credit_by_project
 
@@ -118,3 +119,18 @@ def test_credit_counts_items_annotated_not_annotations(db: Engine, tmp_path: Pat
         ("credit", 2)
     ]
     assert annotator_counts(db, _project_id(db, "credit")) == {11: 2}
+
+    # Accepted counts a reviewer's acceptance of the version each vote has now.
+    reviewer = person(db, "mkaguzi", ("reviewer",))
+    review_annotation(db, 3, reviewer, "accepted", version=version_of(db, 3))
+    review_annotation(db, 4, reviewer, "accepted", version=version_of(db, 4))
+
+    def accepted() -> tuple[int, list[tuple[str, int, int]]]:
+        user_id = annotator.id or 0
+        return contribution_of(db, user_id).accepted, [
+            (c.dataset_name, c.annotations, c.accepted) for c in credit_by_project(db, user_id)
+        ]
+
+    assert accepted() == (2, [("credit", 2, 2)])
+    annotate(db, 4, tasks["i1"], 11, label("unsafe"), minutes=3)  # edited after the review
+    assert accepted() == (1, [("credit", 2, 1)])

@@ -30,14 +30,12 @@ from sabha.annotation.labelstudio_server import (
     new_password,
     set_labelstudio_password,
 )
-from sabha.annotation.votes import annotation_version, votes_of
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     Annotation,
     AnnotationProject,
     AnnotationReview,
     LabelStudioAccount,
-    ReviewVerdict,
     Role,
     SourceItem,
     User,
@@ -47,7 +45,7 @@ from sabha.platform.errors import NotFoundError, PermissionDenied, SabhaError, V
 from sabha.platform.languages import check_language_tag, primary_subtag
 from sabha.platform.settings import Settings
 
-from .annotation import link_labelstudio_account
+from .annotation import link_labelstudio_account, linked_labelstudio_users, votes_and_accepted
 from .labelstudio import connect_labelstudio, labelstudio_for
 from .private_items import may_annotate_private_items, require_trust
 from .users import roles_of
@@ -59,7 +57,6 @@ __all__ = [
     "credit_by_project",
     "join_annotation_project",
     "labelstudio_email",
-    "linked_labelstudio_users",
     "new_labelstudio_password",
     "projects_for_annotator",
     "set_annotator_languages",
@@ -192,17 +189,6 @@ def projects_for_annotator(session: Session, user: User) -> list[JoinableProject
         )
         for p in chosen
     ]
-
-
-def linked_labelstudio_users(session: Session, user_id: int) -> list[int]:
-    """The Label Studio user ids a Sabha user annotates as (community and private server)."""
-    return list(
-        session.exec(
-            select(LabelStudioAccount.labelstudio_user_id).where(
-                LabelStudioAccount.user_id == user_id
-            )
-        ).all()
-    )
 
 
 def labelstudio_email(user: User) -> str:
@@ -349,33 +335,16 @@ def credit_by_project(db: Engine, user_id: int) -> list[ProjectCredit]:
     """
     counts: dict[tuple[str, str], list[int]] = {}
     with Session(db) as session:
-        linked = linked_labelstudio_users(session, user_id)
         where = {
             id_of(p): (p.dataset_name, p.language)
             for p in session.exec(select(AnnotationProject)).all()
         }
         project_of_item = dict(session.exec(select(SourceItem.id, SourceItem.project_id)).all())
-        if linked:
-            votes = votes_of(
-                session.exec(
-                    select(Annotation).where(col(Annotation.labelstudio_user_id).in_(linked))
-                ).all()
-            )
-            current = {id_of(v): annotation_version(v.result) for v in votes}
-            accepted = {
-                r.annotation_id
-                for r in session.exec(
-                    select(AnnotationReview).where(
-                        col(AnnotationReview.annotation_id).in_(list(current)),
-                        AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
-                    )
-                ).all()
-                if r.annotation_version == current[r.annotation_id]
-            }
-            for vote in votes:
-                numbers = counts.setdefault(where[project_of_item[vote.item_id]], [0, 0, 0])
-                numbers[0] += 1
-                numbers[1] += id_of(vote) in accepted
+        votes, accepted = votes_and_accepted(session, user_id)
+        for vote in votes:
+            numbers = counts.setdefault(where[project_of_item[vote.item_id]], [0, 0, 0])
+            numbers[0] += 1
+            numbers[1] += id_of(vote) in accepted
         for project_id in session.exec(
             select(SourceItem.project_id)
             .join(Annotation, col(Annotation.item_id) == col(SourceItem.id))

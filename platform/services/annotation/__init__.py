@@ -61,8 +61,10 @@ from .review import (
     ReviewOutdated,
     ReviewPublic,
     ReviewQueue,
+    linked_labelstudio_users,
     review_annotation,
     review_queue,
+    votes_and_accepted,
 )
 from .upkeep import (
     WEBHOOK_PATH,
@@ -118,7 +120,9 @@ __all__ = [
     "release_blockers",
     "require_release_gates",
     "review_annotation",
+    "linked_labelstudio_users",
     "review_queue",
+    "votes_and_accepted",
     "set_item_split",
     "sync_annotation_projects",
     "sync_project",

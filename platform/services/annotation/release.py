@@ -27,7 +27,7 @@ from sabha.annotation.gold import (
     labels_of,
 )
 from sabha.annotation.release import release_dataset_version
-from sabha.annotation.votes import annotation_version, votes_of
+from sabha.annotation.votes import votes_of
 from sabha.platform.benchmarks import CardText, DatasetContent
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
@@ -35,7 +35,6 @@ from sabha.platform.domain import (
     AnnotationProject,
     AnnotationReview,
     AnnotationTaskType,
-    LabelStudioAccount,
     ReviewVerdict,
     SourceItem,
     id_of,
@@ -43,6 +42,7 @@ from sabha.platform.domain import (
 from sabha.platform.errors import ValidationFailed
 
 from .agreement import dataset_agreement
+from .review import current_reviews, votes_and_accepted
 
 __all__ = [
     "AnnotatedRelease",
@@ -116,13 +116,7 @@ def dataset_votes(session: Session, dataset_name: str) -> DatasetVotes:
         select(Annotation).where(col(Annotation.item_id).in_([id_of(i) for i in items]))
     ).all()
     votes = votes_of(annotations)
-    reviews: dict[int, list[AnnotationReview]] = {}
-    versions = {id_of(v): annotation_version(v.result) for v in votes}
-    for review in session.exec(
-        select(AnnotationReview).where(col(AnnotationReview.annotation_id).in_(list(versions)))
-    ).all():
-        if review.annotation_version == versions[review.annotation_id]:
-            reviews.setdefault(review.annotation_id, []).append(review)
+    reviews = current_reviews(session, votes)
     counted = sum(not a.was_cancelled for a in annotations)
     return DatasetVotes(projects, items, votes, counted - len(votes), reviews)
 
@@ -377,38 +371,10 @@ def contribution_of(db: Engine, user_id: int) -> Contribution:
     version they have now.
     """
     with Session(db) as session:
-        # Their accounts on the community and the private Label Studio.
-        linked = list(
-            session.exec(
-                select(LabelStudioAccount.labelstudio_user_id).where(
-                    LabelStudioAccount.user_id == user_id
-                )
-            ).all()
-        )
-        votes: list[Annotation] = []
-        accepted = 0
-        if linked:
-            votes = votes_of(
-                session.exec(
-                    select(Annotation).where(col(Annotation.labelstudio_user_id).in_(linked))
-                ).all()
-            )
-            current = {id_of(v): annotation_version(v.result) for v in votes}
-            accepted = len(
-                {
-                    review.annotation_id
-                    for review in session.exec(
-                        select(AnnotationReview).where(
-                            col(AnnotationReview.annotation_id).in_(list(current)),
-                            AnnotationReview.verdict == ReviewVerdict.ACCEPTED,
-                        )
-                    ).all()
-                    if review.annotation_version == current[review.annotation_id]
-                }
-            )
+        votes, accepted = votes_and_accepted(session, user_id)
         reviews = session.exec(
             select(func.count())
             .select_from(AnnotationReview)
             .where(AnnotationReview.reviewer_id == user_id)
         ).one()
-    return Contribution(len(votes), accepted, int(reviews))
+    return Contribution(len(votes), len(accepted), int(reviews))

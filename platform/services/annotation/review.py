@@ -52,8 +52,11 @@ __all__ = [
     "ReviewOutdated",
     "ReviewPublic",
     "ReviewQueue",
+    "current_reviews",
+    "linked_labelstudio_users",
     "review_annotation",
     "review_queue",
+    "votes_and_accepted",
 ]
 
 MAX_COMMENT_CHARS = 2000
@@ -356,3 +359,55 @@ def _require_vote(session: Session, annotation: Annotation) -> None:
             "only a person's latest annotation counts.",
             f"Review annotation {vote.labelstudio_annotation_id} instead.",
         )
+
+
+def linked_labelstudio_users(session: Session, user_id: int) -> list[int]:
+    """The Label Studio user ids a Sabha user annotates as (community and private server)."""
+    return list(
+        session.exec(
+            select(LabelStudioAccount.labelstudio_user_id).where(
+                LabelStudioAccount.user_id == user_id
+            )
+        ).all()
+    )
+
+
+def votes_and_accepted(session: Session, user_id: int) -> tuple[list[Annotation], set[int]]:
+    """A person's votes and the ids of those a reviewer accepted at their current version.
+
+    Votes are their latest annotation of each item (``votes_of``), made
+    through any Label Studio account linked to them (the community and the
+    private server). A review of an older version of a vote does not count.
+    """
+    linked = linked_labelstudio_users(session, user_id)
+    if not linked:
+        return [], set()
+    votes = votes_of(
+        session.exec(
+            select(Annotation).where(col(Annotation.labelstudio_user_id).in_(linked))
+        ).all()
+    )
+    accepted = {
+        annotation_id
+        for annotation_id, reviews in current_reviews(session, votes).items()
+        if any(review.verdict == ReviewVerdict.ACCEPTED for review in reviews)
+    }
+    return votes, accepted
+
+
+def current_reviews(
+    session: Session, votes: Sequence[Annotation]
+) -> dict[int, list[AnnotationReview]]:
+    """The reviews of each vote that count: those of the version it has now.
+
+    A review names the version the reviewer saw; once the annotator edits
+    their vote, reviews of the older version no longer count (look again).
+    """
+    versions = {id_of(vote): annotation_version(vote.result) for vote in votes}
+    counted: dict[int, list[AnnotationReview]] = {}
+    for review in session.exec(
+        select(AnnotationReview).where(col(AnnotationReview.annotation_id).in_(list(versions)))
+    ).all():
+        if review.annotation_version == versions[review.annotation_id]:
+            counted.setdefault(review.annotation_id, []).append(review)
+    return counted
