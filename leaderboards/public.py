@@ -24,7 +24,9 @@ __all__ = [
     "LeaderboardColumns",
     "LeaderboardPage",
     "LeaderboardRow",
+    "ModelPage",
     "ModelPublic",
+    "ModelScore",
     "RunPublic",
     "SamplePublic",
     "ScorePublic",
@@ -183,6 +185,37 @@ class LeaderboardPage(_Public):
     page: int
     per_page: int
     total: int
+
+
+class ModelScore(_Public):
+    """A model's place on one benchmark: its rank, primary score and per-language scores.
+
+    ``ranked`` counts the models on that leaderboard; ``languages`` holds the
+    primary metric per language tag (empty where the benchmark has no
+    language breakdown).
+    """
+
+    benchmark: BenchmarkPublic
+    rank: int
+    ranked: int
+    tied_with: list[str] = Field(default_factory=list)
+    job_id: int
+    run_url: str
+    score: Cell | None
+    languages: dict[str, Cell] = Field(default_factory=dict)
+
+
+class ModelPage(_Public):
+    """A model as the site shows it: where it comes from and every current benchmark it ranks on.
+
+    ``other_revisions`` are the other registered revisions of the same hub
+    repository, newest first; ``languages`` every language tag it was scored in.
+    """
+
+    model: ModelPublic
+    other_revisions: list[ModelPublic] = Field(default_factory=list)
+    scores: list[ModelScore] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)
 
 
 class ScorePublic(Cell):

@@ -8,6 +8,7 @@ models, datasets, benchmarks and data cards (``_cards``) complete it.
 """
 
 from ._cards import benchmark_public, benchmark_summaries, data_card
+from ._models import model_page
 from ._provenance import run_details
 from ._queries import PER_PAGE, leaderboard, leaderboard_version
 from ._read_model import rebuild_leaderboard
@@ -19,6 +20,7 @@ __all__ = [
     "data_card",
     "leaderboard",
     "leaderboard_version",
+    "model_page",
     "rebuild_leaderboard",
     "run_details",
 ]

@@ -22,6 +22,10 @@ from ..board import (
     leaderboard,
     run_details,
 )
+from ..board import (
+    model_page as model_page_of,
+)
+from ..model_index import model_index_yaml
 from ..public import Cell
 from ._cache import cached_page, init_page_cache
 
@@ -133,6 +137,27 @@ def job_page(job_id: int) -> str:
     """A finished job's scores and provenance (``/runs/<id>`` of earlier releases redirects)."""
     _check_run_visible(job_id)
     return render_template("run.html", run=run_details(_session(), job_id))
+
+
+@blueprint.get("/models/<name>")
+def model_page(name: str) -> str:
+    """A model's ranks and scores on every current benchmark and language, with its
+    model-index snippet."""
+    page = model_page_of(_session(), name)
+    return render_template(
+        "model.html", page=page, snippet=model_index_yaml(page, request.url_root)
+    )
+
+
+@blueprint.get("/models/<name>/model-index.yaml")
+def model_index_snippet(name: str) -> Response:
+    """A model's scores as the ``model-index`` metadata of a Hugging Face model card."""
+    page = model_page_of(_session(), name)
+    return Response(
+        model_index_yaml(page, request.url_root),
+        mimetype="application/yaml",
+        headers={"Content-Disposition": f'inline; filename="{name}-model-index.yaml"'},
+    )
 
 
 def _card_html(card_markdown: str) -> tuple[dict[str, Any], str]:

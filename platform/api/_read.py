@@ -10,8 +10,8 @@ from __future__ import annotations
 from flask import Response
 from pydantic import BaseModel, Field
 
-from sabha.leaderboards.board import benchmark_summaries, leaderboard, run_details
-from sabha.leaderboards.public import BenchmarkSummary, LeaderboardPage, RunPublic
+from sabha.leaderboards.board import benchmark_summaries, leaderboard, model_page, run_details
+from sabha.leaderboards.public import BenchmarkSummary, LeaderboardPage, ModelPage, RunPublic
 from sabha.leaderboards.web import cached_page
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role, TokenScope
@@ -22,7 +22,7 @@ from sabha.platform.wire import MAX_DB_ID, JobStatusPublic
 from ._auth import optional_caller
 from ._blueprint import TAGS, api, json_response
 
-__all__ = ["BenchmarkList", "BenchmarkPath", "JobPath", "PageQuery"]
+__all__ = ["BenchmarkList", "BenchmarkPath", "JobPath", "ModelPath", "PageQuery"]
 
 
 class BenchmarkList(BaseModel):
@@ -35,6 +35,13 @@ class BenchmarkPath(BaseModel):
     name: str = Field(
         description="The benchmark's name, e.g. kisan-advisory",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+    )
+
+
+class ModelPath(BaseModel):
+    name: str = Field(
+        description="The model's name on leaderboards, e.g. tiny-llama-a",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$",
     )
 
 
@@ -72,6 +79,16 @@ def get_leaderboard(path: BenchmarkPath, query: PageQuery) -> Response:
         lambda: leaderboard(get_session(), path.name, query.page).model_dump_json(),
     )
     return Response(body, mimetype="application/json")
+
+
+@api.get("/models/<name>", tags=[TAGS["benchmarks"]], responses={200: ModelPage})
+def get_model(path: ModelPath) -> Response:
+    """A model's ranks and scores on every current benchmark.
+
+    Its primary score with the 95% interval on each benchmark, per language,
+    and its other revisions. Only models with a published score exist here.
+    """
+    return json_response(model_page(get_session(), path.name))
 
 
 # Anyone, or a personal access token (which may show a submitter their private jobs).

@@ -1,0 +1,131 @@
+"""A model's page: its ranks and per-language scores on every benchmark, and its model-index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ScriptedEngine, run_with
+from flask.testing import FlaskClient
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+from sabha.platform.app import create_app
+from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
+from sabha.platform.catalog import add_model
+from sabha.platform.db import make_engine, session_scope, upgrade_database
+from sabha.platform.services.benchmarks import register_benchmark
+from sabha.platform.services.queue import create_job
+from sabha.platform.settings import Settings
+
+
+def _answer_well(request: Any) -> str:
+    return "safe" if "Label:" in request.text else request.text.split("Question:")[-1]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("models"))
+    db = make_engine(settings.resolved_database_url)
+    upgrade_database(db)
+    jobs = []
+    with session_scope(db) as session:
+        kisan, safety = sorted(
+            (
+                register_benchmark(session, load_benchmark_file(p), settings.resolved_artifacts_dir)[
+                    0
+                ]
+                for p in starter_benchmark_paths()
+            ),
+            key=lambda b: b.name,
+        )[::-1]
+        echo = add_model(session, "echo", repo_id="org/echo", revision="e" * 40)
+        older = add_model(session, "echo-old", repo_id="org/echo", revision="a" * 40)
+        noisy = add_model(session, "noisy", repo_id="org/noisy", revision="d" * 40, smoke_test=True)
+        add_model(session, "echo-pending", repo_id="org/echo", revision="b" * 40)  # never scored
+        for model, benchmark in [(echo, kisan), (echo, safety), (noisy, kisan), (older, kisan)]:
+            jobs.append((model.name, create_job(session, model, benchmark)[0].id))
+    for name, job_id in jobs:
+        answer = _answer_well if name.startswith("echo") else (lambda r: "??")
+        run_with(db, [job_id], ScriptedEngine(answer=answer))
+    db.dispose()
+    return create_app(settings).test_client()
+
+
+def test_a_model_page_shows_its_rank_and_languages_on_every_benchmark(client: FlaskClient) -> None:
+    response = client.get("/models/echo")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Kisan advisory" in page and "Indic safety" in page
+    # Kisan advisory ranks echo, echo-old (the same answers: a tie) and noisy.
+    assert "1 of 3<br><span class=\"muted\">tied with echo-old</span>" in page
+    assert "1 of 1" in page  # only echo is on indic-safety
+    for language in ("Hindi", "Swahili", "Tamil"):
+        assert language in page
+    assert "echo-old" in page and "echo-pending" not in page  # unscored revisions stay private
+    assert "model-index:" in page  # the snippet, ready to paste
+    board = client.get("/benchmarks/kisan-advisory").get_data(as_text=True)
+    assert 'href="/models/echo"' in board
+
+
+def test_the_model_json_carries_the_leaderboards_cells(client: FlaskClient) -> None:
+    model = client.get("/api/v1/models/echo").get_json()
+    board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
+    row = next(r for r in board["rows"] if r["model"]["name"] == "echo")
+    kisan = next(s for s in model["scores"] if s["benchmark"]["name"] == "kisan-advisory")
+    assert kisan["score"] == row["scores"]["chrf++"]
+    assert kisan["languages"] == row["breakdowns"]["language"]
+    assert kisan["rank"] == row["rank"] and kisan["ranked"] == 3
+    assert set(model["languages"]) >= {"hi-Deva", "sw-Latn", "ta-Taml"}
+    assert [r["name"] for r in model["other_revisions"]] == ["echo-old"]
+
+
+def test_the_model_index_snippet_round_trips_through_huggingface_hub(client: FlaskClient) -> None:
+    response = client.get("/models/echo/model-index.yaml")
+    assert response.status_code == 200 and response.mimetype == "application/yaml"
+    snippet = response.get_data(as_text=True)
+    card = ModelCard(f"---\n{snippet}---\n\n# echo\n")
+    results = card.data.eval_results
+    assert card.data.model_name == "echo" and results
+    # The Hub's own parser reads the block back to the same results.
+    name, parsed = model_index_to_eval_results(yaml.safe_load(snippet)["model-index"])
+    assert name == "echo" and parsed == results
+    model = client.get("/api/v1/models/echo").get_json()
+    kisan = next(s for s in model["scores"] if s["benchmark"]["name"] == "kisan-advisory")
+    overall = next(
+        r for r in results if r.dataset_type == "kisan-advisory" and r.dataset_config is None
+    )
+    assert overall.metric_value == kisan["score"]["value"]
+    assert overall.metric_type == "chrf++"
+    assert overall.dataset_revision == kisan["benchmark"]["dataset"]["version"]
+    assert overall.source_url.endswith(kisan["run_url"])
+    tamil = next(
+        r for r in results if r.dataset_type == "kisan-advisory" and r.dataset_config == "ta-Taml"
+    )
+    assert tamil.metric_value == kisan["languages"]["ta-Taml"]["value"]
+    assert "95% CI" in str(tamil.metric_name) or "too few" in str(tamil.metric_name)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/models/nobody",
+        "/models/echo-pending",  # registered by a submission, nothing published yet
+        "/models/" + "a" * 300,
+        "/models/..%2Fetc",
+        "/models/%E0%A4%B9",
+        "/models/echo-pending/model-index.yaml",
+    ],
+)
+def test_unknown_or_unpublished_models_are_404(client: FlaskClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["nobody", "echo-pending", "a" * 300, "..", "%E0%A4%B9", "-x"])
+def test_the_model_api_refuses_what_is_not_a_published_model(
+    client: FlaskClient, name: str
+) -> None:
+    response = client.get(f"/api/v1/models/{name}")
+    assert response.status_code in (404, 422)
+    assert response.mimetype == "application/problem+json"
