@@ -21,6 +21,10 @@ __all__ = [
     "DataCardPublic",
     "DatasetPublic",
     "JudgedCell",
+    "LanguageBoard",
+    "LanguagePage",
+    "LanguageRow",
+    "LanguageSummary",
     "LeaderboardColumns",
     "LeaderboardPage",
     "LeaderboardRow",
@@ -216,6 +220,44 @@ class ModelPage(_Public):
     other_revisions: list[ModelPublic] = Field(default_factory=list)
     scores: list[ModelScore] = Field(default_factory=list)
     languages: list[str] = Field(default_factory=list)
+
+
+class LanguageSummary(_Public):
+    """A language some current benchmark measures (``autonym``: its name in itself)."""
+
+    tag: str
+    name: str
+    autonym: str
+    direction: str = Field(description="ltr or rtl: how the language's script runs")
+    benchmarks: int
+
+
+class LanguageRow(_Public):
+    """A model's score in one language of one benchmark; ``rank`` shared where intervals overlap."""
+
+    rank: int
+    tied_with: list[str] = Field(default_factory=list)
+    model: ModelPublic
+    score: Cell
+    job_id: int
+    run_url: str
+
+
+class LanguageBoard(_Public):
+    """One benchmark's models ordered by their primary metric in one language."""
+
+    benchmark: BenchmarkPublic
+    rows: list[LanguageRow] = Field(default_factory=list)
+
+
+class LanguagePage(_Public):
+    """The best models for one language across every current benchmark that measures it."""
+
+    tag: str
+    name: str
+    autonym: str
+    direction: str
+    boards: list[LanguageBoard] = Field(default_factory=list)
 
 
 class ScorePublic(Cell):

@@ -8,6 +8,7 @@ models, datasets, benchmarks and data cards (``_cards``) complete it.
 """
 
 from ._cards import benchmark_public, benchmark_summaries, data_card
+from ._languages import language_page, language_summaries
 from ._models import model_page
 from ._provenance import run_details
 from ._queries import PER_PAGE, leaderboard, leaderboard_version
@@ -18,6 +19,8 @@ __all__ = [
     "benchmark_public",
     "benchmark_summaries",
     "data_card",
+    "language_page",
+    "language_summaries",
     "leaderboard",
     "leaderboard_version",
     "model_page",

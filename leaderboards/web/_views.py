@@ -19,12 +19,12 @@ from sabha.platform.web import current_roles, current_user
 from ..board import (
     benchmark_summaries,
     data_card,
+    language_page,
+    language_summaries,
     leaderboard,
     run_details,
 )
-from ..board import (
-    model_page as model_page_of,
-)
+from ..board import model_page as model_page_of
 from ..model_index import model_index_yaml
 from ..public import Cell
 from ._cache import cached_page, init_page_cache
@@ -111,7 +111,12 @@ def _page() -> int:
 
 @blueprint.get("/")
 def index() -> str:
-    return render_template("index.html", benchmarks=benchmark_summaries(_session()))
+    session = _session()
+    return render_template(
+        "index.html",
+        benchmarks=benchmark_summaries(session),
+        languages=language_summaries(session),
+    )
 
 
 @blueprint.get("/benchmarks/<name>")
@@ -137,6 +142,12 @@ def job_page(job_id: int) -> str:
     """A finished job's scores and provenance (``/runs/<id>`` of earlier releases redirects)."""
     _check_run_visible(job_id)
     return render_template("run.html", run=run_details(_session(), job_id))
+
+
+@blueprint.get("/languages/<tag>")
+def language_page_view(tag: str) -> str:
+    """The best models for one language, on every current benchmark that measures it."""
+    return render_template("language.html", page=language_page(_session(), tag))
 
 
 @blueprint.get("/models/<name>")

@@ -10,8 +10,22 @@ from __future__ import annotations
 from flask import Response
 from pydantic import BaseModel, Field
 
-from sabha.leaderboards.board import benchmark_summaries, leaderboard, model_page, run_details
-from sabha.leaderboards.public import BenchmarkSummary, LeaderboardPage, ModelPage, RunPublic
+from sabha.leaderboards.board import (
+    benchmark_summaries,
+    language_page,
+    language_summaries,
+    leaderboard,
+    model_page,
+    run_details,
+)
+from sabha.leaderboards.public import (
+    BenchmarkSummary,
+    LanguagePage,
+    LanguageSummary,
+    LeaderboardPage,
+    ModelPage,
+    RunPublic,
+)
 from sabha.leaderboards.web import cached_page
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role, TokenScope
@@ -22,7 +36,15 @@ from sabha.platform.wire import MAX_DB_ID, JobStatusPublic
 from ._auth import optional_caller
 from ._blueprint import TAGS, api, json_response
 
-__all__ = ["BenchmarkList", "BenchmarkPath", "JobPath", "ModelPath", "PageQuery"]
+__all__ = [
+    "BenchmarkList",
+    "BenchmarkPath",
+    "JobPath",
+    "LanguageList",
+    "LanguagePath",
+    "ModelPath",
+    "PageQuery",
+]
 
 
 class BenchmarkList(BaseModel):
@@ -35,6 +57,20 @@ class BenchmarkPath(BaseModel):
     name: str = Field(
         description="The benchmark's name, e.g. kisan-advisory",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+    )
+
+
+class LanguageList(BaseModel):
+    """Every language some current benchmark measures."""
+
+    languages: list[LanguageSummary]
+
+
+class LanguagePath(BaseModel):
+    tag: str = Field(
+        description="A BCP 47 language tag as benchmarks use it, e.g. sw-Latn",
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$",
+        max_length=35,
     )
 
 
@@ -79,6 +115,27 @@ def get_leaderboard(path: BenchmarkPath, query: PageQuery) -> Response:
         lambda: leaderboard(get_session(), path.name, query.page).model_dump_json(),
     )
     return Response(body, mimetype="application/json")
+
+
+@api.get("/languages", tags=[TAGS["benchmarks"]], responses={200: LanguageList})
+def list_languages() -> Response:
+    """List languages.
+
+    Every language tag some current benchmark measures, with its English
+    name, its autonym, its script's direction and how many benchmarks have it.
+    """
+    return json_response(LanguageList(languages=language_summaries(get_session())))
+
+
+@api.get("/languages/<tag>", tags=[TAGS["benchmarks"]], responses={200: LanguagePage})
+def get_language(path: LanguagePath) -> Response:
+    """The best models for one language.
+
+    On every current benchmark that measures the language: the models scored
+    in it, best first, each with its 95% interval; models whose intervals
+    overlap share a rank.
+    """
+    return json_response(language_page(get_session(), path.tag))
 
 
 @api.get("/models/<name>", tags=[TAGS["benchmarks"]], responses={200: ModelPage})

@@ -1,4 +1,5 @@
-"""A model's page: its ranks and per-language scores on every benchmark, and its model-index."""
+"""Model pages (ranks, per-language scores, model-index) and language pages (best models for one
+language across benchmarks)."""
 
 from __future__ import annotations
 
@@ -31,15 +32,15 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
     upgrade_database(db)
     jobs = []
     with session_scope(db) as session:
-        kisan, safety = sorted(
-            (
-                register_benchmark(session, load_benchmark_file(p), settings.resolved_artifacts_dir)[
-                    0
-                ]
+        artifacts = settings.resolved_artifacts_dir
+        registered = {
+            b.name: b
+            for b in (
+                register_benchmark(session, load_benchmark_file(p), artifacts)[0]
                 for p in starter_benchmark_paths()
-            ),
-            key=lambda b: b.name,
-        )[::-1]
+            )
+        }
+        kisan, safety = registered["kisan-advisory"], registered["indic-safety"]
         echo = add_model(session, "echo", repo_id="org/echo", revision="e" * 40)
         older = add_model(session, "echo-old", repo_id="org/echo", revision="a" * 40)
         noisy = add_model(session, "noisy", repo_id="org/noisy", revision="d" * 40, smoke_test=True)
@@ -59,7 +60,7 @@ def test_a_model_page_shows_its_rank_and_languages_on_every_benchmark(client: Fl
     page = response.get_data(as_text=True)
     assert "Kisan advisory" in page and "Indic safety" in page
     # Kisan advisory ranks echo, echo-old (the same answers: a tie) and noisy.
-    assert "1 of 3<br><span class=\"muted\">tied with echo-old</span>" in page
+    assert '1 of 3<br><span class="muted">tied with echo-old</span>' in page
     assert "1 of 1" in page  # only echo is on indic-safety
     for language in ("Hindi", "Swahili", "Tamil"):
         assert language in page
@@ -127,5 +128,48 @@ def test_the_model_api_refuses_what_is_not_a_published_model(
     client: FlaskClient, name: str
 ) -> None:
     response = client.get(f"/api/v1/models/{name}")
+    assert response.status_code in (404, 422)
+    assert response.mimetype == "application/problem+json"
+
+
+def test_the_index_lists_languages_by_their_own_names(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    for tag, own_name in [("hi-Deva", "हिन्दी"), ("ta-Taml", "தமிழ்"), ("sw-Latn", "Kiswahili")]:
+        assert f'href="/languages/{tag}"' in page
+        assert own_name in page
+    listed = client.get("/api/v1/languages").get_json()["languages"]
+    by_tag = {language["tag"]: language for language in listed}
+    assert by_tag["ta-Taml"]["benchmarks"] == 2 and by_tag["sw-Latn"]["benchmarks"] == 1
+    assert by_tag["ta-Taml"]["autonym"] == "தமிழ்" and by_tag["ta-Taml"]["direction"] == "ltr"
+
+
+def test_a_language_page_ranks_models_by_their_score_in_that_language(
+    client: FlaskClient,
+) -> None:
+    language = client.get("/api/v1/languages/ta-Taml").get_json()
+    assert [b["benchmark"]["name"] for b in language["boards"]] == [
+        "indic-safety",
+        "kisan-advisory",
+    ]
+    kisan = language["boards"][1]["rows"]
+    board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
+    tamil = {r["model"]["name"]: r["breakdowns"]["language"]["ta-Taml"] for r in board["rows"]}
+    assert [row["model"]["name"] for row in kisan][-1] == "noisy"  # answers nothing well
+    assert {row["model"]["name"]: row["score"] for row in kisan} == tamil
+    values = [row["score"]["value"] for row in kisan]
+    assert values == sorted(values, reverse=True)
+    echo, older = (next(r for r in kisan if r["model"]["name"] == n) for n in ("echo", "echo-old"))
+    assert echo["rank"] == older["rank"] == 1 and echo["tied_with"] == ["echo-old"]
+    page = client.get("/languages/ta-Taml").get_data(as_text=True)
+    assert "தமிழ்" in page and "Kisan advisory" in page and 'href="/models/echo"' in page
+    # Swahili is measured by one benchmark only.
+    swahili = client.get("/api/v1/languages/sw-Latn").get_json()
+    assert [b["benchmark"]["name"] for b in swahili["boards"]] == ["kisan-advisory"]
+
+
+@pytest.mark.parametrize("tag", ["ur-Arab", "xx", "hi-Deva-" + "x" * 40, "..", "%E0%A4%B9"])
+def test_languages_no_benchmark_measures_are_404_or_refused(client: FlaskClient, tag: str) -> None:
+    assert client.get(f"/languages/{tag}").status_code == 404
+    response = client.get(f"/api/v1/languages/{tag}")
     assert response.status_code in (404, 422)
     assert response.mimetype == "application/problem+json"
