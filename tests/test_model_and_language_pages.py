@@ -173,3 +173,12 @@ def test_languages_no_benchmark_measures_are_404_or_refused(client: FlaskClient,
     response = client.get(f"/api/v1/languages/{tag}")
     assert response.status_code in (404, 422)
     assert response.mimetype == "application/problem+json"
+
+
+def test_every_page_names_the_icon_and_favicon_ico_leads_to_it(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert 'rel="icon" type="image/svg+xml" href="/static/leaderboard/favicon.svg"' in page
+    moved = client.get("/favicon.ico")
+    assert moved.status_code == 308 and moved.location.endswith("/static/leaderboard/favicon.svg")
+    icon = client.get("/static/leaderboard/favicon.svg")
+    assert icon.status_code == 200 and icon.get_data(as_text=True).startswith("<svg")

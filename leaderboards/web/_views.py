@@ -8,7 +8,7 @@ from typing import Any
 import markdown
 import nh3
 import yaml
-from flask import Blueprint, Flask, Response, abort, render_template, request
+from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
 
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role
@@ -117,6 +117,12 @@ def index() -> str:
         benchmarks=benchmark_summaries(session),
         languages=language_summaries(session),
     )
+
+
+@blueprint.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers that ask for /favicon.ico get the site's SVG icon."""
+    return redirect(url_for("leaderboard.static", filename="favicon.svg"), 308)
 
 
 @blueprint.get("/benchmarks/<name>")
