@@ -9,6 +9,8 @@ import markdown
 import nh3
 import yaml
 from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
+from markupsafe import Markup
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role
@@ -120,7 +122,7 @@ def index() -> str:
 
 
 @blueprint.get("/favicon.ico")
-def favicon() -> Response:
+def favicon() -> WerkzeugResponse:
     """Browsers that ask for /favicon.ico get the site's SVG icon."""
     return redirect(url_for("leaderboard.static", filename="favicon.svg"), 308)
 
@@ -128,12 +130,14 @@ def favicon() -> Response:
 @blueprint.get("/benchmarks/<name>")
 def benchmark_page(name: str) -> str:
     page = _page()
-    return cached_page(
-        "html",
-        name,
-        page,
-        lambda: render_template("benchmark.html", board=leaderboard(_session(), name, page)),
-    )
+    # Only the body is cached: the layout around it names who is signed in.
+    title, body = cached_page("html", name, page, lambda: _benchmark_body(name, page))
+    return render_template("benchmark.html", title=title, body=body)
+
+
+def _benchmark_body(name: str, page: int) -> tuple[str, Markup]:
+    board = leaderboard(_session(), name, page)
+    return board.benchmark.title, Markup(render_template("_benchmark_body.html", board=board))
 
 
 def _check_run_visible(job_id: int) -> None:
