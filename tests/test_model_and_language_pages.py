@@ -182,3 +182,32 @@ def test_every_page_names_the_icon_and_favicon_ico_leads_to_it(client: FlaskClie
     assert moved.status_code == 308 and moved.location.endswith("/static/leaderboard/favicon.svg")
     icon = client.get("/static/leaderboard/favicon.svg")
     assert icon.status_code == 200 and icon.get_data(as_text=True).startswith("<svg")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/benchmarks/kisan-advisory",
+        "/models/echo",
+        "/languages/ta-Taml",
+        "/api/v1/models/echo",
+    ],
+)
+def test_public_pages_carry_an_etag_and_answer_304_when_unchanged(
+    client: FlaskClient, path: str
+) -> None:
+    first = client.get(path)
+    assert first.status_code == 200 and first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "public, max-age=60"
+    assert "Cookie" in first.headers["Vary"]
+    again = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.get_data() == b""
+    stale = client.get(path, headers={"If-None-Match": '"something-else"'})
+    assert stale.status_code == 200 and stale.get_data() == first.get_data()
+    # A visitor with a cookie (signed in) is never served from a shared cache.
+    client.set_cookie("session", "anything")
+    try:
+        assert client.get(path).headers["Cache-Control"] == "private, no-cache"
+    finally:
+        client.delete_cookie("session")

@@ -1,4 +1,5 @@
-"""Rendered leaderboard pages (HTML and JSON), kept until their leaderboard changes."""
+"""Rendered leaderboard pages (HTML and JSON), kept until their leaderboard changes, and the
+HTTP caching headers (ETag, Cache-Control) of public read pages."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, request
 
 from sabha.platform.db import get_session
 
 from ..board import leaderboard_version
 
-__all__ = ["cached_page", "init_page_cache"]
+__all__ = ["PUBLIC_MAX_AGE", "cached_page", "http_caching", "init_page_cache"]
 
 # One cache per app: two apps in one process (tests, several sites) may serve
 # different databases with the same benchmark names and versions.
@@ -57,3 +58,43 @@ def cached_page(kind: str, name: str, page: int, render: Callable[[], T]) -> T:
     key = (kind, name, page, leaderboard_version(get_session(), name))
     value: T = pages.get_or_render(key, render)
     return value
+
+
+# Public read pages and their JSON: the same for every visitor but for the header.
+_REVALIDATED = {
+    "api_v1.get_language",
+    "api_v1.get_leaderboard",
+    "api_v1.get_model",
+    "api_v1.list_benchmarks",
+    "api_v1.list_languages",
+}
+PUBLIC_MAX_AGE = 60
+"""Seconds a shared cache (a CDN, a phone's browser) may keep a public page without asking."""
+
+
+def http_caching(response: Response) -> Response:
+    """ETag and Cache-Control on public read pages, so a repeat visit costs a 304.
+
+    The ETag is a hash of the body, so it changes exactly when the page does
+    (a scoring run landing changes the read model, and so the page). Signed-in
+    visitors (a cookie or a token) get ``private, no-cache``: their header
+    names them; strangers get ``public`` with ``PUBLIC_MAX_AGE``.
+    """
+    endpoint = request.endpoint or ""
+    if (
+        request.method not in ("GET", "HEAD")
+        or response.status_code != 200
+        or response.direct_passthrough
+        or "Cache-Control" in response.headers
+        or not (endpoint.startswith("leaderboard.") or endpoint in _REVALIDATED)
+        or endpoint == "leaderboard.static"
+    ):
+        return response
+    known = bool(request.cookies) or "Authorization" in request.headers
+    response.headers["Cache-Control"] = (
+        "private, no-cache" if known else f"public, max-age={PUBLIC_MAX_AGE}"
+    )
+    response.vary.update(("Cookie", "Authorization"))
+    response.add_etag()
+    response.make_conditional(request)  # 304 with no body where the ETag matches
+    return response

@@ -29,7 +29,7 @@ from ..board import (
 from ..board import model_page as model_page_of
 from ..model_index import model_index_yaml
 from ..public import Cell
-from ._cache import cached_page, init_page_cache
+from ._cache import cached_page, http_caching, init_page_cache
 
 blueprint = Blueprint(
     "leaderboard",
@@ -72,6 +72,7 @@ def init_app(app: Flask) -> None:
     """Register the leaderboard blueprint and its template helpers."""
     app.register_blueprint(blueprint)
     init_page_cache(app)
+    app.after_request(http_caching)
     app.jinja_env.globals.update(describe_language=describe_language, text_direction=text_direction)
     app.jinja_env.filters["ci"] = _format_cell
     app.jinja_env.filters["when"] = _format_when
