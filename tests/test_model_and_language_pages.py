@@ -66,6 +66,8 @@ def test_a_model_page_shows_its_rank_and_languages_on_every_benchmark(client: Fl
         assert language in page
     assert "echo-old" in page and "echo-pending" not in page  # unscored revisions stay private
     assert "model-index:" in page  # the snippet, ready to paste
+    assert page.count('<svg xmlns="http://www.w3.org/2000/svg" class="plot"') == 2  # per benchmark
+    assert "Tamil (Tamil script): 11.3 (95% CI" in page
     board = client.get("/benchmarks/kisan-advisory").get_data(as_text=True)
     assert 'href="/models/echo"' in board
 

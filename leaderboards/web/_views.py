@@ -28,7 +28,8 @@ from ..board import (
 )
 from ..board import model_page as model_page_of
 from ..model_index import model_index_yaml
-from ..public import Cell
+from ..plots import Bar, interval_bars
+from ..public import Cell, LanguageRow
 from ._cache import cached_page, http_caching, init_page_cache
 
 blueprint = Blueprint(
@@ -73,10 +74,30 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
     init_page_cache(app)
     app.after_request(http_caching)
-    app.jinja_env.globals.update(describe_language=describe_language, text_direction=text_direction)
+    app.jinja_env.globals.update(
+        describe_language=describe_language,
+        text_direction=text_direction,
+        language_plot=_language_plot,
+        model_plot=_model_plot,
+    )
     app.jinja_env.filters["ci"] = _format_cell
     app.jinja_env.filters["when"] = _format_when
     app.jinja_env.filters["alpha"] = _format_alpha
+
+
+def _bar(label: str, cell: Cell) -> Bar:
+    return Bar(label, cell.value, cell.ci_low, cell.ci_high, note=f"n={cell.n}")
+
+
+def _language_plot(cells: dict[str, Cell], title: str) -> Markup:
+    """Bars of one benchmark's score per language (a model page)."""
+    bars = [_bar(describe_language(tag), cell) for tag, cell in sorted(cells.items())]
+    return Markup(interval_bars(bars, title))
+
+
+def _model_plot(rows: list[LanguageRow], title: str) -> Markup:
+    """Bars of each model's score in one language (a language page), best first."""
+    return Markup(interval_bars([_bar(row.model.name, row.score) for row in rows], title))
 
 
 def _format_alpha(alpha: float | None) -> str:
