@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role
-from sabha.platform.languages import describe_language, text_direction
+from sabha.platform.languages import describe_language, describe_region, text_direction
 from sabha.platform.services.status import check_run_visible
 from sabha.platform.web import current_roles, current_user
 
@@ -76,6 +76,7 @@ def init_app(app: Flask) -> None:
     app.after_request(http_caching)
     app.jinja_env.globals.update(
         describe_language=describe_language,
+        describe_region=describe_region,
         text_direction=text_direction,
         language_plot=_language_plot,
         model_plot=_model_plot,
