@@ -11,12 +11,7 @@ from conftest import ScriptedEngine, generation_items, run_with, write_benchmark
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from sabha.platform.benchmarks import (
-    DecodingOverrides,
-    apply_decoding_overrides,
-    load_benchmark_file,
-    starter_benchmark_paths,
-)
+from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
 from sabha.platform.benchmarks._identity import generation_identity, scoring_identity
 from sabha.platform.catalog import add_model, get_benchmark
 from sabha.platform.db import session_scope
@@ -32,6 +27,7 @@ from sabha.platform.domain import (
 from sabha.platform.errors import ValidationFailed
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
+from sabha.platform.wire import DecodingOverrides
 
 pytestmark = pytest.mark.postgresql
 
@@ -142,12 +138,8 @@ def _starter_job(
 ) -> tuple[str, str]:
     """A job of a hub model (no tokenizer: budgets counted in bytes) on ``benchmark``."""
     model = get_model_or_add(session)
-    decoding = (
-        None
-        if overrides is None
-        else apply_decoding_overrides(benchmark.decoding, DecodingOverrides(**overrides))
-    )
-    job, _ = create_job(session, model, benchmark, decoding=decoding)
+    given = None if overrides is None else DecodingOverrides(**overrides)
+    job, _ = create_job(session, model, benchmark, overrides=given)
     session.flush()
     session.refresh(job)  # as stored
     return job.generation_hash, json.dumps(job.decoding)
