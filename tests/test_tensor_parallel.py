@@ -122,7 +122,12 @@ def _lease(memory_bytes: int | None, name: str = "m") -> ShardLease:
             "attempt": 1,
             "replica": 0,
             "expires_at": "2030-01-01T00:00:00Z",
-            "model": {"name": name, "source": "hub", "repo_id": f"org/{name}", "revision": "a"},
+            "model": {
+                "name": name,
+                "source": "hub",
+                "repo_id": f"org/{name}",
+                "revision": "a" * 40,
+            },
             "max_model_len": 2048,
             "decoding": {},
             "requests": [],
