@@ -10,11 +10,11 @@ answers are cut more often than the others' is visible beside its scores.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 from sqlmodel import Session, col, func, select
 
 from sabha.platform.domain import PUBLIC_SPLITS, Item, Job, Output, Shard
+from sabha.platform.wire import DecodingParams
 
 from .public import AnswerLengthPublic
 
@@ -23,16 +23,9 @@ __all__ = ["LENGTH_FINISH_REASON", "answer_lengths"]
 LENGTH_FINISH_REASON = "length"
 
 
-def _budget(decoding: dict[str, Any], language: str) -> int | None:
-    ceiling = decoding.get("max_tokens")
-    own = (decoding.get("max_tokens_by_language") or {}).get(language, ceiling)
-    if own is None or ceiling is None:
-        return None if ceiling is None else int(ceiling)
-    return min(int(own), int(ceiling))
-
-
 def answer_lengths(session: Session, job: Job) -> list[AnswerLengthPublic]:
     """Per language (public splits), the accepted answers and how many hit their budget."""
+    decoding = DecodingParams.model_validate(job.decoding)
     counts: dict[str, dict[bool, int]] = defaultdict(lambda: {True: 0, False: 0})
     for language, finish_reason, n in session.exec(
         select(Item.language, Output.finish_reason, func.count())
@@ -49,7 +42,7 @@ def answer_lengths(session: Session, job: Job) -> list[AnswerLengthPublic]:
     return [
         AnswerLengthPublic(
             language=language,
-            max_tokens=_budget(dict(job.decoding), language),
+            max_tokens=decoding.max_tokens_for(language),
             answers=found[True] + found[False],
             hit_limit=found[True],
             share=round(found[True] / (found[True] + found[False]), 4),

@@ -11,7 +11,13 @@ from sqlmodel import Session, col, select
 
 from .domain import Benchmark, Job, Model, utcnow
 from .errors import NotFoundError, SabhaError
-from .wire import HubModelSource, LocalModelSource
+from .wire import (
+    HUB_REPO_ID_PATTERN,
+    MODEL_NAME_PATTERN,
+    HubModelSource,
+    LocalModelSource,
+    ModelSource,
+)
 
 __all__ = [
     "ModelNameTaken",
@@ -32,7 +38,9 @@ class ModelNameTaken(SabhaError):
     """Another model is registered under the name asked for."""
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+# One rule with submissions and leases (``wire.ModelSource``), so every row makes a lease.
+_NAME = re.compile(MODEL_NAME_PATTERN)
+_REPO_ID = re.compile(HUB_REPO_ID_PATTERN)
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -139,12 +147,16 @@ def check_model_unchanged(model: Model) -> None:
     """Check that a local model's folder still holds what was registered.
 
     Scores must trace back to the exact weights, so a folder whose content
-    changed since ``sabha models add`` is refused.
+    changed since ``sabha models add`` is refused. A hub model is pinned by
+    its commit: there is nothing to check.
 
     Raises:
         SabhaError: the folder is gone, broken or changed.
     """
-    path = Path(model.path or "")
+    source = model.as_source()
+    if not isinstance(source, LocalModelSource):
+        return
+    path = Path(source.path)
     check_model_directory(path)
     if directory_digest(path) != model.revision:
         raise SabhaError(
@@ -224,6 +236,11 @@ def add_model(
             description=description,
         )
     else:
+        if not _REPO_ID.match(str(repo_id)):
+            raise SabhaError(
+                f"Hub repository {repo_id!r} is not an id of the form OWNER/NAME.",
+                "Pass --hub as it appears on the model's page, e.g. meta-llama/Llama-3.2-1B.",
+            )
         if not revision or not _COMMIT.match(revision):
             raise SabhaError(
                 f"Hub model {repo_id!r} needs --revision pinned to a full 40-character "
@@ -248,9 +265,7 @@ def _name_taken(session: Session, name: str) -> bool:
     return session.exec(select(Model).where(Model.name == name)).first() is not None
 
 
-def find_or_add_model(
-    session: Session, source: HubModelSource | LocalModelSource, digest: str | None = None
-) -> Model:
+def find_or_add_model(session: Session, source: ModelSource, digest: str | None = None) -> Model:
     """The model registered from a submitted source, else the source registered now.
 
     A hub source is found by repository and commit; a local folder by its path
@@ -291,7 +306,7 @@ def find_or_add_model(
     return add_model(session, name, path=Path(source.path), revision=digest)
 
 
-def _name_of(source: HubModelSource | LocalModelSource, digest: str | None) -> str:
+def _name_of(source: ModelSource, digest: str | None) -> str:
     if isinstance(source, HubModelSource):
         base = source.repo_id.replace("/", "--")
         return f"{base[:180]}-{source.revision[:8]}"

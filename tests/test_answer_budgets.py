@@ -85,7 +85,7 @@ def test_kisan_budgets_fit_every_reference_in_the_models_own_tokens(
     with session_scope(sqlite_db) as session:
         benchmark, _ = register_benchmark(session, loaded, tmp_path / "artifacts")
         model = add_model(session, "english-bpe", path=folder)
-    counter = load_token_counter(model)
+    counter = load_token_counter(model.as_source())
     assert "tokenizer.json" in counter.source
     with session_scope(sqlite_db) as session:
         job, _ = create_job(session, model, benchmark, token_counter=counter)
@@ -123,7 +123,7 @@ def test_without_a_tokenizer_budgets_count_bytes_which_no_tokenizer_exceeds(
     with session_scope(sqlite_db) as session:
         benchmark, _ = register_benchmark(session, loaded, tmp_path / "artifacts")
         model = add_model(session, "sentencepiece", path=folder)
-    counter = load_token_counter(model)
+    counter = load_token_counter(model.as_source())
     assert counter.source.startswith("UTF-8 bytes + 1") and "no tokenizer.json" in counter.source
     with session_scope(sqlite_db) as session:
         job, _ = create_job(session, model, benchmark, token_counter=counter)

@@ -83,6 +83,9 @@ def test_models_add_rejects_folders_vllm_cannot_read(tmp_path: Path) -> None:
     assert "not valid JSON" in _fails("models", "add", "m", "--path", str(folder))
     err = _fails("models", "add", "m", "--hub", "org/model", "--revision", "main")
     assert "40-character commit hash" in err
+    # The rule of submissions and leases: every registered model can be leased.
+    err = _fails("models", "add", "m", "--hub", "no-owner", "--revision", "f" * 40)
+    assert "not an id of the form OWNER/NAME" in err
     assert "No models registered" in _ok("models", "list")
 
 

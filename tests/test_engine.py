@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from sabha.platform.errors import EngineError
-from sabha.platform.wire import DecodingParams, GenerationRequest, ModelSource
+from sabha.platform.wire import DecodingParams, GenerationRequest, LocalModelSource
 from sabha.workers.streaming import ItemError, render_prompt
 from sabha.workers.tiny_models import SIMPLE_CHAT_TEMPLATE, make_tiny_model
 
@@ -78,7 +78,7 @@ def client(tiny_model: Path) -> Iterator[object]:
     from sabha.workers.client import EngineClient
 
     engine = EngineClient(
-        ModelSource(name="tiny-base", source="local", path=str(tiny_model)),
+        LocalModelSource(name="tiny-base", source="local", path=str(tiny_model)),
         max_model_len=MAX_MODEL_LEN,
         memory_fraction=MEMORY_FRACTION,
     )
@@ -174,7 +174,7 @@ def test_model_vllm_cannot_load_is_reported_as_such(tiny_model: Path, tmp_path: 
     config = json.loads((broken / "config.json").read_text())
     config["architectures"] = ["NoSuchModelForCausalLM"]
     (broken / "config.json").write_text(json.dumps(config))
-    engine = EngineClient(ModelSource(name="broken", source="local", path=str(broken)))
+    engine = EngineClient(LocalModelSource(name="broken", source="local", path=str(broken)))
     try:
         with pytest.raises(EngineError, match="vLLM could not load the model") as caught:
             list(engine.generate_shards([(0, _requests(0, 1), GREEDY, "auto")]))

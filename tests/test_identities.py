@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +11,23 @@ from conftest import ScriptedEngine, generation_items, run_with, write_benchmark
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from sabha.platform.benchmarks import load_benchmark_file
+from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
 from sabha.platform.benchmarks._identity import generation_identity, scoring_identity
 from sabha.platform.catalog import add_model, get_benchmark
 from sabha.platform.db import session_scope
-from sabha.platform.domain import Benchmark, Job, LeaderboardEntry, Output, Score, ScoringRun
+from sabha.platform.domain import (
+    Benchmark,
+    Job,
+    LeaderboardEntry,
+    Model,
+    Output,
+    Score,
+    ScoringRun,
+)
 from sabha.platform.errors import ValidationFailed
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
+from sabha.platform.wire import DecodingOverrides
 
 pytestmark = pytest.mark.postgresql
 
@@ -121,3 +131,63 @@ def test_going_back_to_an_earlier_definition(db: Engine, tmp_path: Path) -> None
         assert session.exec(
             select(LeaderboardEntry).where(LeaderboardEntry.benchmark_id == first.id)
         ).one()
+
+
+def _starter_job(
+    session: Session, benchmark: Benchmark, overrides: dict[str, Any] | None
+) -> tuple[str, str]:
+    """A job of a hub model (no tokenizer: budgets counted in bytes) on ``benchmark``."""
+    model = get_model_or_add(session)
+    given = None if overrides is None else DecodingOverrides(**overrides)
+    job, _ = create_job(session, model, benchmark, overrides=given)
+    session.flush()
+    session.refresh(job)  # as stored
+    return job.generation_hash, json.dumps(job.decoding)
+
+
+def get_model_or_add(session: Session) -> Model:
+    found = session.exec(select(Model)).first()
+    return found or add_model(session, "m", repo_id="org/m", revision="a" * 40)
+
+
+# The stored decoding (its keys in their order) and generation identity of a job on each
+# starter benchmark, with and without a submission's overrides: existing databases
+# find their jobs by these, so the same inputs must give the same bytes.
+STARTER_JOBS = {
+    ("indic-safety", None): (
+        "6e390cdaac8a7d053d05cab9ae3e9169ddcf88550ff1a00e8ba620c5dccf2f75",
+        '{"max_tokens": 4, "temperature": 0.0, "seed": 0}',
+    ),
+    ("indic-safety", "warm"): (
+        "10e77f864962272d00b37f21d75179d6aa3e5856c7edd2234b0adbd29459dd88",
+        '{"max_tokens": 3, "temperature": 0.7, "seed": 0, "top_p": 0.9}',
+    ),
+    ("kisan-advisory", None): (
+        "72c4758c187c3469e3ba474f3bcdf22f0ec4d8f13c798b3635c4db9754c58d04",
+        '{"max_tokens": 1024, "temperature": 0.0, "seed": 0, "max_tokens_by_language": '
+        '{"hi-Deva": 1024, "sw-Latn": 387, "ta-Taml": 1024}}',
+    ),
+    ("kisan-advisory", "warm"): (
+        "2f1a6d9dfbef27f25c4426092d9d4110df47144593cbd66322059b9eb34aaf99",
+        '{"max_tokens": 512, "temperature": 0.7, "seed": 0, "top_p": 0.9, '
+        '"max_tokens_by_language": {"hi-Deva": 512, "sw-Latn": 387, "ta-Taml": 512}}',
+    ),
+}
+WARM = {
+    "indic-safety": {"temperature": 0.7, "top_p": 0.9, "max_tokens": 3},
+    "kisan-advisory": {"temperature": 0.7, "top_p": 0.9, "max_tokens": 512},
+}
+
+
+def test_starter_jobs_keep_their_decoding_and_generation_identity(
+    db: Engine, tmp_path: Path
+) -> None:
+    found = {}
+    with session_scope(db) as session:
+        for path in starter_benchmark_paths():
+            benchmark, _ = register_benchmark(session, load_benchmark_file(path), tmp_path / "a")
+            for variant in (None, "warm"):
+                found[(benchmark.name, variant)] = _starter_job(
+                    session, benchmark, WARM[benchmark.name] if variant else None
+                )
+    assert found == STARTER_JOBS

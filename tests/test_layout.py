@@ -266,13 +266,30 @@ def test_imports_point_down_the_layers_only() -> None:
 
 
 def test_wire_models_import_neither_sqlmodel_nor_flask() -> None:
-    tree = ast.parse((REPO / "platform" / "wire.py").read_text(encoding="utf-8"))
     names = {
         alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
+        for path in sorted((REPO / "platform" / "wire").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Import | ast.ImportFrom) and node.level == 0
         for alias in (
             node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
         )
     }
-    assert not {"sqlmodel", "sqlalchemy", "flask"} & names
+    assert "pydantic" in names  # the check reads the package's imports
+    assert not {"sqlmodel", "sqlalchemy", "flask", "sabha"} & names
+
+
+@pytest.mark.parametrize("module", ["sabha.platform.wire", "sabha.workers.agent"])
+def test_the_wire_models_and_the_agent_load_no_platform_machinery(module: str) -> None:
+    """A volunteer's agent starts without the benchmarks package, YAML or the settings."""
+    code = (
+        "import sys\n"
+        f"import {module}\n"
+        "platform = ('sabha.platform.benchmarks', 'yaml', 'pydantic_settings', 'sqlmodel')\n"
+        "print(','.join(sorted(set(platform) & set(sys.modules))))\n"
+        f"assert {module!r} in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

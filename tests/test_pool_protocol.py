@@ -12,13 +12,13 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import requests
 from apitools import PROBLEM, api_settings, bearer, pool_credential
 from conftest import ScriptedEngine, generation_items, write_benchmark
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from werkzeug.serving import make_server
@@ -40,10 +40,12 @@ from sabha.platform.domain import (
 )
 from sabha.platform.services.accounts import revoke_pool_credential
 from sabha.platform.services.benchmarks import register_benchmark
-from sabha.platform.services.queue import create_job
+from sabha.platform.services.pools import register_pool
+from sabha.platform.services.queue import create_job, lease_next_shard
 from sabha.platform.services.verification import quarantine_pool
 from sabha.platform.wire import (
     PROTOCOL_HEADER,
+    ModelSource,
     PoolCapabilities,
     PoolRegistration,
     ShardLease,
@@ -378,3 +380,59 @@ def test_an_agent_reads_a_newer_platforms_answers_leaving_out_what_it_does_not_k
     assert lease is not None and lease.requests and lease.model.name == "m"
     with pytest.raises(ValidationError):  # what it does know is still checked strictly
         ShardLease.model_validate({**lease.model_dump(), "run_id": "seven"})
+
+
+class AgentModelSource10(BaseModel):
+    """The model source of a lease as an agent of protocol 1.0 reads it (as it shipped)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str
+    source: Literal["local", "hub"]
+    path: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+
+
+def test_leases_keep_the_model_source_of_protocol_1_0_both_ways(db: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    (folder / "tokenizer.json").write_text("{}")
+    loaded = load_benchmark_file(write_benchmark(tmp_path / "b", generation_items(2)))
+    with session_scope(db) as session:
+        benchmark, _ = register_benchmark(session, loaded, tmp_path / "artifacts")
+        for model in (
+            add_model(session, "hub-m", repo_id="org/m", revision="a" * 40),
+            add_model(session, "local-m", path=folder),
+        ):
+            create_job(session, model, benchmark, 2)
+    pool = register_pool(db, "here")
+    sent = {}
+    for _ in range(2):
+        lease = lease_next_shard(db, pool)
+        assert lease is not None
+        sent[lease.model.source] = json.loads(lease.model_dump_json())["model"]
+    assert sent["hub"] == {
+        "name": "hub-m",
+        "source": "hub",
+        "path": None,
+        "repo_id": "org/m",
+        "revision": "a" * 40,
+    }
+    assert sent["local"] == {
+        "name": "local-m",
+        "source": "local",
+        "path": str(folder.resolve()),
+        "repo_id": None,
+        "revision": None,
+    }
+    for model in sent.values():
+        # An agent one minor version behind reads what this platform sends...
+        assert AgentModelSource10.model_validate(model).model_dump() == model
+        # ...and this agent reads what a 1.0 platform sent (the same five keys).
+        old = AgentModelSource10.model_validate(model).model_dump(mode="json")
+        assert TypeAdapter(ModelSource).validate_python(old).model_dump() == model
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        TypeAdapter(ModelSource).validate_python({**sent["hub"], "path": "/elsewhere"})

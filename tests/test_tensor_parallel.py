@@ -28,7 +28,13 @@ from sabha.platform.domain import RunStatus, ShardStatus
 from sabha.platform.errors import SabhaError
 from sabha.platform.services.pools import register_pool
 from sabha.platform.services.queue import lease_next_shard
-from sabha.platform.wire import CANNOT_RUN_HERE, ModelSource, PoolCapabilities, ShardLease
+from sabha.platform.wire import (
+    CANNOT_RUN_HERE,
+    LocalModelSource,
+    ModelSource,
+    PoolCapabilities,
+    ShardLease,
+)
 from sabha.workers.agent import Agent, AgentOptions, EnginePlacement
 from sabha.workers.engine import engine_actor_request, engine_options, place_engine_actor
 from sabha.workers.parallel import (
@@ -98,7 +104,7 @@ def test_heads_are_read_from_the_model_config(tmp_path: Path) -> None:
     (folder / "config.json").write_text(
         json.dumps({"num_attention_heads": 16, "num_key_value_heads": 4}), encoding="utf-8"
     )
-    model = ModelSource(name="m", source="local", path=str(folder))
+    model = LocalModelSource(name="m", source="local", path=str(folder))
     assert model_attention_heads(model) == (16, 4)
     (folder / "config.json").write_text("{half", encoding="utf-8")
     with pytest.raises(SabhaError, match="cannot be read as JSON"):
@@ -116,7 +122,12 @@ def _lease(memory_bytes: int | None, name: str = "m") -> ShardLease:
             "attempt": 1,
             "replica": 0,
             "expires_at": "2030-01-01T00:00:00Z",
-            "model": {"name": name, "source": "hub", "repo_id": f"org/{name}", "revision": "a"},
+            "model": {
+                "name": name,
+                "source": "hub",
+                "repo_id": f"org/{name}",
+                "revision": "a" * 40,
+            },
             "max_model_len": 2048,
             "decoding": {},
             "requests": [],
@@ -511,7 +522,7 @@ def test_a_tiny_model_runs_with_tensor_parallel_size_two(tmp_path: Path) -> None
     texts = ["गेहूं की बुवाई कब करें?", "Panda mahindi lini?", "நெல் சாகுபடி எப்போது?"]
     path = make_tiny_model(tmp_path / "tiny", texts)  # 2 attention heads: one per GPU
     requests = [GenerationRequest(item_id=i, text=t) for i, t in enumerate(texts)]
-    model = ModelSource(name="tiny", source="local", path=str(path))
+    model = LocalModelSource(name="tiny", source="local", path=str(path))
     engine = EngineClient(model, max_model_len=256, memory_fraction=0.3, tensor_parallel_size=2)
     try:
         [(_, results)] = list(engine.generate_shards([(0, requests, DecodingParams(), "never")]))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sabha.platform.errors import SabhaError
-from sabha.platform.wire import ModelSource
+from sabha.platform.wire import LocalModelSource, ModelSource
 
 __all__ = [
     "DEFAULT_GPU_UTILISATION",
@@ -82,15 +82,15 @@ def model_attention_heads(model: ModelSource) -> tuple[int, int]:
     Raises:
         SabhaError: the config cannot be read or names no heads.
     """
-    if model.source == "local":
-        config_file = Path(str(model.path)) / "config.json"
+    if isinstance(model, LocalModelSource):
+        config_file = Path(model.path) / "config.json"
     else:
         from huggingface_hub import hf_hub_download
 
         try:
             config_file = Path(
                 hf_hub_download(
-                    repo_id=str(model.repo_id), filename="config.json", revision=model.revision
+                    repo_id=model.repo_id, filename="config.json", revision=model.revision
                 )
             )
         except Exception as exc:  # the hub client raises many kinds; all mean "not readable"

@@ -21,6 +21,7 @@ This module imports neither Flask nor the platform's services.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -273,37 +274,35 @@ def _read(model: type[M], answer: Any) -> M:
     agent can ignore (see ``wire.PROTOCOL_VERSION``); what the agent knows is
     still checked strictly.
     """
-    return model.model_validate(_known(model, answer))
+    return model.model_validate(_known([model], answer))
 
 
-def _known(model: type[BaseModel], data: Any) -> Any:
+def _known(models: Sequence[type[BaseModel]], data: Any) -> Any:
+    """``data`` with only the fields one of ``models`` knows (a union: any member's)."""
     if not isinstance(data, dict):
         return data
     known: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        if name not in data:
-            continue
-        inner = _model_in(field.annotation)
-        value = data[name]
-        if inner is not None and isinstance(value, list):
-            value = [_known(inner, v) for v in value]
-        elif inner is not None:
-            value = _known(inner, value)
-        known[name] = value
+    for model in models:
+        for name, field in model.model_fields.items():
+            if name not in data or name in known:
+                continue
+            inner = _models_in(field.annotation)
+            value = data[name]
+            if inner and isinstance(value, list):
+                value = [_known(inner, v) for v in value]
+            elif inner:
+                value = _known(inner, value)
+            known[name] = value
     return known
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside ``annotation`` (``M``, ``list[M]``, ``M | None``), if any."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside ``annotation`` (``M``, ``list[M]``, ``M | N | None``)."""
     import typing
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [found for arg in typing.get_args(annotation) for found in _models_in(arg)]
 
 
 class _Unauthorized(Exception):

@@ -2,7 +2,7 @@
 
 The schema: ``_schema`` (benchmark files, prompts, judges, item rows),
 ``_dataset`` (inline datasets, references, dataset files and their cards),
-``_decoding`` (decoding, answer budgets, overrides), ``_answer`` and
+``_decoding`` (decoding, answer budgets, applying overrides), ``_answer`` and
 ``_negation`` (how classification answers are read), ``_fields`` (text limits
 and the named field types). Reading files: ``_loader`` (benchmark and dataset
 files, checked alone and together), ``_yaml`` (YAML with each field's line),
@@ -13,7 +13,7 @@ import only the names below.
 
 from ._answer import AnswerSpec
 from ._dataset import CardText, DatasetFileSpec, DatasetRef, DatasetSpec
-from ._decoding import AnswerBudget, DecodingOverrides, DecodingSpec, apply_decoding_overrides
+from ._decoding import AnswerBudget, DecodingSpec, apply_decoding_overrides
 from ._fields import LIMITS, RESERVED_COLUMNS, FieldProblems
 from ._identity import definition_identity, generation_identity, scoring_identity
 from ._items import MAX_ITEMS, MAX_ITEMS_FILE_BYTES, content_hash
@@ -47,7 +47,6 @@ __all__ = [
     "DatasetFileSpec",
     "DatasetRef",
     "DatasetSpec",
-    "DecodingOverrides",
     "DecodingSpec",
     "FieldProblems",
     "ItemSpec",

@@ -1,25 +1,32 @@
 """How a benchmark decodes: greedy parameters, per-language answer budgets, submitters' overrides.
 
-``DecodingSpec`` is part of the generation identity (see ``_identity``);
-``DecodingOverrides`` is what a submission may change within the benchmark's
-bounds, which makes another generation identity.
+Decoding flows one way. A benchmark file's ``DecodingSpec`` (with its
+per-language ``AnswerBudget`` rule) is stored as the benchmark's
+``decoding`` (``model_dump(mode="json")``) and is part of its generation
+identity (see ``_identity``). A submission's ``DecodingOverrides`` (a wire
+shape) change it within its bounds (``apply_decoding_overrides``), which
+makes another generation identity. ``queue.create_job`` then measures the
+budget with the model's tokenizer, and the job's decoding is a
+``wire.DecodingParams``: stored with the job, carried by every lease of it
+to the engine.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import (
-    BeforeValidator,
     Field,
     SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
 )
 
+from ..wire import DecodingOverrides
 from ._fields import FieldProblems, Strict
 
-__all__ = ["AnswerBudget", "DecodingOverrides", "DecodingSpec", "apply_decoding_overrides"]
+__all__ = ["AnswerBudget", "DecodingSpec", "apply_decoding_overrides"]
 
 
 class AnswerBudget(Strict):
@@ -44,10 +51,12 @@ class AnswerBudget(Strict):
 
 
 class DecodingSpec(Strict):
-    """Decoding parameters. Evaluations are greedy with a fixed seed.
+    """A benchmark file's decoding. Evaluations are greedy with a fixed seed.
 
     ``max_tokens`` is the most new tokens an answer gets; with ``budget``
     (generation benchmarks), each language gets its own limit up to it.
+    This is the authoring shape: with a submission's ``DecodingOverrides``
+    it makes each job's ``wire.DecodingParams`` (see the module docstring).
     """
 
     max_tokens: int = Field(default=64, ge=1, le=4096)
@@ -82,46 +91,27 @@ class DecodingSpec(Strict):
         return self
 
 
-def _refuse_booleans(value: object) -> object:
-    # Numbers may come as text (the web form), but true is not 1.
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a number")
-    return value
-
-
-_NOT_A_BOOLEAN = BeforeValidator(_refuse_booleans)
-
-
-class DecodingOverrides(Strict):
-    """What a submission may change about a benchmark's decoding, within these bounds.
-
-    ``max_tokens`` may not exceed the benchmark's own ``max_tokens`` (checked by
-    ``apply_decoding_overrides``). Overridden decoding is another generation
-    identity: its job is scored but not ranked beside the benchmark's own.
-    """
-
-    temperature: Annotated[float | None, _NOT_A_BOOLEAN] = Field(default=None, ge=0.0, le=2.0)
-    top_p: Annotated[float | None, _NOT_A_BOOLEAN] = Field(default=None, gt=0.0, le=1.0)
-    max_tokens: Annotated[int | None, _NOT_A_BOOLEAN] = Field(default=None, ge=1, le=4096)
-
-
 def apply_decoding_overrides(
-    decoding: dict[str, object], overrides: DecodingOverrides
-) -> dict[str, object]:
-    """The benchmark's decoding with the overrides applied.
+    decoding: Mapping[str, Any], overrides: DecodingOverrides | None = None
+) -> dict[str, Any]:
+    """A benchmark's stored decoding with a submission's overrides applied (None: none).
 
-    A value equal to the benchmark's default changes nothing (``top_p`` 1.0 is
-    the default), so such a submission shares the benchmark's own job.
+    The result is the decoding a job's generation identity hashes; its keys
+    keep their order, so a job's stored decoding keeps its bytes. A value
+    equal to the default changes nothing (``top_p`` 1.0 is the default), so
+    such a submission shares the benchmark's own job.
 
     Raises:
         FieldProblems: ``max_tokens`` above the benchmark's.
     """
+    merged = dict(decoding)
+    if overrides is None:
+        return merged
     limit = int(str(decoding.get("max_tokens", 64)))
     if overrides.max_tokens is not None and overrides.max_tokens > limit:
         raise FieldProblems(
             [("max_tokens", f"{overrides.max_tokens} is more than this benchmark's {limit}")]
         )
-    merged = dict(decoding)
     for key, value in overrides.model_dump(exclude_none=True).items():
         if key == "top_p" and value == 1.0:
             merged.pop("top_p", None)

@@ -289,8 +289,7 @@ def models_add(
         revision = local_model_revision(path.resolve())  # hashed before the write begins
     with session_scope(database(ctx)) as session:
         model = add_model(session, name, path, repo_id, revision, smoke_test)
-    source = model.path if model.source == "local" else f"{model.repo_id}@{model.revision}"
-    click.echo(f"registered {model.name}: {source}")
+    click.echo(f"registered {model.name}: {model.as_source().shown}")
 
 
 @models.command("list")
@@ -304,9 +303,8 @@ def models_list(ctx: click.Context) -> None:
         if not rows:
             click.echo("No models registered. Try `sabha models make-tiny tiny-chat`.")
         for m in rows:
-            source = m.path if m.source == "local" else f"{m.repo_id}@{m.revision}"
             flag = "  [smoke test]" if m.smoke_test else ""
-            click.echo(f"{m.name:24} {source}{flag}")
+            click.echo(f"{m.name:24} {m.as_source().shown}{flag}")
 
 
 @models.command("make-tiny")

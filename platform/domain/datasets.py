@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from sabha.platform.wire import HubModelSource, LocalModelSource, ModelSource
+
 from .columns import json_column, text_column, when_column
 
 __all__ = ["Dataset", "DatasetVersion", "Item", "Benchmark", "Model"]
@@ -111,7 +113,12 @@ class Benchmark(SQLModel, table=True):
 
 
 class Model(SQLModel, table=True):
-    """A model to evaluate: a hub repository at a pinned revision, or a local folder."""
+    """A model to evaluate: a hub repository at a pinned revision, or a local folder.
+
+    ``as_source()`` gives where it loads from as every other part names it
+    (``wire.ModelSource``); ``catalog.find_or_add_model`` registers a source.
+    A local folder's ``revision`` is the digest of its files.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True, max_length=200)
@@ -122,3 +129,11 @@ class Model(SQLModel, table=True):
     smoke_test: bool = False
     description: str | None = text_column(nullable=True)
     created_at: datetime = when_column()
+
+    def as_source(self) -> ModelSource:
+        """Where the model loads from, as submissions and leases name it."""
+        if self.source == "local":
+            return LocalModelSource(name=self.name, source="local", path=str(self.path))
+        return HubModelSource(
+            name=self.name, source="hub", repo_id=str(self.repo_id), revision=str(self.revision)
+        )

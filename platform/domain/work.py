@@ -77,6 +77,7 @@ class Job(SQLModel, table=True):
     benchmark_id: int = Field(foreign_key="benchmark.id", index=True)
     generation_hash: str = Field(max_length=64, index=True)
     generation: dict[str, Any] = json_column()
+    # A wire.DecodingParams as JSON (the keys set); read it with DecodingParams.model_validate.
     decoding: dict[str, Any] = json_column()
     superseded_by_id: int | None = Field(default=None, foreign_key="job.id")
     # Accelerator memory one engine needs for the model at the job's lengths

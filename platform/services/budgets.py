@@ -30,7 +30,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from sabha.platform.benchmarks import AnswerBudget
-from sabha.platform.domain import Item, Model
+from sabha.platform.domain import Item
+from sabha.platform.wire import LocalModelSource, ModelSource
 
 __all__ = ["TokenCounter", "bytes_counter", "load_token_counter", "resolve_answer_budgets"]
 
@@ -61,29 +62,28 @@ def _from_file(path: Path, described: str) -> TokenCounter:
     )
 
 
-def load_token_counter(model: Model) -> TokenCounter:
+def load_token_counter(model: ModelSource) -> TokenCounter:
     """The model's own token counter, or the byte count when its tokenizer cannot be read."""
+    named = model.name or model.target
     try:
         import tokenizers  # noqa: F401
     except ImportError:
         return bytes_counter("the tokenizers package is not installed")
     try:
-        if model.source == "local" and model.path:
+        if isinstance(model, LocalModelSource):
             path = Path(model.path) / "tokenizer.json"
             if not path.is_file():
-                return bytes_counter(f"{model.name} has no tokenizer.json")
-            return _from_file(path, model.name)
-        if model.repo_id and model.revision:
-            from huggingface_hub import hf_hub_download
+                return bytes_counter(f"{named} has no tokenizer.json")
+            return _from_file(path, named)
+        from huggingface_hub import hf_hub_download
 
-            found = hf_hub_download(
-                repo_id=model.repo_id, filename="tokenizer.json", revision=model.revision
-            )
-            return _from_file(Path(found), f"{model.repo_id} at {model.revision[:12]}")
+        found = hf_hub_download(
+            repo_id=model.repo_id, filename="tokenizer.json", revision=model.revision
+        )
+        return _from_file(Path(found), f"{model.repo_id} at {model.revision[:12]}")
     except Exception as exc:  # the hub client and tokenizers raise many kinds
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        return bytes_counter(f"the tokenizer of {model.name} could not be read: {first}")
-    return bytes_counter(f"{model.name} names no tokenizer")
+        return bytes_counter(f"the tokenizer of {named} could not be read: {first}")
 
 
 def _quantile(lengths: list[int], q: float) -> int:

@@ -68,11 +68,10 @@ def plan_evaluation(
         )
         models = [get_model(session, name) for name in model_names]
     for model in models:
-        if model.source == "local":
-            check_model_unchanged(model)
+        check_model_unchanged(model)
     # Per-language budgets are measured with each model's tokenizer, read before
     # the write transaction (it may come from the hub).
-    counters = {m.name: load_token_counter(m) for m in models} if budgeted else {}
+    counters = {m.name: load_token_counter(m.as_source()) for m in models} if budgeted else {}
     plans = []
     with session_scope(db) as session:
         benchmarks = [get_benchmark(session, name) for name in benchmark_names]

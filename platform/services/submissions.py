@@ -52,11 +52,12 @@ from sabha.platform.settings import Settings
 from sabha.platform.wire import (
     HubModelSource,
     LocalModelSource,
+    ModelSource,
     SubmissionCreate,
     SubmissionPublic,
 )
 
-from .budgets import TokenCounter, load_token_counter
+from .budgets import load_token_counter
 from .estimate import check_fits, estimate_memory, known_pool_sizes, read_hub_config
 from .estimate import read_local_config as _read_local_config
 from .queue import create_job
@@ -107,10 +108,10 @@ def local_pool_memory_bytes(settings: Settings) -> int:
     return int(settings.local_pool_memory_gb * 1e9)
 
 
-ConfigReader = Callable[[HubModelSource | LocalModelSource], dict[str, Any]]
+ConfigReader = Callable[[ModelSource], dict[str, Any]]
 
 
-def _read_config(source: HubModelSource | LocalModelSource) -> dict[str, Any]:
+def _read_config(source: ModelSource) -> dict[str, Any]:
     if isinstance(source, HubModelSource):
         return read_hub_config(source.repo_id, source.revision)
     return _read_local_config(Path(source.path))
@@ -139,10 +140,9 @@ def _check_quota(session: Session, user_id: int, limit: int) -> None:
 
 def _benchmark_problems(
     session: Session, request: SubmissionCreate
-) -> tuple[list[Benchmark], dict[str, dict[str, Any]], list[tuple[str, str, str]]]:
+) -> tuple[list[Benchmark], list[tuple[str, str, str]]]:
     problems: list[tuple[str, str, str]] = []
     benchmarks: list[Benchmark] = []
-    decodings: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
     current = {
         b.name: b
@@ -160,7 +160,7 @@ def _benchmark_problems(
             problems.append((field, f"there is no benchmark {name!r}", f"Use one of: {known}."))
             continue
         try:
-            decodings[name] = apply_decoding_overrides(dict(benchmark.decoding), request.decoding)
+            apply_decoding_overrides(benchmark.decoding, request.decoding)  # create_job's, checked
         except FieldProblems as exc:
             for key, message in exc.problems:
                 problems.append(
@@ -173,12 +173,10 @@ def _benchmark_problems(
         benchmarks.append(benchmark)
     if not request.license.strip():
         problems.append(("body.license", "is empty", "Give the model's license, e.g. apache-2.0."))
-    return benchmarks, decodings, problems
+    return benchmarks, problems
 
 
-def _find_or_add_model(
-    session: Session, source: HubModelSource | LocalModelSource, digest: str | None
-) -> Model:
+def _find_or_add_model(session: Session, source: ModelSource, digest: str | None) -> Model:
     try:
         return find_or_add_model(session, source, digest)
     except ModelNameTaken as exc:
@@ -210,7 +208,7 @@ def create_submission(
     with session_scope(db) as session:
         _check_quota(session, user_id, settings.submissions_per_day)
     with Session(db) as session:  # read-only checks; nothing is written yet
-        benchmarks, decodings, problems = _benchmark_problems(session, request)
+        benchmarks, problems = _benchmark_problems(session, request)
     source = request.model
     digest = None
     if isinstance(source, LocalModelSource):
@@ -244,11 +242,13 @@ def create_submission(
         pools = known_pool_sizes(
             session, local_pool_memory_bytes(settings), settings.replication_new_pool_shards
         )
-    described = source.repo_id if isinstance(source, HubModelSource) else source.path
-    check_fits(estimate, pools, f"Model {described} at {longest} tokens")
+    check_fits(estimate, pools, f"Model {source.target} at {longest} tokens")
     if isinstance(source, LocalModelSource):
         digest = local_model_revision(Path(source.path).resolve())  # outside any transaction
-    counter = _token_counter(source) if any(b.decoding.get("budget") for b in benchmarks) else None
+    # Read outside any transaction (the tokenizer may come from the hub).
+    counter = (
+        load_token_counter(source) if any(b.decoding.get("budget") for b in benchmarks) else None
+    )
     with session_scope(db) as session:
         _check_quota(session, user_id, settings.submissions_per_day)  # a race since
         model = _find_or_add_model(session, source, digest)
@@ -268,7 +268,7 @@ def create_submission(
                 model,
                 benchmark,
                 settings.shard_size,
-                decodings[benchmark.name],
+                request.decoding,
                 token_counter=counter,
             )
             if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
@@ -280,17 +280,6 @@ def create_submission(
         session.flush()
         record_submission_state(session, submission)
         return submission_public(session, submission)
-
-
-def _token_counter(source: HubModelSource | LocalModelSource) -> TokenCounter:
-    """The submitted model's token counter, for per-language budgets (read outside transactions)."""
-    if isinstance(source, HubModelSource):
-        described = Model(
-            name=source.repo_id, source="hub", repo_id=source.repo_id, revision=source.revision
-        )
-    else:
-        described = Model(name=source.path, source="local", path=source.path)
-    return load_token_counter(described)
 
 
 def cancel_submission(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from sabha.platform.benchmarks import generation_identity
+from sabha.platform.benchmarks import apply_decoding_overrides, generation_identity
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
     PUBLIC_SPLITS,
@@ -24,6 +24,7 @@ from sabha.platform.domain import (
     utcnow,
 )
 from sabha.platform.errors import NotFoundError
+from sabha.platform.wire import DecodingOverrides, DecodingParams
 
 from ..budgets import TokenCounter, bytes_counter, resolve_answer_budgets
 from ..verification import VerificationPolicy, audit_job
@@ -48,22 +49,27 @@ def create_job(
     model: Model,
     benchmark: Benchmark,
     shard_size: int | None = None,
-    decoding: dict[str, Any] | None = None,
+    overrides: DecodingOverrides | None = None,
     token_counter: TokenCounter | None = None,
 ) -> tuple[Job, bool]:
     """Find or create the job of ``model`` on the benchmark's generation identity.
 
     A new job is cut into shards of at most ``shard_size`` (default
-    ``SHARD_SIZE``) items of the evaluated split. ``decoding`` other than the
-    benchmark's (a submission's overrides) is another generation identity, so
-    another job. A decoding ``budget`` becomes the new job's per-language
-    limits, measured with ``token_counter`` (load it with
-    ``budgets.load_token_counter`` before the transaction; None counts bytes).
+    ``SHARD_SIZE``) items of the evaluated split. This is the one place a
+    job's decoding is made: the benchmark's (its ``DecodingSpec``) with a
+    submission's ``overrides`` applied, which, when they change it, is
+    another generation identity and so another job. A decoding ``budget``
+    becomes the new job's per-language limits, measured with
+    ``token_counter`` (load it with ``budgets.load_token_counter`` before the
+    transaction; None counts bytes). The job stores a ``wire.DecodingParams``.
 
     Returns:
         The job, and whether it was created now.
+
+    Raises:
+        FieldProblems: ``overrides`` outside the benchmark's bounds.
     """
-    decoding = dict(benchmark.decoding) if decoding is None else dict(decoding)
+    decoding = apply_decoding_overrides(benchmark.decoding, overrides)
     generation_hash = benchmark.generation_hash
     if decoding != benchmark.decoding:
         dataset = session.get(DatasetVersion, benchmark.dataset_version_id)
@@ -124,6 +130,7 @@ def _new_job(
             decoding,
             token_counter or bytes_counter("no tokenizer was given"),
         )
+    DecodingParams.model_validate(decoding)  # what every lease of the job will carry
     job = Job(
         model_id=id_of(model),
         benchmark_id=id_of(benchmark),

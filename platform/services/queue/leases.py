@@ -34,7 +34,6 @@ from sabha.platform.wire import (
     CANNOT_RUN_HERE,
     DecodingParams,
     GenerationRequest,
-    ModelSource,
     ShardLease,
 )
 
@@ -397,13 +396,13 @@ def _open_run(
         attempt=attempt,
         replica=replica,
         expires_at=expires_at,
-        model=ModelSource(
+        model=Model(
             name=job.name,
-            source="local" if job.source == "local" else "hub",
+            source=job.source,
             path=job.path,
             repo_id=job.repo_id,
-            revision=job.revision if job.source == "hub" else None,
-        ),
+            revision=job.revision,
+        ).as_source(),
         max_model_len=int(generation.get("max_model_len", 2048)),
         chat_template=generation.get("chat_template", "auto"),
         decoding=DecodingParams.model_validate(job.decoding),
