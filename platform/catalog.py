@@ -238,7 +238,8 @@ def add_model(
     else:
         if not _REPO_ID.match(str(repo_id)):
             raise SabhaError(
-                f"Hub repository {repo_id!r} is not an id of the form OWNER/NAME.",
+                f"Hub repository {repo_id!r} is not a hub id (OWNER/NAME, letters, digits, "
+                "'.', '_' and '-').",
                 "Pass --hub as it appears on the model's page, e.g. meta-llama/Llama-3.2-1B.",
             )
         if not revision or not _COMMIT.match(revision):

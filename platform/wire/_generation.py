@@ -46,7 +46,9 @@ __all__ = [
 ChatTemplatePolicy = Literal["auto", "never", "required"]
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
-HUB_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+# OWNER/NAME; the hub's oldest models have no owner (``gpt2``), and databases
+# made before this rule may hold them: a lease must still be built for them.
+HUB_REPO_ID_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN)]
 
 
