@@ -78,6 +78,7 @@ class EnumText(sa.TypeDecorator[E]):
     def __init__(self, enum: type[E], length: int) -> None:
         super().__init__(length)
         self.enum = enum
+        self.length = length
 
     def process_bind_param(self, value: E | str | None, dialect: sa.Dialect) -> str | None:
         return None if value is None else str(value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -11,10 +11,10 @@ from sqlmodel import SQLModel
 from sabha.platform import domain  # registers the tables
 
 
-def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Autogenerate writes an enum column as the VARCHAR it is in the database."""
     if kind == "type" and isinstance(obj, domain.EnumText):
-        return f"sa.String(length={obj.impl.length})"
+        return f"sa.String(length={obj.length})"
     return False
 
 
