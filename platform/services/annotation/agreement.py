@@ -51,8 +51,8 @@ def dataset_agreement(db: Engine, dataset_name: str) -> dict[str, dict[str, Agre
     kinds = {p.task_type for p in projects}
     if len(kinds) != 1:
         raise SabhaError(
-            f"Dataset {dataset_name!r} mixes task types {sorted(kinds)}; agreement compares "
-            "like with like.",
+            f"Dataset {dataset_name!r} mixes task types {', '.join(sorted(kinds))}; "
+            "agreement compares like with like.",
             "Give each task type its own dataset.",
         )
     kind = kinds.pop()
