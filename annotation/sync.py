@@ -28,7 +28,6 @@ from sabha.platform.domain import (
     Annotation,
     AnnotationProject,
     AnnotationReview,
-    AnnotationTaskType,
     SourceItem,
     id_of,
     utcnow,
@@ -96,7 +95,7 @@ def refusal_reasons(
         )
     reasons.extend(
         result_problems(
-            AnnotationTaskType(project.task_type),
+            project.task_type,
             LabelingOptions.from_json(project.options),
             annotation.result,
             max_text_chars=max_text_chars,

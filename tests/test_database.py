@@ -16,7 +16,23 @@ from sqlmodel import Session, SQLModel, select
 from sabha.platform.benchmarks import load_benchmark_file
 from sabha.platform.catalog import add_model
 from sabha.platform.db import ImmutableVersionError, current_revision, head_revision, session_scope
-from sabha.platform.domain import Benchmark, DatasetVersion, Item, Job, Output, Shard
+from sabha.platform.domain import (
+    Benchmark,
+    DatasetVersion,
+    EnumText,
+    Item,
+    Job,
+    JobStatus,
+    Output,
+    Pool,
+    PoolKind,
+    PoolStatus,
+    RunStatus,
+    RunVerdict,
+    Shard,
+    ShardRun,
+    ShardStatus,
+)
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.queue import create_job
 
@@ -134,6 +150,65 @@ def test_status_columns_refuse_unknown_values(db: Engine, tmp_path: Path) -> Non
                     sa.text(f"UPDATE {table} SET status = 'exploded' WHERE id = :id"),
                     {"id": row_id},
                 )
+
+
+def test_statuses_read_back_as_their_enums(db: Engine, tmp_path: Path) -> None:
+    job_id, run_id, _ = _leased_run(db, tmp_path, "c" * 40)
+    with session_scope(db) as session:
+        run = session.get(ShardRun, run_id)
+        assert run is not None and run.verdict is None
+        run.verdict = RunVerdict.AGREED
+    with Session(db) as session:
+        job = session.get(Job, job_id)
+        run = session.get(ShardRun, run_id)
+        assert job is not None and run is not None
+        pool = session.get(Pool, run.pool_id)
+        shard = session.exec(select(Shard).where(Shard.status == ShardStatus.LEASED)).one()
+        assert pool is not None
+        assert isinstance(job.status, JobStatus) and job.status is JobStatus.RUNNING
+        assert isinstance(shard.status, ShardStatus) and shard.status is ShardStatus.LEASED
+        assert isinstance(run.status, RunStatus) and run.status is RunStatus.LEASED
+        assert isinstance(run.verdict, RunVerdict) and run.verdict is RunVerdict.AGREED
+        assert isinstance(pool.kind, PoolKind) and pool.status is PoolStatus.ACTIVE
+        # Core reads load members too; plain strings still match in filters
+        assert session.exec(select(Job.status).where(Job.status == "running")).one() is (
+            JobStatus.RUNNING
+        )
+    with db.connect() as connection:  # a StrEnum bound in raw SQL is its value
+        leased = sa.text("SELECT count(*) FROM shard_run WHERE status = :status")
+        assert connection.execute(leased, {"status": RunStatus.LEASED}).scalar() == 1
+        stored = sa.text("SELECT status FROM job WHERE id = :id")
+        assert connection.execute(stored, {"id": job_id}).scalar() == "running"
+
+
+def test_enum_columns_still_refuse_unknown_values(db: Engine, tmp_path: Path) -> None:
+    job_id, _, _ = _leased_run(db, tmp_path, "d" * 40)
+    with pytest.raises(IntegrityError, match="ck_job_status"):
+        with session_scope(db) as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            job.status = "exploded"  # type: ignore[assignment]
+    with Session(db) as session:
+        assert session.exec(select(Job.status)).one() is JobStatus.RUNNING
+
+
+def test_every_status_check_guards_an_enum_column() -> None:
+    checked = {}
+    for table in SQLModel.metadata.tables.values():
+        for constraint in table.constraints:
+            if isinstance(constraint, sa.CheckConstraint) and " IN (" in str(constraint.sqltext):
+                column = str(constraint.sqltext).split(" IN (")[0]
+                checked[table.name, column] = str(constraint.sqltext)
+    typed = {
+        (table.name, column.name): column.type.enum
+        for table in SQLModel.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, EnumText)
+    }
+    assert set(checked) == set(typed) and len(typed) >= 12
+    for (table_name, column), enum in typed.items():
+        values = ", ".join(f"'{member.value}'" for member in enum)
+        assert checked[table_name, column] == f"{column} IN ({values})"
 
 
 def test_unicode_text_survives_a_round_trip(db: Engine, tmp_path: Path) -> None:

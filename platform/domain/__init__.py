@@ -40,7 +40,7 @@ from .annotation import (
     SourceItem,
     WithdrawnItem,
 )
-from .columns import UtcTime, as_utc, id_of, utcnow
+from .columns import EnumText, UtcTime, as_utc, id_of, utcnow
 from .datasets import Benchmark, Dataset, DatasetVersion, Item, Model
 from .scores import PEOPLE_JUDGE, CommunityScore, LeaderboardEntry, OutputStat, Score, ScoringRun
 from .statuses import (
@@ -78,6 +78,7 @@ __all__ = [
     "CommunityScore",
     "Dataset",
     "DatasetVersion",
+    "EnumText",
     "Identity",
     "Item",
     "Job",

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from .columns import json_column, status_check, when_column
+from .columns import enum_column, json_column, status_check, when_column
 from .statuses import Role
 
 __all__ = [
@@ -73,7 +73,7 @@ class RoleGrant(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user_account.id", index=True)
-    role: str = Field(max_length=20)
+    role: Role = enum_column(Role, length=20)
     granted_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     granted_at: datetime = when_column()
 

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from .columns import json_column, status_check, text_column, when_column
+from .columns import enum_column, json_column, status_check, text_column, when_column
 from .statuses import AnnotationTaskType, JudgingKind, ReviewVerdict
 
 __all__ = [
@@ -44,7 +44,7 @@ class AnnotationProject(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     dataset_name: str = Field(max_length=100, index=True)
     language: str = Field(max_length=35)
-    task_type: str = Field(max_length=20)
+    task_type: AnnotationTaskType = enum_column(AnnotationTaskType, length=20)
     title: str = Field(max_length=200)
     annotations_per_item: int = 2
     options: dict[str, Any] = json_column()
@@ -125,7 +125,7 @@ class AnnotationReview(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     annotation_id: int = Field(foreign_key="annotation.id", index=True)
     reviewer_id: int = Field(foreign_key="user_account.id", index=True)
-    verdict: str = Field(max_length=10)
+    verdict: ReviewVerdict = enum_column(ReviewVerdict, length=10)
     comment: str = text_column()
     annotation_version: str | None = Field(default=None, max_length=64)
     created_at: datetime = when_column()
@@ -143,7 +143,7 @@ class JudgingProject(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     annotation_project_id: int = Field(foreign_key="annotation_project.id", unique=True)
-    kind: str = Field(max_length=20)
+    kind: JudgingKind = enum_column(JudgingKind, length=20)
     job_id: int = Field(foreign_key="job.id", index=True)
     other_job_id: int | None = Field(default=None, foreign_key="job.id", index=True)
     seed: int

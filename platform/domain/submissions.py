@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from .columns import json_column, status_check, text_column, when_column
+from .columns import enum_column, json_column, status_check, text_column, when_column
 from .statuses import SubmissionStatus
 
 __all__ = ["Submission", "SubmissionJob"]
@@ -26,7 +26,9 @@ class Submission(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user_account.id", index=True)
     model_id: int = Field(foreign_key="model.id", index=True)
-    status: str = Field(default=SubmissionStatus.QUEUED, max_length=20, index=True)
+    status: SubmissionStatus = enum_column(
+        SubmissionStatus, length=20, default=SubmissionStatus.QUEUED, index=True
+    )
     license: str = Field(max_length=50)
     benchmarks: list[str] = json_column()
     decoding: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)

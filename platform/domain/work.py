@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from .columns import json_column, status_check, text_column, when_column
+from .columns import enum_column, json_column, status_check, text_column, when_column
 from .statuses import (
     CheckReason,
     JobStatus,
@@ -39,8 +39,8 @@ class Pool(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True, max_length=200)
-    kind: str = Field(default=PoolKind.LOCAL, max_length=10)
-    status: str = Field(default=PoolStatus.ACTIVE, max_length=20)
+    kind: PoolKind = enum_column(PoolKind, length=10, default=PoolKind.LOCAL)
+    status: PoolStatus = enum_column(PoolStatus, length=20, default=PoolStatus.ACTIVE)
     capabilities: dict[str, Any] = json_column()
     reputation: float = 1.0
     agreements: int = 0
@@ -83,7 +83,7 @@ class Job(SQLModel, table=True):
     # Accelerator memory one engine needs for the model at the job's lengths
     # (estimated from config.json); pools with less are not given its shards.
     memory_bytes: int | None = Field(default=None, sa_type=sa.BigInteger, nullable=True)
-    status: str = Field(default=JobStatus.QUEUED, max_length=20, index=True)
+    status: JobStatus = enum_column(JobStatus, length=20, default=JobStatus.QUEUED, index=True)
     error: str | None = text_column(nullable=True)
     created_at: datetime = when_column()
     started_at: datetime | None = when_column(nullable=True)
@@ -118,7 +118,9 @@ class Shard(SQLModel, table=True):
     job_id: int = Field(foreign_key="job.id", index=True)
     index: int
     item_ids: list[int] = json_column()
-    status: str = Field(default=ShardStatus.QUEUED, max_length=20, index=True)
+    status: ShardStatus = enum_column(
+        ShardStatus, length=20, default=ShardStatus.QUEUED, index=True
+    )
     accepted_run_id: int | None = Field(
         default=None,
         sa_column=sa.Column(
@@ -156,7 +158,7 @@ class ShardRun(SQLModel, table=True):
     replica: int = 0
     attempt: int = 1
     token_hash: str = Field(max_length=64, repr=False)
-    status: str = Field(default=RunStatus.LEASED, max_length=20)
+    status: RunStatus = enum_column(RunStatus, length=20, default=RunStatus.LEASED)
     leased_at: datetime = when_column()
     heartbeat_at: datetime | None = when_column(nullable=True)
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
@@ -164,8 +166,8 @@ class ShardRun(SQLModel, table=True):
     executed_on: dict[str, Any] | None = json_column(nullable=True)
     # The run's share of its engine's busy time, as the pool reported it.
     engine_seconds: float | None = Field(default=None, sa_type=sa.Float, nullable=True)
-    verdict: str | None = Field(default=None, max_length=20)
-    check_reason: str | None = Field(default=None, max_length=20)
+    verdict: RunVerdict | None = enum_column(RunVerdict, length=20, nullable=True)
+    check_reason: CheckReason | None = enum_column(CheckReason, length=20, nullable=True)
     error: str | None = text_column(nullable=True)
 
 

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlmodel import SQLModel
 
-from sabha.platform import domain  # noqa: F401  (registers the tables)
+from sabha.platform import domain  # registers the tables
+
+
+def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Autogenerate writes an enum column as the VARCHAR it is in the database."""
+    if kind == "type" and isinstance(obj, domain.EnumText):
+        return f"sa.String(length={obj.length})"
+    return False
+
 
 config = context.config
 engine = config.attributes["engine"]
@@ -23,6 +34,7 @@ with engine.connect() as connection:
         target_metadata=SQLModel.metadata,
         render_as_batch=sqlite,
         compare_type=True,
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

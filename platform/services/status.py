@@ -22,6 +22,7 @@ from sabha.platform.domain import (
     Job,
     JobStatus,
     Model,
+    RunStatus,
     ShardStatus,
     Submission,
     SubmissionJob,
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-def _shard_state(status: str, running: bool, job_status: str) -> ShardStateName:
+def _shard_state(status: ShardStatus, running: bool, job_status: JobStatus) -> ShardStateName:
     if status == ShardStatus.COMPLETED:
         return "done"
     if status == ShardStatus.LEASED:
@@ -115,9 +116,10 @@ def job_status(session: Session, job_id: int) -> JobStatusPublic:
     progress = job_progress(session, job_id)
     shards = []
     for state in shard_states(session, job_id):
-        live = [pool for _, status, pool in state.runs if status == "leased"]
+        live = [pool for _, status, pool in state.runs if status == RunStatus.LEASED]
         reason = state.reason
-        if reason is None and state.status != ShardStatus.COMPLETED and job.status == "failed":
+        unfinished = state.status != ShardStatus.COMPLETED
+        if reason is None and unfinished and job.status == JobStatus.FAILED:
             reason = job.error
         shards.append(
             ShardStatePublic(

@@ -86,7 +86,7 @@ def submission_state(
 ) -> SubmissionState:
     """The state of ``submission`` that its ``jobs`` imply (reads only)."""
     stored = SubmissionState(
-        SubmissionStatus(submission.status),
+        submission.status,
         submission.reason,
         submission.counts_against_quota,
         as_utc(submission.finished_at) if submission.finished_at else None,

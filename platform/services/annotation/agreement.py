@@ -13,7 +13,6 @@ from sabha.annotation.votes import votes_of
 from sabha.platform.domain import (
     Annotation,
     AnnotationProject,
-    AnnotationTaskType,
     SourceItem,
     id_of,
 )
@@ -49,11 +48,11 @@ def dataset_agreement(db: Engine, dataset_name: str) -> dict[str, dict[str, Agre
             select(Annotation).where(col(Annotation.item_id).in_(list(keys)))
         ).all()
         rows = [(*keys[a.item_id], a.labelstudio_user_id, a.result) for a in votes_of(annotations)]
-    kinds = {AnnotationTaskType(p.task_type) for p in projects}
+    kinds = {p.task_type for p in projects}
     if len(kinds) != 1:
         raise SabhaError(
-            f"Dataset {dataset_name!r} mixes task types {sorted(kinds)}; agreement compares "
-            "like with like.",
+            f"Dataset {dataset_name!r} mixes task types {', '.join(sorted(kinds))}; "
+            "agreement compares like with like.",
             "Give each task type its own dataset.",
         )
     kind = kinds.pop()

@@ -22,7 +22,7 @@ from sqlmodel import Session, func, select
 
 from sabha.annotation.labelstudio import LabelStudioClient
 from sabha.platform.db import session_scope
-from sabha.platform.domain import AnnotationProject, Role, SourceItem, User
+from sabha.platform.domain import AnnotationProject, AnnotationTaskType, Role, SourceItem, User
 from sabha.platform.errors import NotFoundError
 from sabha.platform.settings import Settings
 
@@ -90,7 +90,7 @@ def _demo_project(db: Engine) -> tuple[int, int]:
             db,
             DEMO_DATASET,
             DEMO_LANGUAGE,
-            "qa",
+            AnnotationTaskType.QA,
             annotations_per_item=2,
             title="किसान सलाह: उत्तर लिखें (kisan-advisory, demo)",
         )

@@ -146,7 +146,7 @@ def upload_source_items(
             raise NotFoundError(f"Annotation project {project_id} does not exist.")
     rows = read_source_file(
         path,
-        AnnotationTaskType(project.task_type),
+        project.task_type,
         project.language,
         max_field_chars=max_field_chars,
         default_split=PRIVATE_SPLIT if project.private else "test",
@@ -196,7 +196,7 @@ def provision_project(
     check_server_of(project, client)
     if project.labelstudio_project_id is None:
         config = labeling_config(
-            AnnotationTaskType(project.task_type),
+            project.task_type,
             LabelingOptions.from_json(project.options),
             language=project.language,
         )

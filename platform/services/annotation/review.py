@@ -33,7 +33,6 @@ from sabha.platform.domain import (
     Annotation,
     AnnotationProject,
     AnnotationReview,
-    AnnotationTaskType,
     LabelStudioAccount,
     ReviewVerdict,
     Role,
@@ -192,7 +191,7 @@ def review_queue(
             continue
         item = items[vote.item_id]
         project = projects[item.project_id]
-        kind = AnnotationTaskType(project.task_type)
+        kind = project.task_type
         entries.append(
             AnnotationToReview(
                 annotation_id=vote.labelstudio_annotation_id,

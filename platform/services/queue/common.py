@@ -14,6 +14,7 @@ from sabha.platform.domain import (
     Pool,
     PoolStatus,
     RunStatus,
+    RunVerdict,
     Shard,
     ShardRun,
 )
@@ -105,10 +106,10 @@ class SubmitOutcome:
             ``withdrawn``), None while it is not compared.
     """
 
-    status: str
+    status: RunStatus
     duplicate: bool
     job_complete: bool
-    verdict: str | None = None
+    verdict: RunVerdict | None = None
 
 
 def hash_token(token: str) -> str:

@@ -57,8 +57,8 @@ class ShardState:
 
     index: int
     items: int
-    status: str
-    runs: list[tuple[int, str, str]]  # (attempt, run status, pool name)
+    status: ShardStatus
+    runs: list[tuple[int, RunStatus, str]]  # (attempt, run status, pool name)
     accepted_pool: str | None
     # The live lease has sent a heartbeat since it was taken: the pool is working on it.
     running: bool = False

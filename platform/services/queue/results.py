@@ -151,4 +151,4 @@ def _store_results(
 
             outputs = session.exec(select(Output).where(Output.shard_run_id == accepted.id)).all()
             stats_for_new_outputs(session, job, list(outputs))
-    return RunStatus(run.status)
+    return run.status
