@@ -18,7 +18,7 @@ from sabha.platform.benchmarks import AnswerSpec, scoring_identity
 from ..bootstrap import DEFAULT_CONFIDENCE
 from ..parallel_stats import item_stats_parallel
 from ..scoring import ScoredItem, ScoreRow, failure_reason, score_from_item_stats, score_items
-from ._format import AuditBundle, item_hash, item_line, output_hash, sha256_hex
+from ._format import ITEM_FIELDS, AuditBundle, item_hash, item_line, output_hash, sha256_hex
 from ._manifest import PublicItemRow, PublishedScore
 
 __all__ = ["MATCH", "MISMATCH", "PRIVATE", "AuditReport", "NumberCheck", "audit_bundle"]
@@ -73,12 +73,8 @@ class AuditReport:
 
 
 def _fields(row: PublicItemRow) -> dict[str, object]:
-    return row.model_dump(include={"id", "language", "region", "dialect", "split"}) | {
-        "input": row.input,
-        "reference": row.reference,
-        "label": row.label,
-        "attributes": row.attributes,
-    }
+    """The item's own fields, as its hashes cover them."""
+    return {name: getattr(row, name) for name in ITEM_FIELDS}
 
 
 def _file_problems(bundle: AuditBundle) -> list[str]:
