@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from apitools import PROBLEM
 from click.testing import CliRunner
 from conftest import ScriptedEngine, generation_items, run_with, write_benchmark
 from flask import Flask
+from pooltools import Platform
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from webtools import make_web_app, sign_in
@@ -432,3 +434,23 @@ def test_what_is_not_a_bundle_gets_one_clear_error_and_no_traceback(
         assert result.output.startswith("Error: "), (case, result.output)
         assert expected[case] in result.output, (case, result.output)
         assert "Fix: " in result.output
+
+
+@pytest.mark.slow
+def test_a_bundle_served_by_gunicorn_is_reproduced(db: Engine, tmp_path: Path) -> None:
+    job_id = _scored_generation_job(db, tmp_path, tmp_path / "data" / "artifacts")
+    platform = Platform(db, tmp_path, lease_seconds=60)
+    platform.start()
+    try:
+        answer = requests.get(f"{platform.url}/api/v1/jobs/{job_id}/audit-bundle", timeout=30)
+    finally:
+        platform.stop()
+    assert answer.status_code == 200, answer.text[:500]
+    assert answer.headers["Content-Disposition"].startswith("attachment; filename=")
+    bundle = tmp_path / "served.zip"
+    bundle.write_bytes(answer.content)
+    outsider = tmp_path / "outsider"
+    outsider.mkdir()
+    result = _audit_offline(bundle, outsider)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MATCH: all 6 public numbers" in result.stdout
