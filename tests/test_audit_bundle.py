@@ -318,6 +318,27 @@ def test_a_bundle_with_one_output_changed_does_not_match(
     assert "NOT MATCHING" in result.output  # ...but the published numbers do not
 
 
+def test_a_bundle_missing_a_private_item_does_not_match(
+    site: tuple[Flask, Engine, int], tmp_path: Path
+) -> None:
+    app, _, job_id = site
+    original = app.test_client().get(f"/api/v1/jobs/{job_id}/audit-bundle").data
+
+    def drop_one(members: dict[str, bytes]) -> None:
+        members["private_items.jsonl"] = b"".join(
+            members["private_items.jsonl"].splitlines(True)[1:]
+        )
+        manifest = json.loads(members["manifest.json"])
+        manifest["files"]["private_items.jsonl"] = sha256_hex(members["private_items.jsonl"])
+        members["manifest.json"] = json.dumps(manifest).encode()
+
+    bundle = tmp_path / "dropped.zip"
+    bundle.write_bytes(_rewrite(original, drop_one))
+    result = _audit(bundle)
+    assert result.exit_code == 1
+    assert "the run scored 3 private items; private_items.jsonl has 2" in result.output
+
+
 def test_a_classification_run_is_reproduced_with_its_unparseable_share(
     db: Engine, tmp_path: Path
 ) -> None:

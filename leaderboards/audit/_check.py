@@ -125,9 +125,12 @@ def _count_problems(bundle: AuditBundle) -> list[str]:
             f"items.jsonl has {dict(failures)}"
         )
     private = len(bundle.private_items)
-    if (held_out.items if held_out else 0) != private:
+    scored = {held_out.items} if held_out else {0}
+    if held_out:  # each held-out score's n counts the private items too
+        scored |= {s.n for s in bundle.manifest.scores if s.breakdown == held_out.breakdown}
+    if scored != {private}:
         problems.append(
-            f"the run scored {held_out.items if held_out else 0} private items; "
+            f"the run scored {', '.join(map(str, sorted(scored)))} private items; "
             f"private_items.jsonl has {private}"
         )
     return problems
