@@ -25,6 +25,7 @@ __all__ = [
     "OVERALL",
     "ScoreRow",
     "ScoredItem",
+    "failure_reason",
     "group_members",
     "score_from_item_stats",
     "score_items",
@@ -32,6 +33,11 @@ __all__ = [
 
 OVERALL = ("overall", "all")
 DEFAULT_MIN_ITEMS = 5
+
+
+def failure_reason(error: str) -> str:
+    """The category of a per-item error: its text before the first colon."""
+    return error.split(":", 1)[0].strip() or "failed"
 
 
 @dataclass(frozen=True)

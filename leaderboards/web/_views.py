@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role
 from sabha.platform.languages import describe_language, describe_region, text_direction
+from sabha.platform.services.audit_bundle import scoring_runs_of_job
 from sabha.platform.services.status import check_run_visible
 from sabha.platform.web import current_roles, current_user
 
@@ -174,7 +175,12 @@ def _check_run_visible(job_id: int) -> None:
 def job_page(job_id: int) -> str:
     """A finished job's scores and provenance (``/runs/<id>`` of earlier releases redirects)."""
     _check_run_visible(job_id)
-    return render_template("run.html", run=run_details(_session(), job_id))
+    session = _session()
+    return render_template(
+        "run.html",
+        run=run_details(session, job_id),
+        bundles=scoring_runs_of_job(session, job_id),
+    )
 
 
 @blueprint.get("/languages/<tag>")

@@ -16,7 +16,7 @@ from flask_openapi3 import Info
 from werkzeug.wrappers import Response
 
 from sabha.platform.settings import current_settings
-from sabha.platform.web.security import set_request_size_limit
+from sabha.platform.web.security import limit_endpoint, set_request_size_limit
 
 from ._problems import (
     PROBLEM_MEDIA_TYPE,
@@ -36,6 +36,8 @@ __all__ = [
     "init_app",
     "is_api_request",
 ]
+
+AUDIT_BUNDLE_LIMIT = "30 per minute"
 
 API_DESCRIPTION = (
     "Read benchmarks, leaderboards, runs and job status without signing in; submit models "
@@ -75,6 +77,8 @@ def init_app(app: Flask) -> None:
     set_request_size_limit(
         app, f"{api.name}.post_result", settings.max_result_bytes, "SABHA_MAX_RESULT_BYTES"
     )
+    # A bundle is built on each request (a large job's takes seconds): fewer per caller.
+    limit_endpoint(app, f"{api.name}.get_audit_bundle", AUDIT_BUNDLE_LIMIT)
     init_docs(app)
     init_oauth(app)
     init_unversioned(app)

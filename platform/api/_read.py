@@ -7,7 +7,7 @@ A caller shows who they are by a personal access token or the session cookie.
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, request
 from pydantic import BaseModel, Field
 
 from sabha.leaderboards.board import (
@@ -29,6 +29,7 @@ from sabha.leaderboards.public import (
 from sabha.leaderboards.web import cached_page
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role, TokenScope
+from sabha.platform.services.audit_bundle import audit_bundle_of_job
 from sabha.platform.services.status import check_run_visible, visible_job_status
 from sabha.platform.web import current_roles, current_user
 from sabha.platform.wire import MAX_DB_ID, JobStatusPublic
@@ -37,6 +38,7 @@ from ._auth import optional_caller
 from ._blueprint import TAGS, api, json_response
 
 __all__ = [
+    "AuditBundleQuery",
     "BenchmarkList",
     "BenchmarkPath",
     "JobPath",
@@ -87,6 +89,15 @@ class PageQuery(BaseModel):
 
 class JobPath(BaseModel):
     job_id: int = Field(ge=1, le=MAX_DB_ID, description="The job's id")
+
+
+class AuditBundleQuery(BaseModel):
+    scoring_run: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_DB_ID,
+        description="One of the job's scoring runs (default: the one its page shows)",
+    )
 
 
 @api.get("/benchmarks", tags=[TAGS["benchmarks"]], responses={200: BenchmarkList})
@@ -197,3 +208,37 @@ def get_job(path: JobPath) -> Response:
     does not exist (404).
     """
     return json_response(visible_job_status(get_session(), path.job_id, *_viewer()))
+
+
+_ZIP = {"application/zip": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@api.get(
+    "/jobs/<int:job_id>/audit-bundle",
+    tags=[TAGS["benchmarks"]],
+    security=_OPTIONAL_TOKEN,
+    responses={
+        200: {"description": "The audit bundle (a zip archive)", "content": _ZIP},
+        304: {"description": "Not modified (the ETag matches)"},
+    },
+)
+def get_audit_bundle(path: JobPath, query: AuditBundleQuery) -> Response:
+    """The audit bundle of a job's scoring run, to check its numbers with `sabha audit`.
+
+    A zip archive: the published scores, metric signatures, bootstrap seed
+    and settings, the job and the pools and replicas that agreed, the
+    dataset version's card, and every public item with its accepted output
+    and hashes. Items of a private split are in it as hashes only. Its ETag
+    is the archive's SHA-256. Visible to whoever may see the job (404
+    otherwise, as for a missing id).
+    """
+    session = get_session()
+    check_run_visible(session, path.job_id, *_viewer())
+    bundle = audit_bundle_of_job(session, path.job_id, query.scoring_run)
+    response = Response(bundle.data, mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
+    # Revalidate each time: a private job's bundle is its submitter's, and a rescored run differs.
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.set_etag(bundle.sha256)
+    response.make_conditional(request)
+    return response

@@ -5,7 +5,8 @@ without tracebacks); ``catalog`` the database, benchmarks, datasets, cards and
 models; ``evaluation`` `sabha eval` and jobs; ``remote`` login, submit and
 status against a server; ``serving`` serve and demo; ``worker`` a volunteer's
 agent; ``accounts`` users, tokens and pool credentials; ``annotation``,
-``annotation_upkeep`` and ``review`` community annotation; ``signals``
+``annotation_upkeep`` and ``review`` community annotation; ``audit``
+`sabha audit` (offline, no database); ``signals``
 SIGTERM handled as Ctrl-C. Commands parse, call a service and print: the
 work is in ``sabha.platform.services``.
 """
@@ -17,6 +18,7 @@ import click
 from .accounts import credentials, tokens, users
 from .annotation import annotations_group, labelstudio
 from .annotation_upkeep import annotations_sync  # noqa: F401  (registers its commands)
+from .audit import audit_command
 from .catalog import benchmarks, cards, datasets, db, models
 from .context import SabhaGroup
 from .evaluation import eval_command, evaluate, jobs
@@ -61,6 +63,7 @@ for command in (
     labelstudio,
     annotations_group,
     worker,
+    audit_command,
 ):
     cli.add_command(command)
 

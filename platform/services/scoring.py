@@ -32,7 +32,13 @@ from sqlmodel import Session, col, select
 from sabha.leaderboards.board import rebuild_leaderboard
 from sabha.leaderboards.metrics import get_metric
 from sabha.leaderboards.parallel_stats import item_stats_parallel
-from sabha.leaderboards.scoring import ScoredItem, ScoreRow, score_from_item_stats, score_items
+from sabha.leaderboards.scoring import (
+    ScoredItem,
+    ScoreRow,
+    failure_reason,
+    score_from_item_stats,
+    score_items,
+)
 from sabha.platform.benchmarks import AnswerSpec
 from sabha.platform.domain import (
     PUBLIC_SPLITS,
@@ -65,11 +71,6 @@ __all__ = [
 
 HELD_OUT_BREAKDOWN = "held_out"
 """The breakdown of the aggregate score on a private held-out split (its group: ``private``)."""
-
-
-def failure_reason(error: str) -> str:
-    """The category of a per-item error: its text before the first colon."""
-    return error.split(":", 1)[0].strip() or "failed"
 
 
 @dataclass(frozen=True)
