@@ -378,7 +378,9 @@ def test_a_model_the_pool_cannot_hold_is_handed_back_and_not_leased_to_it_again(
     assert all((r.error or "").startswith(CANNOT_RUN_HERE) for r in refused)
     assert any("900.0 GB" in (r.error or "") for r in refused)
     assert any("does not fit a node" in (r.error or "") for r in refused)
-    assert [name for name, _ in engines.loaded] == ["fits"]
+    # Only the model that fits was ever loaded (its two shards may run on two copies, one per
+    # GPU, when the second lease comes while the first engine is busy: timing decides).
+    assert {name for name, _ in engines.loaded} == {"fits"}
     queued = [s for s in _shards(db) if s.status == ShardStatus.QUEUED]
     assert len(queued) == 4
     other = lease_next_shard(db, register_pool(db, "bigger-pool"))
