@@ -101,13 +101,26 @@ def cluster() -> Iterator[Any]:
 
 
 class _Watched:
-    """An ``EngineClient`` that says when it starts generating and on which node."""
+    """An ``EngineClient`` that says when it is about to generate, and on which node.
 
-    def __init__(self, model: ModelSource, max_model_len: int, started: list[tuple[str, float]]):
+    It asks the engine for the shard only once ``go`` is set (the test sets it after it
+    removed that node), so the node is gone while the lease is held and before any answer
+    came back: a tiny model on an idle machine answers a shard in about a second, faster
+    than the test can remove a node.
+    """
+
+    def __init__(
+        self,
+        model: ModelSource,
+        max_model_len: int,
+        started: list[tuple[str, float]],
+        go: threading.Event,
+    ):
         from sabha.workers.client import EngineClient
 
         self.inner = EngineClient(model, max_model_len)
         self.started = started
+        self.go = go
 
     def info(self) -> Any:
         return self.inner.info()
@@ -115,7 +128,8 @@ class _Watched:
     def generate_shards(self, work: Any, max_in_flight: int = 256) -> Any:
         node = self.inner.info().ray_node_id  # waits for the model
         self.started.append((str(node), time.monotonic()))
-        return self.inner.generate_shards(work, max_in_flight)
+        self.go.wait(timeout=120)
+        yield from self.inner.generate_shards(work, max_in_flight)
 
     def close(self) -> None:
         self.inner.close()
@@ -164,11 +178,12 @@ def test_a_node_removed_mid_shard_has_its_shard_finished_on_another_node(
     serving.start()
 
     started: list[tuple[str, float]] = []
+    removed = threading.Event()  # the first engine generates only once its node is gone
 
     def factory(
         source: ModelSource, max_model_len: int, slot: int, placement: EnginePlacement
     ) -> AgentEngine:
-        return _Watched(source, max_model_len, started)
+        return _Watched(source, max_model_len, started, removed)
 
     capabilities = detect_capabilities(ray)
     assert capabilities.ray_nodes == 3
@@ -191,15 +206,16 @@ def test_a_node_removed_mid_shard_has_its_shard_finished_on_another_node(
             assert running.is_alive() and time.monotonic() < deadline, "no engine started"
             time.sleep(0.1)
         first_node = started[0][0]
-        time.sleep(0.5)  # the engine is generating the shard
-        with Session(db) as session:
+        with Session(db) as session:  # the shard is leased, its engine loaded
             assert session.exec(select(ShardRun.status)).all() == [RunStatus.LEASED]
         victim = next(n for n in cluster.worker_nodes if n.node_id == first_node)
         cluster.remove_node(victim, allow_graceful=False)
         removed_at = time.monotonic()
+        removed.set()
         running.join(timeout=400)
         assert not running.is_alive(), "the agent did not finish"
     finally:
+        removed.set()  # never leave the engine waiting
         agent.stop()
         running.join(timeout=60)  # before the cluster goes away
         server.shutdown()
