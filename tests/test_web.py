@@ -97,6 +97,39 @@ def test_csv_export_matches_json(client: FlaskClient) -> None:
     assert "chrf++[language=hi-Deva]_ci_low" in rows[0]
 
 
+def test_parquet_export_holds_the_csv_values_with_types(client: FlaskClient) -> None:
+    import pyarrow.parquet as pq
+
+    response = client.get("/benchmarks/indic-safety/leaderboard.parquet")
+    assert response.status_code == 200
+    assert response.mimetype == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(response.get_data())).to_pylist()
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                client.get("/benchmarks/indic-safety/leaderboard.csv").get_data(as_text=True)
+            )
+        )
+    )
+    assert [r["model"] for r in table] == [r["model"] for r in rows]
+    for parquet_row, csv_row in zip(table, rows, strict=True):
+        assert set(parquet_row) == set(csv_row)
+        for column, text in csv_row.items():
+            value = parquet_row[column]
+            if text == "":
+                assert value is None or value == "", column
+            elif isinstance(value, bool):
+                assert str(value) == text
+            elif isinstance(value, int | float):
+                assert value == float(text), column
+            else:
+                assert value == text, column
+    assert isinstance(table[0]["macro_f1"], float) and isinstance(table[0]["rank"], int)
+    assert 'href="/benchmarks/indic-safety/leaderboard.parquet"' in client.get(
+        "/benchmarks/indic-safety"
+    ).get_data(as_text=True)
+
+
 def test_provenance_page_traces_the_score(client: FlaskClient) -> None:
     board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
     run_url = board["rows"][0]["run_url"]

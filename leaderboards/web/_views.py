@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +30,7 @@ from ..model_index import model_index_yaml
 from ..plots import Bar, interval_bars
 from ..public import Cell, LanguageRow
 from ._cache import cached_page, http_caching, init_page_cache
+from ._exports import leaderboard_csv, leaderboard_parquet
 
 blueprint = Blueprint(
     "leaderboard",
@@ -232,55 +231,18 @@ def card_page(name: str) -> str:
 @blueprint.get("/benchmarks/<name>/leaderboard.csv")
 def csv_leaderboard(name: str) -> Response:
     """Every ranked model of a benchmark (all pages) as CSV."""
-    session = _session()
-    first = leaderboard(session, name, 1, per_page=100_000)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    metrics = first.columns.metrics
-    breakdowns = first.columns.breakdowns
-    primary = first.benchmark.primary_metric
-    header = ["rank", "model", "smoke_test", "revision", "run", "tied_with", "failed_items"]
-    for metric in metrics:
-        header += [metric, f"{metric}_ci_low", f"{metric}_ci_high"]
-    for breakdown, groups in breakdowns.items():
-        for group in groups:
-            label = f"{primary}[{breakdown}={group}]"
-            header += [label, f"{label}_ci_low", f"{label}_ci_high"]
-    community = first.columns.community
-    for metric in community:
-        header += [metric, f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_n"]
-        header += [f"{metric}_judgements", f"{metric}_agreement"]
-    writer.writerow(header)
-
-    def cells(cell: Cell | None) -> list[Any]:
-        if cell is None:
-            return ["", "", ""]
-        if cell.too_few:
-            return [cell.value, "", ""]
-        return [cell.value, cell.ci_low, cell.ci_high]
-
-    for row in first.rows:
-        line: list[Any] = [
-            row.rank,
-            row.model.name,
-            row.model.smoke_test,
-            row.model.revision,
-            row.job_id,
-            "; ".join(row.tied_with),
-            row.failed_items,
-        ]
-        for metric in metrics:
-            line += cells(row.scores.get(metric))
-        for breakdown, groups in breakdowns.items():
-            for group in groups:
-                line += cells(row.breakdowns.get(breakdown, {}).get(group))
-        for metric in community:
-            judged = row.community.get(metric)
-            line += cells(judged)
-            line += [judged.n, judged.judgements, judged.agreement] if judged else ["", "", ""]
-        writer.writerow(line)
     return Response(
-        buffer.getvalue(),
+        leaderboard_csv(leaderboard(_session(), name, 1, per_page=100_000)),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}-leaderboard.csv"'},
+    )
+
+
+@blueprint.get("/benchmarks/<name>/leaderboard.parquet")
+def parquet_leaderboard(name: str) -> Response:
+    """Every ranked model of a benchmark (all pages) as Parquet, the same columns as the CSV."""
+    return Response(
+        leaderboard_parquet(leaderboard(_session(), name, 1, per_page=100_000)),
+        mimetype="application/vnd.apache.parquet",
+        headers={"Content-Disposition": f'attachment; filename="{name}-leaderboard.parquet"'},
     )
