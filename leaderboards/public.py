@@ -19,7 +19,9 @@ __all__ = [
     "Cell",
     "CommunityCell",
     "DataCardPublic",
+    "DatasetPage",
     "DatasetPublic",
+    "DatasetVersionPublic",
     "JudgedCell",
     "LanguageBoard",
     "LanguagePage",
@@ -113,6 +115,36 @@ class DatasetPublic(_Public):
     items: int
     released_at: datetime | None
     card_url: str
+
+
+class DatasetVersionPublic(_Public):
+    """One released version of a dataset: its items per public split and language.
+
+    ``held_out`` counts the items of a private held-out split (kept on the
+    server, never listed or exported); ``benchmarks`` are the current
+    benchmarks that measure on this version.
+    """
+
+    version: str
+    released_at: datetime | None
+    items: int
+    languages: list[str]
+    splits: dict[str, dict[str, int]] = Field(default_factory=dict)
+    held_out: int = 0
+    card_url: str
+    parquet_url: str | None = Field(
+        default=None, description="The public items as Parquet; null where not on this server"
+    )
+    benchmarks: list[str] = Field(default_factory=list)
+
+
+class DatasetPage(_Public):
+    """A dataset: every released version, newest first."""
+
+    name: str
+    title: str
+    license: str
+    versions: list[DatasetVersionPublic]
 
 
 class DataCardPublic(_Public):

@@ -213,3 +213,32 @@ def test_public_pages_carry_an_etag_and_answer_304_when_unchanged(
         assert client.get(path).headers["Cache-Control"] == "private, no-cache"
     finally:
         client.delete_cookie("session")
+
+
+def test_a_dataset_page_counts_items_per_split_and_language_and_offers_its_file(
+    client: FlaskClient,
+) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    board = client.get("/api/v1/benchmarks/kisan-advisory/leaderboard").get_json()
+    version = board["benchmark"]["dataset"]["version"]
+    page = client.get("/datasets/kisan-advisory").get_data(as_text=True)
+    assert version[:12] in page and 'href="/benchmarks/kisan-advisory"' in page
+    assert "Tamil (Tamil script)" in page
+    link = f"/datasets/kisan-advisory/{version}.parquet"
+    assert link in page  # a benchmark's release writes the public items' file
+    response = client.get(link)
+    assert response.status_code == 200 and response.headers["ETag"] == f'"{version}"'
+    rows = pq.read_table(io.BytesIO(response.get_data())).num_rows
+    assert rows == board["benchmark"]["dataset"]["items"]
+    dataset = client.get("/datasets/kisan-advisory").get_data(as_text=True)
+    assert "126 items" in dataset
+    for bad in (
+        "/datasets/nobody",
+        f"/datasets/kisan-advisory/{'0' * 64}.parquet",
+        "/datasets/kisan-advisory/x.parquet",
+        "/datasets/kisan-advisory/..%2F..%2Fetc%2Fpasswd.parquet",
+    ):
+        assert client.get(bad).status_code == 404, bad

@@ -8,6 +8,7 @@ models, datasets, benchmarks and data cards (``_cards``) complete it.
 """
 
 from ._cards import benchmark_public, benchmark_summaries, data_card
+from ._datasets import dataset_file, dataset_page
 from ._languages import language_page, language_summaries
 from ._models import model_page
 from ._provenance import run_details
@@ -19,6 +20,8 @@ __all__ = [
     "benchmark_public",
     "benchmark_summaries",
     "data_card",
+    "dataset_file",
+    "dataset_page",
     "language_page",
     "language_summaries",
     "leaderboard",

@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import markdown
 import nh3
 import yaml
-from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -20,6 +31,8 @@ from sabha.platform.web import current_roles, current_user
 from ..board import (
     benchmark_summaries,
     data_card,
+    dataset_file,
+    dataset_page,
     language_page,
     language_summaries,
     leaderboard,
@@ -218,6 +231,28 @@ def _card_html(card_markdown: str) -> tuple[dict[str, Any], str]:
         metadata = yaml.safe_load(front) or {}
     html = markdown.markdown(body, extensions=["tables"])
     return metadata, nh3.clean(html, tags=_ALLOWED_TAGS)
+
+
+@blueprint.get("/datasets/<name>")
+def dataset_page_view(name: str) -> str:
+    """A dataset's released versions: items per split and language, card, Parquet download."""
+    return render_template("dataset.html", page=dataset_page(_session(), name))
+
+
+@blueprint.get("/datasets/<name>/<version>.parquet")
+def dataset_download(name: str, version: str) -> Response:
+    """A released version's public items (public splits only) as its Parquet file."""
+    if not re.fullmatch(r"[0-9a-f]{64}", version):
+        abort(404)
+    path = dataset_file(_session(), name, version)
+    return send_file(
+        path,
+        mimetype="application/vnd.apache.parquet",
+        as_attachment=True,
+        download_name=f"{name}-{version[:12]}.parquet",
+        etag=version,
+        max_age=86400,
+    )
 
 
 @blueprint.get("/datasets/<name>/card")
