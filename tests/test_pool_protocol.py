@@ -224,6 +224,12 @@ def test_two_agents_finish_a_job_over_http(served: dict[str, Any], tmp_path: Pat
     assert any("waits for another volunteer's pool" in line for line in lines)
     assert any("agreed with another volunteer's run of the same shard" in line for line in lines)
     assert any(line.startswith("Leased shard") for line in said["asha"])
+    # Running out of work is said once per wait (these agents exit when idle), not per poll.
+    asha = said["asha"]
+    waits = [i for i, line in enumerate(asha) if line.startswith("Waiting: no shard to lease")]
+    leases = [i for i, line in enumerate(asha) if line.startswith("Leased shard")]
+    assert 1 <= len(waits) <= len(leases) + 1  # once per wait, however many polls it took
+    assert waits[-1] > leases[-1] and "leased so far, none in hand" in asha[waits[-1]]
 
 
 def test_a_revoked_credential_stops_the_agent_with_a_clear_error(

@@ -52,7 +52,7 @@ from sabha.platform.wire import (
 
 from .contract import AgentOptions, AgentSummary, Engine, EngineFactory, GpusFor
 from .gpus import GpuLedger, HeldGpus
-from .messages import posted_line, registered_lines
+from .messages import posted_line, registered_lines, waiting_line
 from .platform_client import LeaseGone, PlatformClient, PlatformRefused, PlatformUnavailable
 from .slots import EnginePlacement, EngineSlot, model_key
 from .spool import MemorySpool, Spool
@@ -250,6 +250,7 @@ class Agent:
                     idle_since = None
                 elif idle_since is None:
                     idle_since = time.monotonic()
+                    self.report(waiting_line(self.options.poll_seconds, self.summary.leased))
                 elif (
                     self.options.exit_when_idle
                     and time.monotonic() - idle_since >= self.options.idle_seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sabha.platform.wire import PoolInfo, SubmitReceipt
 
-__all__ = ["posted_line", "registered_lines"]
+__all__ = ["posted_line", "registered_lines", "waiting_line"]
 
 
 def registered_lines(pool: PoolInfo) -> list[str]:
@@ -39,3 +39,11 @@ def posted_line(run_id: int, receipt: SubmitReceipt) -> str:
         }.get(receipt.status, receipt.status)
     again = " (posted before)" if receipt.duplicate else ""
     return f"Posted run {run_id}{again}: {meaning}."
+
+
+def waiting_line(poll_seconds: float, leased_so_far: int) -> str:
+    """What the agent says each time it runs out of work (once per wait, not per poll)."""
+    return (
+        f"Waiting: no shard to lease now ({leased_so_far} leased so far, none in hand); "
+        f"asking again every {poll_seconds:g} s. Ctrl-C stops."
+    )
