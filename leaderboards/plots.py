@@ -20,6 +20,7 @@ _LABEL = 190  # width of the label column
 _PLOT = 330  # width of the bars' scale
 _VALUE = 70  # width of the value column
 _TOP = 8
+_COLOURS = ("#0b6e4f", "#b5651d", "#3b5ba5")  # contrast above 4.5:1 on white, not by hue alone
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Bar:
     ci_low: float | None = None
     ci_high: float | None = None
     note: str = ""  # shown on hover, e.g. "n=36"
+    series: int = 0  # which of several compared things it is (its colour)
 
 
 def _x(value: float, top: float) -> float:
@@ -75,7 +77,8 @@ def interval_bars(bars: Sequence[Bar], title: str, scale_to: float = 100.0) -> s
         )
         parts.append(
             f'<rect x="{_LABEL}" y="{y + 5}" width="{round(_x(bar.value, top) - _LABEL, 2)}" '
-            f'height="{_ROW - 10}" fill="#0b6e4f" fill-opacity="0.75"/>'
+            f'height="{_ROW - 10}" fill="{_COLOURS[bar.series % len(_COLOURS)]}" '
+            f'fill-opacity="0.75"/>'
         )
         if bar.ci_low is not None and bar.ci_high is not None:
             low, high = _x(bar.ci_low, top), _x(bar.ci_high, top)

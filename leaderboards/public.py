@@ -18,6 +18,7 @@ __all__ = [
     "BenchmarkSummary",
     "Cell",
     "CommunityCell",
+    "ComparedBenchmark",
     "DataCardPublic",
     "DatasetPage",
     "DatasetPublic",
@@ -30,6 +31,7 @@ __all__ = [
     "LeaderboardColumns",
     "LeaderboardPage",
     "LeaderboardRow",
+    "ModelComparison",
     "ModelPage",
     "ModelPublic",
     "ModelScore",
@@ -239,6 +241,21 @@ class ModelScore(_Public):
     run_url: str
     score: Cell | None
     languages: dict[str, Cell] = Field(default_factory=dict)
+
+
+class ComparedBenchmark(_Public):
+    """Two models' primary scores on one benchmark, overall and per language (None: not scored)."""
+
+    benchmark: BenchmarkPublic
+    scores: tuple[Cell | None, Cell | None]
+    languages: dict[str, tuple[Cell | None, Cell | None]] = Field(default_factory=dict)
+
+
+class ModelComparison(_Public):
+    """Two models side by side on every current benchmark both are ranked on."""
+
+    models: tuple[ModelPublic, ModelPublic]
+    benchmarks: list[ComparedBenchmark]
 
 
 class ModelPage(_Public):

@@ -242,3 +242,22 @@ def test_a_dataset_page_counts_items_per_split_and_language_and_offers_its_file(
         "/datasets/kisan-advisory/..%2F..%2Fetc%2Fpasswd.parquet",
     ):
         assert client.get(bad).status_code == 404, bad
+
+
+def test_two_models_compare_side_by_side_per_language(client: FlaskClient) -> None:
+    page = client.get("/models/echo/vs/noisy")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    # Only the benchmark both are ranked on (noisy never ran indic-safety).
+    assert "Kisan advisory" in html and "Indic safety" not in html
+    assert (
+        "Tamil (Tamil script) · echo: 11.3" in html and "Tamil (Tamil script) · noisy: 0.0" in html
+    )
+    assert 'fill="#b5651d"' in html  # the second model's colour
+    assert client.get("/models/echo").get_data(as_text=True).count('action="/compare"') == 1
+    moved = client.get("/compare?a=echo&b=noisy")
+    assert moved.status_code == 302 and moved.location.endswith("/models/echo/vs/noisy")
+    assert client.get("/compare?a=echo&b=%3Cscript%3E").status_code == 400
+    assert client.get("/compare?a=echo").status_code == 400
+    assert client.get("/models/echo/vs/nobody").status_code == 404
+    assert client.get("/models/echo/vs/echo-pending").status_code == 404  # not published

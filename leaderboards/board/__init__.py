@@ -10,13 +10,14 @@ models, datasets, benchmarks and data cards (``_cards``) complete it.
 from ._cards import benchmark_public, benchmark_summaries, data_card
 from ._datasets import dataset_file, dataset_page
 from ._languages import language_page, language_summaries
-from ._models import model_page
+from ._models import compare_models, model_page
 from ._provenance import run_details
 from ._queries import PER_PAGE, leaderboard, leaderboard_version
 from ._read_model import rebuild_leaderboard
 
 __all__ = [
     "PER_PAGE",
+    "compare_models",
     "benchmark_public",
     "benchmark_summaries",
     "data_card",

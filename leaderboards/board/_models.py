@@ -15,10 +15,10 @@ from sqlmodel import Session, col, func, select
 from sabha.platform.domain import Benchmark, Dataset, DatasetVersion, LeaderboardEntry, Model
 from sabha.platform.errors import NotFoundError
 
-from ..public import Cell, ModelPage, ModelScore
+from ..public import Cell, ComparedBenchmark, ModelComparison, ModelPage, ModelScore
 from ._cards import benchmark_public_of, model_public
 
-__all__ = ["model_page"]
+__all__ = ["compare_models", "model_page"]
 
 
 def _published_models() -> Any:
@@ -99,3 +99,31 @@ def model_page(session: Session, name: str) -> ModelPage:
         scores=scores,
         languages=sorted({tag for score in scores for tag in score.languages}),
     )
+
+
+def compare_models(session: Session, first: str, second: str) -> ModelComparison:
+    """Two models side by side on every current benchmark both are ranked on, per language.
+
+    Raises:
+        NotFoundError: either model has no published score, or they share no benchmark.
+    """
+    a, b = model_page(session, first), model_page(session, second)
+    theirs = {score.benchmark.name: score for score in b.scores}
+    compared = [
+        ComparedBenchmark(
+            benchmark=mine.benchmark,
+            scores=(mine.score, theirs[mine.benchmark.name].score),
+            languages={
+                tag: (mine.languages.get(tag), theirs[mine.benchmark.name].languages.get(tag))
+                for tag in sorted(set(mine.languages) | set(theirs[mine.benchmark.name].languages))
+            },
+        )
+        for mine in a.scores
+        if mine.benchmark.name in theirs
+    ]
+    if not compared:
+        raise NotFoundError(
+            f"{first!r} and {second!r} are not ranked on a common benchmark.",
+            "Compare models that share a leaderboard.",
+        )
+    return ModelComparison(models=(a.model, b.model), benchmarks=compared)

@@ -27,9 +27,11 @@ from sabha.platform.languages import describe_language, describe_region, text_di
 from sabha.platform.services.audit_bundle import scoring_runs_of_job
 from sabha.platform.services.status import check_run_visible
 from sabha.platform.web import current_roles, current_user
+from sabha.platform.wire import MODEL_NAME_PATTERN
 
 from ..board import (
     benchmark_summaries,
+    compare_models,
     data_card,
     dataset_file,
     dataset_page,
@@ -41,7 +43,7 @@ from ..board import (
 from ..board import model_page as model_page_of
 from ..model_index import model_index_yaml
 from ..plots import Bar, interval_bars
-from ..public import Cell, LanguageRow
+from ..public import Cell, ComparedBenchmark, LanguageRow
 from ._cache import cached_page, http_caching, init_page_cache
 from ._exports import leaderboard_csv, leaderboard_parquet
 
@@ -93,14 +95,29 @@ def init_app(app: Flask) -> None:
         text_direction=text_direction,
         language_plot=_language_plot,
         model_plot=_model_plot,
+        pair_plot=_pair_plot,
     )
     app.jinja_env.filters["ci"] = _format_cell
     app.jinja_env.filters["when"] = _format_when
     app.jinja_env.filters["alpha"] = _format_alpha
 
 
-def _bar(label: str, cell: Cell) -> Bar:
-    return Bar(label, cell.value, cell.ci_low, cell.ci_high, note=f"n={cell.n}")
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN.strip("^$"))
+
+
+def _bar(label: str, cell: Cell, series: int = 0) -> Bar:
+    return Bar(label, cell.value, cell.ci_low, cell.ci_high, note=f"n={cell.n}", series=series)
+
+
+def _pair_plot(compared: ComparedBenchmark, names: tuple[str, str], title: str) -> Markup:
+    """Two models' bars per language, one colour each (a comparison page)."""
+    bars = [
+        _bar(f"{describe_language(tag)} · {names[i]}", cell, series=i)
+        for tag, pair in compared.languages.items()
+        for i, cell in enumerate(pair)
+        if cell is not None
+    ]
+    return Markup(interval_bars(bars, title))
 
 
 def _language_plot(cells: dict[str, Cell], title: str) -> Markup:
@@ -209,6 +226,21 @@ def model_page(name: str) -> str:
     return render_template(
         "model.html", page=page, snippet=model_index_yaml(page, request.url_root)
     )
+
+
+@blueprint.get("/models/<first>/vs/<second>")
+def compare_page(first: str, second: str) -> str:
+    """Two models side by side on every benchmark both are ranked on, per language."""
+    return render_template("compare.html", page=compare_models(_session(), first, second))
+
+
+@blueprint.get("/compare")
+def compare_form() -> WerkzeugResponse:
+    """The model page's compare form: ``?a=NAME&b=NAME`` leads to ``/models/a/vs/b``."""
+    first, second = request.args.get("a", "").strip(), request.args.get("b", "").strip()
+    if not (_MODEL_NAME.fullmatch(first) and _MODEL_NAME.fullmatch(second)):
+        abort(400, description="Give two model names: ?a=NAME&b=NAME, as leaderboards show them.")
+    return redirect(url_for("leaderboard.compare_page", first=first, second=second))
 
 
 @blueprint.get("/models/<name>/model-index.yaml")
