@@ -235,6 +235,12 @@ def test_a_dataset_page_counts_items_per_split_and_language_and_offers_its_file(
     assert rows == board["benchmark"]["dataset"]["items"]
     dataset = client.get("/datasets/kisan-advisory").get_data(as_text=True)
     assert "126 items" in dataset
+    data = client.get("/api/v1/datasets/kisan-advisory").get_json()
+    newest = data["versions"][0]
+    assert newest["version"] == version and newest["parquet_url"] == link
+    assert sum(sum(n.values()) for n in newest["splits"].values()) + newest["held_out"] == 126
+    assert newest["benchmarks"] == ["kisan-advisory"]
+    assert client.get("/api/v1/datasets/nobody").status_code == 404
     for bad in (
         "/datasets/nobody",
         f"/datasets/kisan-advisory/{'0' * 64}.parquet",

@@ -62,6 +62,7 @@ def cached_page(kind: str, name: str, page: int, render: Callable[[], T]) -> T:
 
 # Public read pages and their JSON: the same for every visitor but for the header.
 _REVALIDATED = {
+    "api_v1.get_dataset",
     "api_v1.get_language",
     "api_v1.get_leaderboard",
     "api_v1.get_model",

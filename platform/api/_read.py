@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from sabha.leaderboards.board import (
     benchmark_summaries,
+    dataset_page,
     language_page,
     language_summaries,
     leaderboard,
@@ -20,6 +21,7 @@ from sabha.leaderboards.board import (
 )
 from sabha.leaderboards.public import (
     BenchmarkSummary,
+    DatasetPage,
     LanguagePage,
     LanguageSummary,
     LeaderboardPage,
@@ -41,6 +43,7 @@ __all__ = [
     "AuditBundleQuery",
     "BenchmarkList",
     "BenchmarkPath",
+    "DatasetPath",
     "JobPath",
     "LanguageList",
     "LanguagePath",
@@ -58,6 +61,13 @@ class BenchmarkList(BaseModel):
 class BenchmarkPath(BaseModel):
     name: str = Field(
         description="The benchmark's name, e.g. kisan-advisory",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+    )
+
+
+class DatasetPath(BaseModel):
+    name: str = Field(
+        description="The dataset's name, e.g. kisan-advisory",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
     )
 
@@ -126,6 +136,17 @@ def get_leaderboard(path: BenchmarkPath, query: PageQuery) -> Response:
         lambda: leaderboard(get_session(), path.name, query.page).model_dump_json(),
     )
     return Response(body, mimetype="application/json")
+
+
+@api.get("/datasets/<name>", tags=[TAGS["benchmarks"]], responses={200: DatasetPage})
+def get_dataset(path: DatasetPath) -> Response:
+    """A dataset's released versions.
+
+    Newest first, each with its items per public split and language (a
+    private held-out split only as a total), the current benchmarks that
+    measure on it, its card and, where this server has it, its public Parquet file.
+    """
+    return json_response(dataset_page(get_session(), path.name))
 
 
 @api.get("/languages", tags=[TAGS["benchmarks"]], responses={200: LanguageList})
