@@ -39,6 +39,7 @@ __all__ = [
     "SamplePublic",
     "ScorePublic",
     "ShardPublic",
+    "VersionedScore",
 ]
 
 
@@ -225,6 +226,17 @@ class LeaderboardPage(_Public):
     total: int
 
 
+class VersionedScore(_Public):
+    """A model's primary score on one version of a benchmark (``current``: the one shown now)."""
+
+    version: str
+    dataset_version: str
+    metric_label: str
+    score: Cell
+    current: bool
+    run_url: str
+
+
 class ModelScore(_Public):
     """A model's place on one benchmark: its rank, primary score and per-language scores.
 
@@ -241,6 +253,11 @@ class ModelScore(_Public):
     run_url: str
     score: Cell | None
     languages: dict[str, Cell] = Field(default_factory=dict)
+    history: list[VersionedScore] = Field(
+        default_factory=list,
+        description="Its score on every version of the benchmark it was ranked on, oldest "
+        "first (empty unless there are two or more)",
+    )
 
 
 class ComparedBenchmark(_Public):

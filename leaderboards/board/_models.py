@@ -15,7 +15,15 @@ from sqlmodel import Session, col, func, select
 from sabha.platform.domain import Benchmark, Dataset, DatasetVersion, LeaderboardEntry, Model
 from sabha.platform.errors import NotFoundError
 
-from ..public import Cell, ComparedBenchmark, ModelComparison, ModelPage, ModelScore
+from ..metrics import get_metric
+from ..public import (
+    Cell,
+    ComparedBenchmark,
+    ModelComparison,
+    ModelPage,
+    ModelScore,
+    VersionedScore,
+)
 from ._cards import benchmark_public_of, model_public
 
 __all__ = ["compare_models", "model_page"]
@@ -24,6 +32,11 @@ __all__ = ["compare_models", "model_page"]
 def _published_models() -> Any:
     """The ids of models ranked on some leaderboard (a subquery)."""
     return select(LeaderboardEntry.model_id).distinct()
+
+
+def _over_versions(scores: list[VersionedScore]) -> list[VersionedScore]:
+    """A benchmark's scores over its versions, where there is more than one to show."""
+    return scores if len(scores) > 1 else []
 
 
 def model_page(session: Session, name: str) -> ModelPage:
@@ -43,14 +56,29 @@ def model_page(session: Session, name: str) -> ModelPage:
             f"There is no model named {name!r} with published scores.",
             "Follow a model link from a leaderboard.",
         )
-    found = session.exec(
+    every = session.exec(
         select(LeaderboardEntry, Benchmark, DatasetVersion, Dataset)
         .join(Benchmark, col(Benchmark.id) == LeaderboardEntry.benchmark_id)
         .join(DatasetVersion, col(DatasetVersion.id) == Benchmark.dataset_version_id)
         .join(Dataset, col(Dataset.id) == DatasetVersion.dataset_id)
-        .where(LeaderboardEntry.model_id == model.id, col(Benchmark.is_current))
-        .order_by(col(Benchmark.name))
+        .where(LeaderboardEntry.model_id == model.id)
+        .order_by(col(Benchmark.name), col(Benchmark.id))
     ).all()
+    found = [row for row in every if row[1].is_current]
+    history: dict[str, list[VersionedScore]] = {}
+    for entry, benchmark, version, _ in every:
+        cell = entry.cells["scores"].get(benchmark.primary_metric)
+        if cell is not None:
+            history.setdefault(benchmark.name, []).append(
+                VersionedScore(
+                    version=benchmark.version,
+                    dataset_version=version.content_hash,
+                    metric_label=get_metric(benchmark.primary_metric).label,
+                    score=Cell.model_validate(cell),
+                    current=benchmark.is_current,
+                    run_url=f"/jobs/{entry.job_id}",
+                )
+            )
     ranked = dict(
         session.exec(
             select(LeaderboardEntry.benchmark_id, func.count())
@@ -78,6 +106,7 @@ def model_page(session: Session, name: str) -> ModelPage:
                     tag: Cell.model_validate(cell)
                     for tag, cell in cells["breakdowns"].get("language", {}).items()
                 },
+                history=_over_versions(history.get(benchmark.name, [])),
             )
         )
     revisions: list[Model] = []

@@ -43,7 +43,7 @@ from ..board import (
 from ..board import model_page as model_page_of
 from ..model_index import model_index_yaml
 from ..plots import Bar, interval_bars
-from ..public import Cell, ComparedBenchmark, LanguageRow
+from ..public import Cell, ComparedBenchmark, LanguageRow, VersionedScore
 from ._cache import cached_page, http_caching, init_page_cache
 from ._exports import leaderboard_csv, leaderboard_parquet
 
@@ -96,6 +96,7 @@ def init_app(app: Flask) -> None:
         language_plot=_language_plot,
         model_plot=_model_plot,
         pair_plot=_pair_plot,
+        history_plot=_history_plot,
     )
     app.jinja_env.filters["ci"] = _format_cell
     app.jinja_env.filters["when"] = _format_when
@@ -107,6 +108,19 @@ _MODEL_NAME = re.compile(MODEL_NAME_PATTERN.strip("^$"))
 
 def _bar(label: str, cell: Cell, series: int = 0) -> Bar:
     return Bar(label, cell.value, cell.ci_low, cell.ci_high, note=f"n={cell.n}", series=series)
+
+
+def _history_plot(history: list[VersionedScore], title: str) -> Markup:
+    """A model's score on each version of one benchmark, oldest first (a model page)."""
+    bars = [
+        _bar(
+            f"v{h.version} {h.metric_label}" + (" (current)" if h.current else ""),
+            h.score,
+            series=0 if h.current else 2,
+        )
+        for h in history
+    ]
+    return Markup(interval_bars(bars, title))
 
 
 def _pair_plot(compared: ComparedBenchmark, names: tuple[str, str], title: str) -> Markup:
