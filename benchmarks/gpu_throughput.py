@@ -25,7 +25,7 @@ from pathlib import Path
 
 from throughput_vs_raw_vllm import Shard, engine_client_side, measure, raw_vllm_side, report
 
-from sabha.platform.wire import DecodingParams, GenerationRequest, ModelSource
+from sabha.platform.wire import DecodingParams, GenerationRequest, LocalModelSource
 
 LLAMA_1B = {
     "hidden_size": 2048,
@@ -150,7 +150,7 @@ def main() -> None:
         )
         ensure_ray()
         client = EngineClient(
-            ModelSource(name="random-llama", source="local", path=str(model)),
+            LocalModelSource(name="random-llama", source="local", path=str(model)),
             max_model_len=input_len + output_len + 16,
             memory_fraction=memory_fraction,
         )

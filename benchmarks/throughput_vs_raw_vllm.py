@@ -251,14 +251,14 @@ def main() -> None:
 
     import vllm
 
-    from sabha.platform.wire import ModelSource
+    from sabha.platform.wire import LocalModelSource
     from sabha.workers.client import EngineClient
     from sabha.workers.local import ensure_ray, shutdown_ray
 
     with tempfile.TemporaryDirectory(prefix="sabha-throughput-") as folder:
         model, shards, prompts = prepare(Path(folder), args.repeat, args.shard_size)
         ensure_ray()
-        client = EngineClient(ModelSource(name="tiny", source="local", path=str(model)))
+        client = EngineClient(LocalModelSource(name="tiny", source="local", path=str(model)))
         info = client.info()
         max_in_flight = args.max_in_flight or 2 * (info.max_num_seqs or 128)
         sides = {
