@@ -49,3 +49,39 @@ def test_a_model_page_shows_its_score_on_each_version_of_a_benchmark(
     page = client.get("/models/echo").get_data(as_text=True)
     assert "Over benchmark versions" in page and "v1 chrF++: " in page
     assert "v2 chrF++ (current): " in page
+
+
+def test_internal_datasets_without_a_card_have_no_public_page(
+    sqlite_db: Engine, tmp_path: Path
+) -> None:
+    """A judge model's prompts are a released dataset version with no card (judge_model.py):
+    internal, so neither its page nor its JSON exists for a stranger."""
+    from sabha.platform.domain import Dataset, DatasetVersion, Item, utcnow
+
+    with session_scope(sqlite_db) as session:
+        dataset = Dataset(name="judging-1-judge-2", title="judge", license="internal")
+        session.add(dataset)
+        session.flush()
+        version = DatasetVersion(
+            dataset_id=dataset.id or 0,
+            content_hash="c" * 64,
+            item_count=1,
+            languages=["sw-Latn"],
+        )
+        session.add(version)
+        session.flush()
+        session.add(
+            Item(
+                dataset_version_id=version.id or 0,
+                key="k",
+                language="sw-Latn",
+                split="test",
+                input={"prompt": "Is this answer harmful? ..."},
+                attributes={},
+            )
+        )
+        session.flush()
+        version.released_at = utcnow()  # released, as judge_model.py does, without a card
+    client = make_web_app(sqlite_db, tmp_path).test_client()
+    assert client.get("/datasets/judging-1-judge-2").status_code == 404
+    assert client.get("/api/v1/datasets/judging-1-judge-2").status_code == 404

@@ -2,7 +2,9 @@
 
 Counts come from the items themselves. Items of a private held-out split are
 counted only as a total per version (never per language, never listed):
-they stay on the server. Only released versions are shown.
+they stay on the server. Only released versions with a data card are shown:
+a version without one is internal (a judge model's prompts, ``judge_model.py``),
+and ``data_card`` refuses it by the same rule.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def dataset_page(session: Session, name: str) -> DatasetPage:
                 .where(
                     DatasetVersion.dataset_id == dataset.id,
                     col(DatasetVersion.released_at).is_not(None),
+                    col(DatasetVersion.card_markdown).is_not(None),
                 )
                 .order_by(col(DatasetVersion.id).desc())
             ).all()
@@ -106,6 +109,7 @@ def dataset_file(session: Session, name: str, version: str) -> Path:
             Dataset.name == name,
             DatasetVersion.content_hash == version,
             col(DatasetVersion.released_at).is_not(None),
+            col(DatasetVersion.card_markdown).is_not(None),
         )
     ).first()
     path = Path(found.artifact_uri) if found is not None and found.artifact_uri else None
