@@ -15,7 +15,7 @@ PIP_VERSION := 26.3
 LOCK := requirements/cpu.lock
 LS_LOCK := requirements/labelstudio.lock
 
-.PHONY: setup labelstudio browser demo test test-fast coverage lint typecheck lock clean
+.PHONY: setup labelstudio browser demo test test-fast coverage lint typecheck lock translations clean
 
 setup: $(STAMP)
 
@@ -104,6 +104,11 @@ lock:
 	(echo "$(LOCK_HEADER)"; build/lock-labelstudio/bin/python -m pip freeze) > $(LS_LOCK)
 	rm -rf build/lock build/lock-labelstudio
 	$(MAKE) test-fast
+
+# Refresh the interface's message catalog from the templates and the web code, then each
+# language's catalog (new strings arrive untranslated: tests/test_translations.py lists them).
+translations: setup
+	$(BIN)/python -m sabha.platform.web.catalogs
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) build *.egg-info .pytest_cache .ruff_cache

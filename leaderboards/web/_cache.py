@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, current_app, request
 
 from sabha.platform.db import get_session
+from sabha.platform.web.i18n import ui_language
 
 from ..board import leaderboard_version
 
@@ -52,10 +53,10 @@ def cached_page(kind: str, name: str, page: int, render: Callable[[], T]) -> T:
     """Page ``page`` of benchmark ``name``'s leaderboard as ``kind`` (``html``, ``json``).
 
     Rendered by ``render`` the first time, then kept until the leaderboard
-    changes (``board.leaderboard_version``).
+    changes (``board.leaderboard_version``); one copy per interface language.
     """
     pages: _PageCache = current_app.extensions[_APP_KEY]
-    key = (kind, name, page, leaderboard_version(get_session(), name))
+    key = (kind, name, page, ui_language(), leaderboard_version(get_session(), name))
     value: T = pages.get_or_render(key, render)
     return value
 
@@ -95,7 +96,7 @@ def http_caching(response: Response) -> Response:
     response.headers["Cache-Control"] = (
         "private, no-cache" if known else f"public, max-age={PUBLIC_MAX_AGE}"
     )
-    response.vary.update(("Cookie", "Authorization"))
+    response.vary.update(("Cookie", "Authorization", "Accept-Language"))
     response.add_etag()
     response.make_conditional(request)  # 304 with no body where the ETag matches
     return response

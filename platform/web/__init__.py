@@ -31,8 +31,9 @@ __all__ = [
 
 def init_app(app: Flask) -> None:
     """Add security, sign-in, the account, user administration, submissions, annotation, review."""
-    from . import account, admin, annotate, auth, review, security, submissions
+    from . import account, admin, annotate, auth, i18n, review, security, submissions
 
+    i18n.init_app(app)
     security.init_app(app)
     auth.init_app(app)
     account.init_app(app)
