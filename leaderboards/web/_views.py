@@ -18,6 +18,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import gettext as _
 from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -114,7 +115,7 @@ def _history_plot(history: list[VersionedScore], title: str) -> Markup:
     """A model's score on each version of one benchmark, oldest first (a model page)."""
     bars = [
         _bar(
-            f"v{h.version} {h.metric_label}" + (" (current)" if h.current else ""),
+            f"v{h.version} {h.metric_label}" + (f" ({_('current')})" if h.current else ""),
             h.score,
             series=0 if h.current else 2,
         )
@@ -146,14 +147,14 @@ def _model_plot(rows: list[LanguageRow], title: str) -> Markup:
 
 
 def _format_alpha(alpha: float | None) -> str:
-    return "undefined" if alpha is None else f"{alpha:.2f}"
+    return _("undefined") if alpha is None else f"{alpha:.2f}"
 
 
 def _format_cell(cell: Cell | None) -> str:
     if not cell:
         return "—"
     if cell.too_few or cell.ci_low is None or cell.ci_high is None:
-        return f"{cell.value:.1f} (too few items)"
+        return f"{cell.value:.1f} ({_('too few items')})"
     return f"{cell.value:.1f} ± {(cell.ci_high - cell.ci_low) / 2:.1f}"
 
 
