@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from browsertools import browser  # noqa: F401
 from labelstudio_fixture import labelstudio, labelstudio_private, labelstudio_template  # noqa: F401
 from sqlalchemy.engine import Engine
 

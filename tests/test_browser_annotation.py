@@ -15,19 +15,16 @@ pages show); playwright's own browser download is not used. Screenshots go to
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from labelstudio_fixture import REPO, LabelStudioForTests, free_port
+from browsertools import artifacts_dir, serve
+from labelstudio_fixture import REPO, LabelStudioForTests
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -45,68 +42,9 @@ from sabha.platform.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "correct horse battery staple"
 ANSWER = "धान की रोपाई जून के अंत से जुलाई के मध्य तक करें, जब मानसून की अच्छी बारिश हो जाए।"
 WAIT_MS = 90_000  # Label Studio's labeling UI is a large React app; two busy cores are slow
-
-
-def artifacts_dir(test_name: str) -> Path:
-    """Where a test's screenshots go: ``$SABHA_TEST_ARTIFACTS/<test>`` (default tests/artifacts)."""
-    root = Path(os.environ.get("SABHA_TEST_ARTIFACTS") or REPO / "tests" / "artifacts")
-    folder = root / test_name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """Headless Debian chromium through playwright (skipped where neither is installed)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
-    if not CHROMIUM.is_file():
-        if os.environ.get("CI"):
-            raise AssertionError(f"{CHROMIUM} is missing: run `make browser`")
-        pytest.skip(f"{CHROMIUM} is missing: run `make browser`")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@contextmanager
-def _serve(settings: Settings) -> Iterator[str]:
-    """Sabha's web app on a loopback port, in a thread, until the test ends."""
-    from werkzeug.serving import make_server
-
-    from sabha.platform.app import create_app
-
-    port = free_port()
-    server = make_server("127.0.0.1", port, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -142,7 +80,7 @@ def sabha_site(
         "utf-8",
     )
     upload_source_items(db, project.id or 0, rows)
-    with _serve(settings) as url:
+    with serve(settings) as url:
         provision_project(
             db,
             labelstudio.client(),
