@@ -6,7 +6,8 @@ models; ``evaluation`` `sabha eval` and jobs; ``remote`` login, submit and
 status against a server; ``serving`` serve and demo; ``worker`` a volunteer's
 agent; ``accounts`` users, tokens and pool credentials; ``annotation``,
 ``annotation_upkeep`` and ``review`` community annotation; ``audit``
-`sabha audit` (offline, no database); ``signals``
+`sabha audit` (offline, no database); ``translations`` the interface's
+catalogs and their community review; ``signals``
 SIGTERM handled as Ctrl-C. Commands parse, call a service and print: the
 work is in ``sabha.platform.services``.
 """
@@ -25,6 +26,7 @@ from .evaluation import eval_command, evaluate, jobs
 from .remote import login, status, submit
 from .review import annotations_blockers, review_group
 from .serving import demo, serve
+from .translations import translations
 from .worker import worker
 
 __all__ = ["cli", "evaluate", "main"]
@@ -64,6 +66,7 @@ for command in (
     annotations_group,
     worker,
     audit_command,
+    translations,
 ):
     cli.add_command(command)
 

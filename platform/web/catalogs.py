@@ -11,16 +11,30 @@ string that a catalog lacks.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 from .i18n import TRANSLATIONS, UI_LANGUAGES
 
-__all__ = ["SOURCE_FOLDERS", "extract_messages", "read_catalog", "refresh"]
+__all__ = [
+    "SOURCE_FOLDERS",
+    "ReviewedCatalog",
+    "catalog_problems",
+    "extract_messages",
+    "import_reviewed",
+    "read_catalog",
+    "refresh",
+    "review_rows",
+    "translation_problems",
+]
 
 SOURCE_FOLDERS = ("platform/web", "leaderboards")
 """Folders (from the repository root) whose templates and code hold interface strings."""
@@ -62,9 +76,9 @@ def extract_messages(root: Path | None = None) -> Catalog:
     return catalog
 
 
-def read_catalog(code: str, folder: Path = TRANSLATIONS) -> Catalog:
+def read_catalog(code: str, folder: Path | None = None) -> Catalog:
     """The catalog of interface language ``code`` (empty if it has none yet)."""
-    path = folder / f"{code}.po"
+    path = (folder or TRANSLATIONS) / f"{code}.po"
     if not path.exists():
         return Catalog(locale=code, project="Sabha", fuzzy=False)
     with path.open("rb") as po:
@@ -102,6 +116,156 @@ def refresh(root: Path | None = None) -> dict[str, int]:
         _write(catalog, folder / f"{code}.po")
         missing[code] = sum(1 for m in catalog if m.id and not m.string)
     return missing
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]|%%")
+_TAG = re.compile(r"<[a-zA-Z/][^>]*>")
+_COUNT = {"%(num)d", "%(num)s"}
+
+
+def _placeholders(text: str) -> set[str]:
+    return {m.group(0) for m in _PLACEHOLDER.finditer(text)}
+
+
+def translation_problems(singular: str, plural: str | None, translated: str) -> list[str]:
+    """Why ``translated`` cannot stand for the English ``singular`` (or ``plural``), if it cannot.
+
+    Its placeholders must be the English ones (ngettext's count may be left out of a
+    singular form, as in "one day"); it may not add markup; it must format.
+    """
+    problems = []
+    needed = _placeholders(plural or singular) - _COUNT
+    allowed = _placeholders(singular) | _placeholders(plural or singular)
+    got = _placeholders(translated)
+    if not needed <= got <= allowed:
+        lost, extra = sorted(needed - got), sorted(got - allowed)
+        problems.append(
+            f"placeholders differ (missing {', '.join(lost) or 'none'}, "
+            f"unknown {', '.join(extra) or 'none'}): keep them exactly as in the English"
+        )
+    if _TAG.search(translated) and not _TAG.search(singular):
+        problems.append("adds markup the English does not have: remove the <...> tags")
+    try:
+        translated % {name: 1 for name in re.findall(r"%\((\w+)\)", translated)}
+    except (KeyError, ValueError, TypeError) as exc:
+        problems.append(f"does not format ({exc}): write a literal % as %%")
+    return problems
+
+
+def catalog_problems(catalog: Catalog, source: Catalog) -> list[str]:
+    """Every string of ``source`` that ``catalog`` lacks, leaves empty, marks fuzzy or breaks."""
+    problems = []
+    for message in source:
+        if not message.id:
+            continue
+        singular, plural = message.id if isinstance(message.id, tuple) else (message.id, None)
+        entry = catalog.get(message.id, context=message.context)
+        if entry is None:
+            problems.append(f"missing: {singular!r}")
+            continue
+        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        if entry.fuzzy or not all(strings):
+            problems.append(f"untranslated{' (fuzzy)' if entry.fuzzy else ''}: {singular!r}")
+            continue
+        for translated in strings:
+            problems.extend(
+                f"{singular!r} -> {translated!r}: {problem}"
+                for problem in translation_problems(singular, plural, translated)
+            )
+    return problems
+
+
+def _review_key(message_id: str | tuple[str, ...], context: str | None, form: int | None) -> str:
+    english = message_id if isinstance(message_id, str) else "\x00".join(message_id)
+    digest = hashlib.sha256(f"{context or ''}\x04{english}".encode()).hexdigest()[:16]
+    return f"ui-{digest}" if form is None else f"ui-{digest}-{form}"
+
+
+def review_rows(code: str, folder: Path | None = None) -> list[dict[str, str]]:
+    """Catalog ``code`` as rows of a ``post_edit`` annotation project: each string's English
+    (``source``) and its translation (``draft``), one row per plural form."""
+    rows = []
+    for message in read_catalog(code, folder):
+        if not message.id:
+            continue
+        if isinstance(message.id, tuple):
+            strings = message.string if isinstance(message.string, tuple) else (message.string,)
+            for form, translated in enumerate(strings):
+                english = message.id[min(form, 1)]
+                key = _review_key(message.id, message.context, form)
+                rows.append({"id": key, "source": english, "draft": translated or english})
+        else:
+            key = _review_key(message.id, message.context, None)
+            rows.append({"id": key, "source": message.id, "draft": message.string or message.id})
+    return rows
+
+
+@dataclass
+class ReviewedCatalog:
+    """What importing a reviewed release changed (or would change)."""
+
+    changed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    unknown: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def import_reviewed(
+    code: str, reviewed: Iterable[Mapping[str, object]], folder: Path | None = None
+) -> ReviewedCatalog:
+    """Write the reviewed translations (``id`` and ``reference`` of a released
+    ``post_edit`` dataset's rows) into catalog ``code``.
+
+    All or nothing: when any reviewed translation would break its string
+    (``translation_problems``), the catalog is left as it was and the problems
+    are returned. Rows whose id names no string of the catalog (strings since
+    removed) are listed, not an error.
+    """
+    catalog = read_catalog(code, folder)
+    by_key: dict[str, tuple[Message, int | None]] = {}
+    for message in catalog:
+        if not message.id:
+            continue
+        if isinstance(message.id, tuple):
+            forms = len(message.string) if isinstance(message.string, tuple) else 2
+            for form in range(forms):
+                by_key[_review_key(message.id, message.context, form)] = (message, form)
+        else:
+            by_key[_review_key(message.id, message.context, None)] = (message, None)
+    outcome = ReviewedCatalog()
+    for row in reviewed:
+        item_id, reference = str(row.get("id") or ""), row.get("reference")
+        key = item_id.split(".", 1)[-1]  # a released id is <language>.<key>
+        if key not in by_key:
+            outcome.unknown.append(item_id)
+            continue
+        if not isinstance(reference, str) or not reference.strip():
+            outcome.problems.append(f"{item_id}: no reviewed translation (reference is empty)")
+            continue
+        message, form = by_key[key]
+        singular, plural = message.id if isinstance(message.id, tuple) else (message.id, None)
+        problems = translation_problems(singular, plural, reference)
+        outcome.problems.extend(f"{item_id} ({singular!r}): {p}" for p in problems)
+        if problems:
+            continue
+        current = message.string
+        if form is None:
+            if current == reference:
+                outcome.unchanged += 1
+                continue
+            message.string = reference
+        else:
+            strings = list(current) if isinstance(current, tuple) else ["", ""]
+            if strings[form] == reference:
+                outcome.unchanged += 1
+                continue
+            strings[form] = reference
+            message.string = tuple(strings)
+        message.flags.discard("fuzzy")
+        outcome.changed.append(item_id)
+    if not outcome.problems and outcome.changed:
+        _write(catalog, (folder or TRANSLATIONS) / f"{code}.po")
+    return outcome
 
 
 def main() -> None:
