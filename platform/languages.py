@@ -150,19 +150,21 @@ def primary_subtag(tag: str) -> str:
     return tag.split("-")[0]
 
 
-def describe_language(tag: str) -> str:
-    """An English name from CLDR: ``Hindi (Latin script)`` for ``hi-Latn``.
+def describe_language(tag: str, locale: str = "en") -> str:
+    """A name from CLDR: ``Hindi (Latin script)`` for ``hi-Latn``; in another interface
+    language ``locale``, CLDR's names in it: ``हिन्दी (लैटिन)`` in Hindi.
 
     The script is always named, since Sabha compares scripts of one language;
     a region follows it: ``Bangla (Bangla script, Bangladesh)``.
     """
     parsed = Language.get(tag, normalize=False)
-    name = parsed.language_name("en")
+    name = parsed.language_name(locale)
     details = []
     if parsed.script:
-        details.append(f"{parsed.script_name('en')} script")
+        script = parsed.script_name(locale)
+        details.append(f"{script} script" if locale == "en" else script)
     if parsed.territory:
-        details.append(parsed.territory_name("en"))
+        details.append(parsed.territory_name(locale))
     return f"{name} ({', '.join(details)})" if details else name
 
 

@@ -40,7 +40,7 @@ from sabha.platform.web.i18n import TRANSLATIONS
 
 EDITED = {
     "Benchmarks": "बेंचमार्क सूची",
-    "Sign in": "साइन इन करें",
+    "Sign in": "लॉग इन करें",
     "%(n)s judgements": "%(n)s निर्णय",
 }
 
@@ -107,6 +107,7 @@ def test_reviewed_translations_go_from_a_release_back_into_the_catalog(
     assert len({r["id"] for r in rows}) == len(rows)  # one row per string and plural form
     chosen = [r for r in rows if r["source"] in EDITED]
     assert len(chosen) == len(EDITED)
+    assert not {r["draft"] for r in chosen} & set(EDITED.values())  # each edit changes something
     release = _released_rows(db, tmp_path, chosen)
     assert len(pq.read_table(release).to_pylist()) == len(EDITED)
 

@@ -28,6 +28,7 @@ from sabha.platform.languages import describe_language, describe_region, text_di
 from sabha.platform.services.audit_bundle import scoring_runs_of_job
 from sabha.platform.services.status import check_run_visible
 from sabha.platform.web import current_roles, current_user
+from sabha.platform.web.i18n import ui_language
 from sabha.platform.wire import MODEL_NAME_PATTERN
 
 from ..board import (
@@ -91,7 +92,7 @@ def init_app(app: Flask) -> None:
     init_page_cache(app)
     app.after_request(http_caching)
     app.jinja_env.globals.update(
-        describe_language=describe_language,
+        describe_language=_describe_language,
         describe_region=describe_region,
         text_direction=text_direction,
         language_plot=_language_plot,
@@ -102,6 +103,11 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["ci"] = _format_cell
     app.jinja_env.filters["when"] = _format_when
     app.jinja_env.filters["alpha"] = _format_alpha
+
+
+def _describe_language(tag: str) -> str:
+    """A language's name in the interface's language (``हिन्दी (देवनागरी)`` on a Hindi page)."""
+    return describe_language(tag, ui_language())
 
 
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN.strip("^$"))
@@ -127,7 +133,7 @@ def _history_plot(history: list[VersionedScore], title: str) -> Markup:
 def _pair_plot(compared: ComparedBenchmark, names: tuple[str, str], title: str) -> Markup:
     """Two models' bars per language, one colour each (a comparison page)."""
     bars = [
-        _bar(f"{describe_language(tag)} · {names[i]}", cell, series=i)
+        _bar(f"{_describe_language(tag)} · {names[i]}", cell, series=i)
         for tag, pair in compared.languages.items()
         for i, cell in enumerate(pair)
         if cell is not None
@@ -137,7 +143,7 @@ def _pair_plot(compared: ComparedBenchmark, names: tuple[str, str], title: str) 
 
 def _language_plot(cells: dict[str, Cell], title: str) -> Markup:
     """Bars of one benchmark's score per language (a model page)."""
-    bars = [_bar(describe_language(tag), cell) for tag, cell in sorted(cells.items())]
+    bars = [_bar(_describe_language(tag), cell) for tag, cell in sorted(cells.items())]
     return Markup(interval_bars(bars, title))
 
 
