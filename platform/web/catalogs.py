@@ -152,18 +152,32 @@ def translation_problems(singular: str, plural: str | None, translated: str) -> 
     return problems
 
 
+def _english(message: Message) -> tuple[str, str | None]:
+    """A message's English: its singular, and its plural (``None`` unless it has one)."""
+    if isinstance(message.id, (tuple, list)):
+        return str(message.id[0]), str(message.id[1])
+    return str(message.id), None
+
+
+def _translations(message: Message) -> list[str]:
+    """A message's translations: one, or one per plural form ("" where empty)."""
+    if isinstance(message.string, (tuple, list)):
+        return [str(form or "") for form in message.string]
+    return [str(message.string or "")]
+
+
 def catalog_problems(catalog: Catalog, source: Catalog) -> list[str]:
     """Every string of ``source`` that ``catalog`` lacks, leaves empty, marks fuzzy or breaks."""
     problems = []
     for message in source:
         if not message.id:
             continue
-        singular, plural = message.id if isinstance(message.id, tuple) else (message.id, None)
+        singular, plural = _english(message)
         entry = catalog.get(message.id, context=message.context)
         if entry is None:
             problems.append(f"missing: {singular!r}")
             continue
-        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        strings = _translations(entry)
         if entry.fuzzy or not all(strings):
             problems.append(f"untranslated{' (fuzzy)' if entry.fuzzy else ''}: {singular!r}")
             continue
@@ -175,8 +189,10 @@ def catalog_problems(catalog: Catalog, source: Catalog) -> list[str]:
     return problems
 
 
-def _review_key(message_id: str | tuple[str, ...], context: str | None, form: int | None) -> str:
-    english = message_id if isinstance(message_id, str) else "\x00".join(message_id)
+def _review_key(message: Message, form: int | None) -> str:
+    singular, plural = _english(message)
+    english = singular if plural is None else f"{singular}\x00{plural}"
+    context = message.context
     digest = hashlib.sha256(f"{context or ''}\x04{english}".encode()).hexdigest()[:16]
     return f"ui-{digest}" if form is None else f"ui-{digest}-{form}"
 
@@ -188,15 +204,16 @@ def review_rows(code: str, folder: Path | None = None) -> list[dict[str, str]]:
     for message in read_catalog(code, folder):
         if not message.id:
             continue
-        if isinstance(message.id, tuple):
-            strings = message.string if isinstance(message.string, tuple) else (message.string,)
-            for form, translated in enumerate(strings):
-                english = message.id[min(form, 1)]
-                key = _review_key(message.id, message.context, form)
-                rows.append({"id": key, "source": english, "draft": translated or english})
-        else:
-            key = _review_key(message.id, message.context, None)
-            rows.append({"id": key, "source": message.id, "draft": message.string or message.id})
+        singular, plural = _english(message)
+        strings = _translations(message)
+        if plural is None:
+            key = _review_key(message, None)
+            rows.append({"id": key, "source": singular, "draft": strings[0] or singular})
+            continue
+        for form, translated in enumerate(strings):
+            english = singular if form == 0 else plural
+            key = _review_key(message, form)
+            rows.append({"id": key, "source": english, "draft": translated or english})
     return rows
 
 
@@ -226,12 +243,11 @@ def import_reviewed(
     for message in catalog:
         if not message.id:
             continue
-        if isinstance(message.id, tuple):
-            forms = len(message.string) if isinstance(message.string, tuple) else 2
-            for form in range(forms):
-                by_key[_review_key(message.id, message.context, form)] = (message, form)
-        else:
-            by_key[_review_key(message.id, message.context, None)] = (message, None)
+        if _english(message)[1] is None:
+            by_key[_review_key(message, None)] = (message, None)
+            continue
+        for index in range(max(len(_translations(message)), 2)):
+            by_key[_review_key(message, index)] = (message, index)
     outcome = ReviewedCatalog()
     for row in reviewed:
         item_id, reference = str(row.get("id") or ""), row.get("reference")
@@ -243,19 +259,19 @@ def import_reviewed(
             outcome.problems.append(f"{item_id}: no reviewed translation (reference is empty)")
             continue
         message, form = by_key[key]
-        singular, plural = message.id if isinstance(message.id, tuple) else (message.id, None)
+        singular, plural = _english(message)
         problems = translation_problems(singular, plural, reference)
         outcome.problems.extend(f"{item_id} ({singular!r}): {p}" for p in problems)
         if problems:
             continue
-        current = message.string
+        strings = _translations(message)
         if form is None:
-            if current == reference:
+            if strings[0] == reference:
                 outcome.unchanged += 1
                 continue
             message.string = reference
         else:
-            strings = list(current) if isinstance(current, tuple) else ["", ""]
+            strings += [""] * (form + 1 - len(strings))
             if strings[form] == reference:
                 outcome.unchanged += 1
                 continue

@@ -66,7 +66,7 @@ def load_catalogs(folder: Path = TRANSLATIONS) -> dict[str, Translations]:
     return catalogs
 
 
-class _CompiledDomain(Domain):  # type: ignore[misc]
+class _CompiledDomain(Domain):
     """Translations from the catalogs compiled at start, by the request's locale."""
 
     def __init__(self, catalogs: dict[str, Translations]) -> None:
@@ -77,7 +77,7 @@ class _CompiledDomain(Domain):  # type: ignore[misc]
         return self._catalogs.get(ui_language(), NullTranslations())
 
 
-class _Babel(Babel):  # type: ignore[misc]
+class _Babel(Babel):
     def __init__(self, app: Flask, catalogs: dict[str, Translations]) -> None:
         self._catalogs = catalogs
         super().__init__(app, locale_selector=_select_locale)
