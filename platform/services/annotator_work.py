@@ -104,11 +104,12 @@ def next_work_for(session: Session, user: User, limit: int = NEXT_ITEMS_SHOWN) -
         handed.setdefault(item_id, set()).add(person)
     mine = set(linked_labelstudio_users(session, id_of(user)))
     waiting: list[WaitingItem] = []
-    for item_id, project_id, key, task_id in items:
-        people, project = done.get(int(item_id or 0), set()), projects[project_id]
-        if mine & touched.get(int(item_id or 0), set()):
+    for row_id, project_id, key, task_id in items:
+        source_id = int(row_id or 0)
+        people, project = done.get(source_id, set()), projects[project_id]
+        if mine & touched.get(source_id, set()):
             continue
-        open_to = handed.get(int(item_id or 0), set())
+        open_to = handed.get(source_id, set())
         to_me = bool(mine & open_to)
         busy = people | (open_to - mine) if not to_me else people
         if len(busy) >= project.annotations_per_item:

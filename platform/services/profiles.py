@@ -168,7 +168,7 @@ def public_names(session: Session, user_ids: set[int]) -> dict[int, str]:
     if not user_ids:
         return {}
     return {
-        int(user_id): str(name)
+        int(user_id or 0): str(name)
         for user_id, name in session.exec(
             select(User.id, User.profile_name).where(
                 col(User.id).in_(sorted(user_ids)),
