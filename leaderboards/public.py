@@ -148,6 +148,10 @@ class DatasetPage(_Public):
     title: str
     license: str
     versions: list[DatasetVersionPublic]
+    items_url: str | None = Field(
+        default=None,
+        description="Its public items, each with its annotation history (annotated datasets)",
+    )
 
 
 class DataCardPublic(_Public):
@@ -361,6 +365,10 @@ class SamplePublic(_Public):
     output: str
     error: str | None
     expected: str | None
+    history_url: str | None = Field(
+        default=None,
+        description="Who annotated and reviewed the item (items of annotated datasets)",
+    )
 
 
 class AnswerLengthPublic(_Public):

@@ -151,3 +151,28 @@ def test_held_out_items_are_scored_apart_and_shown_only_as_an_aggregate(
     samples = client.get(f"/api/v1/jobs/{job_id}/results").get_json()["samples"]
     assert samples and all(s["item"].startswith("pub-") for s in samples)
     assert "on the private held-out split" in pages[1]
+
+
+def test_a_job_page_links_only_public_items_of_an_annotated_dataset_to_their_history(
+    db: Engine, tmp_path: Path
+) -> None:
+    import re
+
+    from sabha.platform.services.annotation import create_annotation_project
+
+    job_id = _benchmark(db, tmp_path)
+    run_with(db, [job_id], ScriptedEngine(answer=lambda request: SECRET_ANSWER))
+    create_annotation_project(db, "kisan-held-out", "hi-Deva", "qa")  # annotated through Sabha
+    client = make_web_app(db, tmp_path).test_client()
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    links = re.findall(r'href="(/datasets/kisan-held-out/items/([^"/]+)/history)"', page)
+    assert links and all(key.startswith("pub-") for _link, key in links)
+    samples = client.get(f"/api/v1/jobs/{job_id}/results").get_json()["samples"]
+    assert [s["history_url"] for s in samples] == [link for link, _key in links]
+    assert 'href="/datasets/kisan-held-out/items"' in client.get(
+        "/datasets/kisan-held-out"
+    ).get_data(as_text=True)
+    for key in ("held-0", "held-1", "hi-Deva.held-0"):
+        assert client.get(f"/datasets/kisan-held-out/items/{key}/history").status_code == 404
+    listing = client.get("/datasets/kisan-held-out/items").get_data(as_text=True)
+    assert re.search(r"held-\d", listing) is None and SECRET_QUESTION not in listing

@@ -13,12 +13,32 @@ from pathlib import Path
 
 from sqlmodel import Session, col, func, select
 
-from sabha.platform.domain import PUBLIC_SPLITS, Benchmark, Dataset, DatasetVersion, Item, as_utc
+from sabha.platform.domain import (
+    PUBLIC_SPLITS,
+    AnnotationProject,
+    Benchmark,
+    Dataset,
+    DatasetVersion,
+    Item,
+    as_utc,
+)
 from sabha.platform.errors import NotFoundError
 
 from ..public import DatasetPage, DatasetVersionPublic
 
-__all__ = ["dataset_file", "dataset_page"]
+__all__ = ["annotated_through_sabha", "dataset_file", "dataset_page"]
+
+
+def annotated_through_sabha(session: Session, name: str) -> bool:
+    """Whether dataset ``name`` was annotated through Sabha (it has a community project)."""
+    return (
+        session.exec(
+            select(AnnotationProject.id).where(
+                AnnotationProject.dataset_name == name, col(AnnotationProject.private).is_(False)
+            )
+        ).first()
+        is not None
+    )
 
 
 def dataset_page(session: Session, name: str) -> DatasetPage:
@@ -72,6 +92,9 @@ def dataset_page(session: Session, name: str) -> DatasetPage:
         name=dataset.name,
         title=dataset.title,
         license=dataset.license,
+        items_url=(
+            f"/datasets/{dataset.name}/items" if annotated_through_sabha(session, name) else None
+        ),
         versions=[
             DatasetVersionPublic(
                 version=version.content_hash,

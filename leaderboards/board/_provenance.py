@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from urllib.parse import quote
 
 from sqlmodel import Session, col, func, select
 
@@ -28,6 +29,7 @@ from ..lengths import answer_lengths
 from ..public import RunPublic, SamplePublic, ScorePublic, ShardPublic
 from ._cards import benchmark_public, model_public
 from ._cells import score_cell
+from ._datasets import annotated_through_sabha
 
 __all__ = ["run_details"]
 
@@ -115,6 +117,9 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPubl
         .join(Shard, col(Shard.accepted_run_id) == Output.shard_run_id)
         .where(Shard.job_id == job_id)
     ).one()
+    described = benchmark_public(session, benchmark)
+    dataset = described.dataset.name
+    annotated = annotated_through_sabha(session, dataset)
     return RunPublic(
         id=id_of(job),
         status=job.status,
@@ -124,7 +129,7 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPubl
         error=job.error,
         decoding=dict(job.decoding),
         generation=dict(job.generation),
-        benchmark=benchmark_public(session, benchmark),
+        benchmark=described,
         prompt_template=str(job.generation.get("prompt_template", "")),
         system_prompt=job.generation.get("system_prompt"),
         model=model_public(model),
@@ -151,6 +156,11 @@ def run_details(session: Session, job_id: int, sample_size: int = 10) -> RunPubl
                 output=output.text,
                 error=output.error,
                 expected=item.reference or item.label,
+                history_url=(
+                    f"/datasets/{dataset}/items/{quote(item.key, safe='')}/history"
+                    if annotated
+                    else None
+                ),
             )
             for output, item in outputs
         ],

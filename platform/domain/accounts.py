@@ -26,7 +26,9 @@ class User(SQLModel, table=True):
 
     ``username_key`` is the NFC, case-folded username: usernames are unique
     regardless of case. ``password_hash`` is an Argon2 hash, or None for a
-    user who signs in only through an identity provider.
+    user who signs in only through an identity provider. ``profile_name`` is
+    set only when the person chose a public annotator profile; otherwise
+    public pages show them anonymously.
     """
 
     __tablename__ = "user_account"
@@ -40,6 +42,10 @@ class User(SQLModel, table=True):
     is_active: bool = True
     # BCP-47 tags of the languages the person annotates in (the annotation page's filter).
     languages: list[str] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    # The name their public annotator profile shows, when they chose to have one (opt-in);
+    # ``profile_name_key`` is its NFC, case-folded form, unique like ``username_key``.
+    profile_name: str | None = Field(default=None, max_length=40)
+    profile_name_key: str | None = Field(default=None, unique=True, index=True, max_length=160)
     created_at: datetime = when_column()
     last_login_at: datetime | None = when_column(nullable=True)
 

@@ -37,6 +37,7 @@ __all__ = [
     "announce_labelstudio",
     "connect_labelstudio",
     "labelstudio_for",
+    "labelstudio_task_url",
     "start_labelstudio",
     "stop_labelstudio",
 ]
@@ -177,3 +178,19 @@ def connect_labelstudio(settings: Settings, *, private: bool = False) -> LabelSt
 def labelstudio_for(settings: Settings, project: AnnotationProject) -> LabelStudioClient:
     """The Label Studio a project lives in: the private server for a private project."""
     return connect_labelstudio(settings, private=project.private)
+
+
+def labelstudio_task_url(
+    settings: Settings, *, private: bool, project_id: int, task_id: int
+) -> str | None:
+    """Where a person opens one task in the browser; None when no such server is known.
+
+    Reads only settings and the local server's ``server.json``: no request to
+    Label Studio, so a page can link to tasks while Label Studio is down.
+    """
+    url = settings.label_studio_private_url if private else settings.label_studio_url
+    if not url:
+        url = _running_local_url(_data_dir(settings, private))
+    if not url:
+        return None
+    return f"{url.rstrip('/')}/projects/{project_id}/data?task={task_id}"

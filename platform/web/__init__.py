@@ -4,8 +4,9 @@
 limits; :mod:`.security`), sign-in with local accounts and OpenID Connect
 (:mod:`.auth`), the account page (:mod:`.account`), user administration
 (:mod:`.admin`), model submissions (:mod:`.submissions`), the annotator's
-way into Label Studio (:mod:`.annotate`), and reviews and release blockers
-(:mod:`.review`).
+way into Label Studio (:mod:`.annotate`), what an annotator can do next,
+public annotator profiles and items' annotation histories (:mod:`.annotators`),
+and reviews and release blockers (:mod:`.review`).
 
 Other adapters (the JSON API) use :func:`current_user`, :func:`login_required`
 and :func:`role_required` for session-cookie authentication.
@@ -31,7 +32,7 @@ __all__ = [
 
 def init_app(app: Flask) -> None:
     """Add security, sign-in, the account, user administration, submissions, annotation, review."""
-    from . import account, admin, annotate, auth, i18n, review, security, submissions
+    from . import account, admin, annotate, annotators, auth, i18n, review, security, submissions
 
     i18n.init_app(app)
     security.init_app(app)
@@ -40,4 +41,5 @@ def init_app(app: Flask) -> None:
     admin.init_app(app)
     submissions.init_app(app)
     annotate.init_app(app)
+    annotators.init_app(app)
     review.init_app(app)

@@ -1,4 +1,5 @@
-"""The account page: my roles, annotation credit, tokens, pool credentials and what my pools did.
+"""The account page: my roles, annotation credit and public profile, tokens, pool credentials
+and what my pools did.
 
 Every change is a form POST with a CSRF token; the services decide what is
 allowed (a token's scopes within my roles' scopes, pool credentials for
@@ -37,6 +38,7 @@ from sabha.platform.services.accounts import (
 from sabha.platform.services.annotation import contribution_of
 from sabha.platform.services.annotators import credit_by_project
 from sabha.platform.services.pools import pool_activity
+from sabha.platform.services.profiles import PROFILE_NAME_MAX_CHARS, set_profile_name
 
 from .auth import current_roles, login_required, render_refusal, signed_in_user
 
@@ -81,6 +83,7 @@ def _render_account(error: str | None = None, status: int = 200) -> ResponseRetu
         now=datetime.now(UTC),
         contribution=contribution_of(get_engine(), user.id or 0),
         credit=credit_by_project(get_engine(), user.id or 0),
+        profile_name_max=PROFILE_NAME_MAX_CHARS,
         error=error,
     )
     return page, status
@@ -162,4 +165,21 @@ def revoke_credential(credential_id: int) -> ResponseReturnValue:
     """Revoke one of my pool credentials (and its worker tokens)."""
     with session_scope(get_engine()) as session:
         revoke_pool_credential(session, signed_in_user(), credential_id)
+    return redirect(url_for("account.account_page"))
+
+
+@blueprint.post("/account/profile")
+@login_required
+def save_profile() -> ResponseReturnValue:
+    """Make my annotator profile public under a name I choose, or private again.
+
+    ``public`` checked: show the profile under ``profile_name``; unchecked:
+    anonymous everywhere (the name is forgotten).
+    """
+    chosen = request.form.get("profile_name", "") if request.form.get("public") else None
+    try:
+        with session_scope(get_engine()) as session:
+            set_profile_name(session, signed_in_user(), chosen)
+    except ValidationFailed as exc:
+        return _render_account(" ".join([exc.message, *exc.problems, exc.hint or ""]), 400)
     return redirect(url_for("account.account_page"))
