@@ -114,6 +114,7 @@ def _run_demo(
     from ..benchmarks import starter_benchmark_paths
     from ..catalog import latest_benchmarks
     from ..domain import Model
+    from .signals import reclaim_sigterm
 
     settings = settings_of(ctx)
     settings.ensure_dirs()
@@ -135,6 +136,7 @@ def _run_demo(
         benchmark_names,
         stand_in_seconds=stand_in_seconds,
     )
+    reclaim_sigterm()  # ray.init put its own SIGTERM handler in: Label Studio must stop too
     site = f"http://{settings.host}:{settings.port}"
     labelstudio: LabelStudioServer | None = None
     annotation: DemoAnnotation | None = None
@@ -146,7 +148,8 @@ def _run_demo(
         if serve_after or with_volunteers:
             # One machine: the demo's pools read the tiny models from this disk.
             served = settings.model_copy(update={"local_models_for_volunteers": True})
-            web = _WebServer.start(served)
+            # Only the agents use a server the demo does not keep: any free port does.
+            web = _WebServer.start(served, settings.port if serve_after else 0)
         volunteers = None
         if with_volunteers and web is not None:
             _heading("3. Volunteers: two demo pools run a job over HTTP and verify each other")
@@ -182,12 +185,12 @@ class _WebServer:
     agent_url: str
 
     @classmethod
-    def start(cls, settings: Settings) -> _WebServer:
+    def start(cls, settings: Settings, port: int) -> _WebServer:
         from werkzeug.serving import make_server
 
         from ..app import create_app
 
-        host, port = settings.host, settings.port
+        host = settings.host
         # Quiet while the demo's agents poll; people's requests are logged once it serves.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         try:
@@ -337,6 +340,7 @@ def _volunteer_story(
         set_up_demo_volunteers,
         volunteer_job_outcome,
     )
+    from .signals import reclaim_sigterm
 
     folder = settings.data_dir / "demo"
     model, benchmark = VOLUNTEER_MODEL[0], VOLUNTEER_BENCHMARK
@@ -375,6 +379,8 @@ def _volunteer_story(
         except SabhaError as exc:
             click.secho(f"  {volunteer.pool_name} stopped: {exc}", fg="yellow")
             continue
+        finally:
+            reclaim_sigterm()  # where the agent started Ray, ray.init put its handler in
         if summary.interrupted:
             raise KeyboardInterrupt
         click.echo(
