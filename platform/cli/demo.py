@@ -158,6 +158,7 @@ def _run_demo(
             from sabha.workers.local import shutdown_ray
 
             shutdown_ray()
+            reclaim_sigterm()  # Ray's shutdown takes SIGTERM's handler away at the C level
         _summary(site, serve_after, with_labelstudio, annotation, with_volunteers, volunteers)
         if serve_after and web is not None:
             click.echo("Press Ctrl+C to stop.")

@@ -8,8 +8,9 @@ point other commands at it. :func:`stop_on_sigterm` turns the first SIGTERM
 command's clean-up runs; further signals are ignored while it does.
 
 ``ray.init`` puts its own SIGTERM handler in (``sys.exit``, which a second
-signal repeats in the middle of the clean-up): :func:`reclaim_sigterm` puts
-the command's back once Ray is started.
+signal repeats in the middle of the clean-up), and ``ray.shutdown`` leaves
+none at the C level (SIGTERM then kills the process with no clean-up at
+all): :func:`reclaim_sigterm` puts the command's back after either.
 """
 
 from __future__ import annotations
