@@ -18,7 +18,7 @@ from webtools import make_web_app, sign_in
 
 from sabha.annotation.labelstudio import LabelStudioClient
 from sabha.annotation.labelstudio_server import LabelStudioAccount, read_admin_account
-from sabha.platform.cli.annotation import start_demo_labelstudio
+from sabha.platform.cli.demo import start_demo_labelstudio
 from sabha.platform.domain import AnnotationProject, SourceItem
 from sabha.platform.services.annotation import sync_project
 from sabha.platform.services.annotation.demo import DEMO_DATASET
@@ -40,8 +40,8 @@ def test_demo_skips_label_studio_with_a_note_when_it_is_not_installed(
     db: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = _settings(db, tmp_path, tmp_path / "ls-data", tmp_path / "no-venv")
-    server, _ = start_demo_labelstudio(settings, db, "http://127.0.0.1:5000")
-    assert server is None
+    server, _, annotation = start_demo_labelstudio(settings, db, "http://127.0.0.1:5000")
+    assert server is None and annotation is None
     said = capsys.readouterr().out
     assert "Skipping the annotation demo: Label Studio is not installed" in said
     assert "make labelstudio" in said
@@ -60,8 +60,8 @@ def test_demo_starts_label_studio_with_a_sample_project_and_an_annotator_who_can
     shutil.copytree(labelstudio_template[0], data_dir)  # migrated already: starts in seconds
     settings = _settings(db, tmp_path, data_dir, REPO / ".venv-labelstudio")
     for run in range(2):  # a second demo run reuses the project and gives new passwords
-        server, served = start_demo_labelstudio(settings, db, "http://127.0.0.1:5000")
-        assert server is not None
+        server, served, annotation = start_demo_labelstudio(settings, db, "http://127.0.0.1:5000")
+        assert server is not None and annotation is not None
         try:
             said = capsys.readouterr().out
             assert f"Label Studio: {server.url}/" in said

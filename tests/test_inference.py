@@ -51,10 +51,15 @@ def _sabha(env: dict[str, str], *args: str, timeout: int = 900) -> subprocess.Co
     )
 
 
-# Label Studio's part of the demo has its own tests (tests/test_demo_annotation.py).
+# Label Studio's part of the demo has its own tests (tests/test_demo_annotation.py), and
+# so has its volunteers' part (tests/test_demo_volunteers.py; the real agent on vLLM:
+# tests/test_volunteer_pools.py). This is the leaderboard's part, on vLLM.
+DEMO = ("demo", "--no-serve", "--no-labelstudio", "--no-volunteers")
+
+
 @pytest.fixture(scope="module")
 def first_demo(demo_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = _sabha(demo_env, "demo", "--no-serve", "--no-labelstudio")
+    result = _sabha(demo_env, *DEMO)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -129,7 +134,7 @@ def test_greedy_outputs_are_reproducible(
 def test_second_demo_run_reuses_everything(
     first_demo: subprocess.CompletedProcess[str], demo_env: dict[str, str]
 ) -> None:
-    again = _sabha(demo_env, "demo", "--no-serve", "--no-labelstudio")
+    again = _sabha(demo_env, *DEMO)
     assert again.returncode == 0, again.stderr
     assert "Starting vLLM" not in again.stdout
     assert again.stdout.count("done already") == 4

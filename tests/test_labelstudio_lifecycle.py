@@ -102,15 +102,16 @@ def test_sigterm_to_labelstudio_start_stops_the_server(
     assert process.returncode == 0 and "Stopping Label Studio" in log.read_text()
 
 
-# `sabha demo` evaluates with vLLM first; that part is not the subject here.
+# `sabha demo` evaluates with vLLM first and runs volunteers' agents after Label Studio
+# starts; those parts are not the subject here (tests/test_demo_volunteers.py has the agents).
 _DEMO = textwrap.dedent(
     """
     import sys
-    import sabha.platform.cli.serving as serving
+    import sabha.platform.cli.demo as demo
     from sabha.platform.cli import cli
-    serving.evaluate = lambda *args, **kwargs: None
-    serving.make_demo_model = lambda *args, **kwargs: None
-    cli(["demo"], prog_name="sabha")
+    demo.evaluate = lambda *args, **kwargs: None
+    demo.make_demo_model = lambda *args, **kwargs: None
+    cli(["demo", "--no-volunteers"], prog_name="sabha")
     """
 )
 

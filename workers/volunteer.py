@@ -325,6 +325,7 @@ def run_volunteer(
     stand_in_seconds: float | None = None,
     report: Callable[[str], None] | None = None,
     stand_in_variant: int = 0,
+    idle_seconds: float = AgentOptions.idle_seconds,
 ) -> AgentSummary:
     """Run the agent until Ctrl-C (or, with ``exit_when_idle``, until there is no work).
 
@@ -332,7 +333,9 @@ def run_volunteer(
     the agent without Ray or vLLM: one ``StandInEngine`` answering after that
     many seconds per item (``workers/standin.py``); ``stand_in_variant``
     makes its answers drift as another honest setup's would. ``report`` is
-    told each step (the CLI prints it).
+    told each step (the CLI prints it). ``idle_seconds``: with
+    ``exit_when_idle``, how long without work before it stops (the demo,
+    whose work is all queued before its agents start, stops at once).
     """
     nodes: list[Any] = []
     if stand_in_seconds is not None:
@@ -353,6 +356,7 @@ def run_volunteer(
             gpus_per_node=tuple((node.address or None, node.gpus) for node in nodes),
             poll_seconds=2.0 if exit_when_idle else 10.0,
             exit_when_idle=exit_when_idle,
+            idle_seconds=idle_seconds,
         ),
         capabilities,
         plan_gpus(capabilities, memory_fraction),

@@ -3,7 +3,7 @@
 ``context`` holds what every command shares (settings, the database, errors
 without tracebacks); ``catalog`` the database, benchmarks, datasets, cards and
 models; ``evaluation`` `sabha eval` and jobs; ``remote`` login, submit and
-status against a server; ``serving`` serve and demo; ``worker`` a volunteer's
+status against a server; ``serving`` serve; ``demo`` the demo; ``worker`` a volunteer's
 agent; ``accounts`` users, tokens and pool credentials; ``annotation``,
 ``annotation_upkeep`` and ``review`` community annotation; ``audit``
 `sabha audit` (offline, no database); ``translations`` the interface's
@@ -22,10 +22,11 @@ from .annotation_upkeep import annotations_sync  # noqa: F401  (registers its co
 from .audit import audit_command
 from .catalog import benchmarks, cards, datasets, db, models
 from .context import SabhaGroup
+from .demo import demo
 from .evaluation import eval_command, evaluate, jobs
 from .remote import login, status, submit
 from .review import annotations_blockers, review_group
-from .serving import demo, serve
+from .serving import serve
 from .translations import translations
 from .worker import worker
 

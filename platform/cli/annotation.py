@@ -5,26 +5,19 @@ Thin: each command parses its options, calls a service and prints the outcome.
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ..domain import AnnotationTaskType
-from ..errors import PrerequisiteError, SabhaError
 from ..settings import Settings
 from ..wire import MAX_DB_ID
 from .context import database
 
-if TYPE_CHECKING:
-    from sabha.annotation.labelstudio_server import LabelStudioServer
-
-__all__ = ["annotations_group", "labelstudio", "start_demo_labelstudio"]
+__all__ = ["annotations_group", "labelstudio"]
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -94,76 +87,6 @@ def labelstudio_start(
             click.echo("Stopping Label Studio ...")
         finally:
             stop_labelstudio(settings, server)
-
-
-def _demo_webhook_secret(settings: Settings) -> str:
-    """The configured webhook secret, else one the demo keeps in Label Studio's data dir."""
-    if settings.label_studio_webhook_secret:
-        return settings.label_studio_webhook_secret
-    path = settings.resolved_label_studio_data_dir / "sabha-demo-webhook-secret"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text("utf-8").strip()
-
-
-def start_demo_labelstudio(
-    settings: Settings, db: Engine, webhook_base_url: str
-) -> tuple[LabelStudioServer | None, Settings]:
-    """Start Label Studio for the demo, with a sample project and a demo annotator.
-
-    Prints where to annotate and the demo annotator's sign-ins. When Label
-    Studio is not installed, or does not start, prints why and carries on
-    without it.
-
-    Args:
-        settings: The demo's settings.
-        db: Sabha's database.
-        webhook_base_url: Where Sabha's web app will listen, for Label Studio's webhook.
-
-    Returns:
-        The running server (None when skipped) and the settings to serve with
-        (carrying the demo's webhook secret).
-    """
-    from ..services.annotation.demo import set_up_demo_annotation
-    from ..services.labelstudio import connect_labelstudio, start_labelstudio, stop_labelstudio
-
-    if settings.label_studio_url:
-        click.echo(f"Label Studio: using {settings.label_studio_url}; the demo starts none.")
-        return None, settings
-    secret = _demo_webhook_secret(settings)
-    settings = settings.model_copy(update={"label_studio_webhook_secret": secret})
-    click.echo("Starting Label Studio for the annotation demo ...")
-    try:
-        server, _admin = start_labelstudio(settings, allow_loopback_webhooks=True)
-    except PrerequisiteError as exc:
-        click.secho(f"Skipping the annotation demo: {exc.message}", fg="yellow")
-        click.echo("  Install Label Studio with `make labelstudio` to include it.")
-        return None, settings
-    except SabhaError as exc:
-        click.secho(f"Skipping the annotation demo: {exc}", fg="yellow")
-        return None, settings
-    try:
-        demo = set_up_demo_annotation(
-            db,
-            settings,
-            connect_labelstudio(settings),
-            webhook_url=f"{webhook_base_url.rstrip('/')}/hooks/labelstudio",
-        )
-    except BaseException:
-        stop_labelstudio(settings, server)
-        raise
-    click.secho(f"Label Studio: {demo.labelstudio_url}/", fg="green", bold=True)
-    click.echo(f"  Sample project ({demo.items} kisan-advisory questions): {demo.project_url}")
-    click.echo(
-        f"  Demo annotator in Label Studio: {demo.labelstudio_email} / {demo.labelstudio_password}"
-    )
-    click.echo(
-        f"  The same annotator in Sabha (their credit on /account): {demo.sabha_username} / "
-        f"{demo.sabha_password}"
-    )
-    return server, settings
 
 
 @click.group("annotations")
