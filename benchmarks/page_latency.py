@@ -290,12 +290,18 @@ def _get(connection: http.client.HTTPConnection, path: str) -> bytes:
     return body
 
 
-def measure(address: tuple[str, int], paths: list[str], n: int, clients: int) -> list[float]:
-    """Milliseconds of ``n`` GETs cycling over ``paths``, by ``clients`` keep-alive threads."""
+def measure(
+    address: tuple[str, int], paths: list[str], n: int, clients: int, keep_alive: bool = True
+) -> list[float]:
+    """Milliseconds of ``n`` GETs cycling over ``paths``, by ``clients`` threads.
+
+    Each thread keeps its connection (``keep_alive``), so it stays with one gunicorn
+    worker; without, every GET connects anew and may reach any worker (the warm-up).
+    """
     local = threading.local()
 
     def one(i: int) -> float:
-        if not hasattr(local, "connection"):
+        if not keep_alive or not hasattr(local, "connection"):
             local.connection = http.client.HTTPConnection(*address, timeout=30)
         path = paths[i % len(paths)]
         start = time.perf_counter()
@@ -305,6 +311,8 @@ def measure(address: tuple[str, int], paths: list[str], n: int, clients: int) ->
             local.connection.close()
             start = time.perf_counter()
             _get(local.connection, path)
+        if not keep_alive:
+            local.connection.close()
         return (time.perf_counter() - start) * 1000
 
     with ThreadPoolExecutor(clients) as pool:
@@ -361,8 +369,9 @@ def run(
             connection = http.client.HTTPConnection(*address, timeout=30)
             sizes[kind] = max(len(_get(connection, path)) for path in paths)
             connection.close()
-            # every gunicorn worker renders each page once and keeps it
-            measure(address, paths, warmup * len(paths), clients)
+            # every gunicorn worker renders each page once and keeps it: new connections,
+            # so the GETs reach every worker (a kept-alive one stays with one worker)
+            measure(address, paths, warmup * len(paths), clients, keep_alive=False)
         for kind, paths in kinds.items():
             times = sorted(measure(address, paths, requests, clients))
             p99 = times[min(len(times) - 1, max(0, round(0.99 * len(times)) - 1))]
@@ -394,7 +403,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="per kind of URL")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--urls", type=int, default=8, help="different URLs per kind")
-    parser.add_argument("--warmup", type=int, default=20, help="warm-up GETs per URL")
+    parser.add_argument("--warmup", type=int, default=25, help="warm-up GETs per URL")
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: as shipped)")
     parser.add_argument("--url", help="a PostgreSQL URL (default: a SQLite file)")
     args = parser.parse_args()
