@@ -39,7 +39,9 @@ __all__ = [
     "SamplePublic",
     "ScorePublic",
     "ShardPublic",
+    "TIED_NAMED",
     "VersionedScore",
+    "tie_fields",
 ]
 
 
@@ -51,6 +53,21 @@ _NO_INTERVAL = (
     "null when too_few: the group has fewer items than the minimum, so no interval is "
     "estimated (pages show 'too few items', CSV leaves it empty)"
 )
+
+
+TIED_NAMED = 5
+"""How many of a model's tied rivals a page names: a crowded board ties hundreds of models,
+and naming all of them in every row made pages grow with the square of the models."""
+_TIED_WITH = (
+    f"The first {TIED_NAMED} (best first) of the other models sharing this rank; the rows "
+    "with the same rank are the whole group"
+)
+_TIED_COUNT = "How many other models share this rank (their scores cannot be told apart)"
+
+
+def tie_fields(tied_with: list[str], names: int | None = TIED_NAMED) -> dict[str, Any]:
+    """``tied_with`` (the first ``names``; None: all) and ``tied_count`` of a row."""
+    return {"tied_with": list(tied_with[:names]), "tied_count": len(tied_with)}
 
 
 def _without_interval(data: Any) -> Any:
@@ -202,7 +219,9 @@ class LeaderboardRow(_Public):
     """One ranked model.
 
     ``rank`` is shared by models the paired bootstrap cannot tell apart
-    (``tied_with``); ``failed_items`` were scored as wrong answers.
+    (``tied_count`` of them, the first ``TIED_NAMED`` named in ``tied_with``;
+    the rows of the same rank are the whole group); ``failed_items`` were
+    scored as wrong answers.
     """
 
     rank: int
@@ -213,7 +232,8 @@ class LeaderboardRow(_Public):
     finished_at: datetime | None
     scores: dict[str, Cell]
     breakdowns: dict[str, dict[str, Cell]]
-    tied_with: list[str] = Field(default_factory=list)
+    tied_with: list[str] = Field(default_factory=list, description=_TIED_WITH)
+    tied_count: int = Field(default=0, description=_TIED_COUNT)
     failed_items: int = 0
     failure_reasons: dict[str, int] = Field(default_factory=dict)
     community: dict[str, CommunityCell] = Field(default_factory=dict)
@@ -252,7 +272,8 @@ class ModelScore(_Public):
     benchmark: BenchmarkPublic
     rank: int
     ranked: int
-    tied_with: list[str] = Field(default_factory=list)
+    tied_with: list[str] = Field(default_factory=list, description=_TIED_WITH)
+    tied_count: int = Field(default=0, description=_TIED_COUNT)
     job_id: int
     run_url: str
     score: Cell | None
@@ -306,7 +327,8 @@ class LanguageRow(_Public):
     """A model's score in one language of one benchmark; ``rank`` shared where intervals overlap."""
 
     rank: int
-    tied_with: list[str] = Field(default_factory=list)
+    tied_with: list[str] = Field(default_factory=list, description=_TIED_WITH)
+    tied_count: int = Field(default=0, description=_TIED_COUNT)
     model: ModelPublic
     score: Cell
     job_id: int
@@ -314,10 +336,16 @@ class LanguageRow(_Public):
 
 
 class LanguageBoard(_Public):
-    """One benchmark's models ordered by their primary metric in one language."""
+    """One benchmark's models ordered by their primary metric in one language.
+
+    ``rows`` are one page of them (``page``, ``per_page``) out of ``total``.
+    """
 
     benchmark: BenchmarkPublic
     rows: list[LanguageRow] = Field(default_factory=list)
+    page: int = 1
+    per_page: int = 50
+    total: int = 0
 
 
 class LanguagePage(_Public):

@@ -9,13 +9,14 @@ models, datasets, benchmarks and data cards (``_cards``) complete it.
 
 from ._cards import benchmark_public, benchmark_summaries, data_card
 from ._datasets import dataset_file, dataset_page
-from ._languages import language_page, language_summaries
+from ._languages import LANGUAGE_TOP, language_page, language_summaries
 from ._models import compare_models, model_page
 from ._provenance import run_details
-from ._queries import PER_PAGE, leaderboard, leaderboard_version
+from ._queries import PER_PAGE, leaderboard, leaderboard_version, read_model_version
 from ._read_model import rebuild_leaderboard
 
 __all__ = [
+    "LANGUAGE_TOP",
     "PER_PAGE",
     "compare_models",
     "benchmark_public",
@@ -28,6 +29,7 @@ __all__ = [
     "leaderboard",
     "leaderboard_version",
     "model_page",
+    "read_model_version",
     "rebuild_leaderboard",
     "run_details",
 ]

@@ -23,6 +23,7 @@ from ..public import (
     ModelPage,
     ModelScore,
     VersionedScore,
+    tie_fields,
 )
 from ._cards import benchmark_public_of, model_public
 
@@ -98,7 +99,7 @@ def model_page(session: Session, name: str) -> ModelPage:
                 benchmark=published,
                 rank=entry.rank,
                 ranked=int(ranked.get(entry.benchmark_id, 0)),
-                tied_with=entry.tied_with,
+                **tie_fields(entry.tied_with),
                 job_id=entry.job_id,
                 run_url=f"/jobs/{entry.job_id}",
                 score=Cell.model_validate(primary) if primary else None,

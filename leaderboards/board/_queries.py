@@ -10,11 +10,18 @@ from sabha.platform.errors import NotFoundError
 
 from ..judgements import COMMUNITY_METRICS
 from ..metrics import get_metric
-from ..public import LeaderboardColumns, LeaderboardPage, LeaderboardRow, ModelPublic
+from ..public import (
+    TIED_NAMED,
+    LeaderboardColumns,
+    LeaderboardPage,
+    LeaderboardRow,
+    ModelPublic,
+    tie_fields,
+)
 from ._cards import benchmark_public_of
 from ._read_model import JUDGE_SUFFIX
 
-__all__ = ["PER_PAGE", "leaderboard", "leaderboard_version"]
+__all__ = ["PER_PAGE", "leaderboard", "leaderboard_version", "read_model_version"]
 
 PER_PAGE = 50
 
@@ -85,10 +92,29 @@ def leaderboard_version(session: Session, benchmark_name: str) -> tuple[object, 
     )
 
 
+def read_model_version(session: Session) -> tuple[object, ...]:
+    """A key that changes whenever any leaderboard or current benchmark definition changes.
+
+    For pages built from several leaderboards (a language, a model), cached under it.
+    Two small queries: the newest row and the count come from indexes, not the rows.
+    """
+    newest, count = session.exec(select(func.max(LeaderboardEntry.id), func.count())).one()
+    definitions = [
+        (b.id, b.title, b.description, b.primary_metric, tuple(b.languages), b.is_current)
+        for b in session.exec(select(Benchmark).order_by(col(Benchmark.id)))
+    ]
+    return newest, count, tuple(definitions)
+
+
 def leaderboard(
-    session: Session, benchmark_name: str, page: int = 1, per_page: int = PER_PAGE
+    session: Session,
+    benchmark_name: str,
+    page: int = 1,
+    per_page: int = PER_PAGE,
+    tied_names: int | None = TIED_NAMED,
 ) -> LeaderboardPage:
-    """One page of a benchmark's ranked table, best first.
+    """One page of a benchmark's ranked table, best first (``tied_names``: how many tied
+    rivals each row names; None: all, as the CSV export has them).
 
     Raises:
         NotFoundError: unknown benchmark, or a page past the end.
@@ -126,7 +152,7 @@ def leaderboard(
             finished_at=as_utc(entry.finished_at),
             scores=entry.cells["scores"],
             breakdowns=entry.cells["breakdowns"],
-            tied_with=entry.tied_with,
+            **tie_fields(entry.tied_with, tied_names),
             failed_items=entry.cells.get("failed_items", 0),
             failure_reasons=entry.cells.get("failure_reasons", {}),
             community=entry.cells.get("community", {}),

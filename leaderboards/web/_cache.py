@@ -13,9 +13,9 @@ from flask import Flask, Response, current_app, request
 from sabha.platform.db import get_session
 from sabha.platform.web.i18n import ui_language
 
-from ..board import leaderboard_version
+from ..board import leaderboard_version, read_model_version
 
-__all__ = ["PUBLIC_MAX_AGE", "cached_page", "http_caching", "init_page_cache"]
+__all__ = ["PUBLIC_MAX_AGE", "cached_page", "cached_view", "http_caching", "init_page_cache"]
 
 # One cache per app: two apps in one process (tests, several sites) may serve
 # different databases with the same benchmark names and versions.
@@ -58,6 +58,19 @@ def cached_page(kind: str, name: str, page: int, render: Callable[[], T]) -> T:
     pages: _PageCache = current_app.extensions[_APP_KEY]
     key = (kind, name, page, ui_language(), leaderboard_version(get_session(), name))
     value: T = pages.get_or_render(key, render)
+    return value
+
+
+def cached_view(kind: str, key: tuple[object, ...], render: Callable[[], T]) -> T:
+    """A page built from several leaderboards (a language's, a model's) as ``kind``.
+
+    Rendered by ``render`` the first time, then kept until any leaderboard or
+    current benchmark definition changes (``board.read_model_version``); one
+    copy per interface language. ``key`` names the page (its path and query).
+    """
+    pages: _PageCache = current_app.extensions[_APP_KEY]
+    full = (kind, *key, ui_language(), read_model_version(get_session()))
+    value: T = pages.get_or_render(full, render)
     return value
 
 

@@ -46,7 +46,7 @@ from ..board import model_page as model_page_of
 from ..model_index import model_index_yaml
 from ..plots import Bar, interval_bars
 from ..public import Cell, ComparedBenchmark, LanguageRow, VersionedScore
-from ._cache import cached_page, http_caching, init_page_cache
+from ._cache import cached_page, cached_view, http_caching, init_page_cache
 from ._exports import leaderboard_csv, leaderboard_parquet
 
 blueprint = Blueprint(
@@ -111,6 +111,7 @@ def _describe_language(tag: str) -> str:
 
 
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN.strip("^$"))
+_BENCHMARK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def _bar(label: str, cell: Cell, series: int = 0) -> Bar:
@@ -206,7 +207,7 @@ def benchmark_page(name: str) -> str:
     page = _page()
     # Only the body is cached: the layout around it names who is signed in.
     title, body = cached_page("html", name, page, lambda: _benchmark_body(name, page))
-    return render_template("benchmark.html", title=title, body=body)
+    return render_template("cached.html", title=title, body=body)
 
 
 def _benchmark_body(name: str, page: int) -> tuple[str, Markup]:
@@ -233,20 +234,42 @@ def job_page(job_id: int) -> str:
     )
 
 
+def _benchmark_arg() -> str | None:
+    name = request.args.get("benchmark")
+    if name is not None and not _BENCHMARK_NAME.fullmatch(name):
+        abort(400, description="benchmark must be a benchmark's name, e.g. ?benchmark=flores")
+    return name
+
+
 @blueprint.get("/languages/<tag>")
 def language_page_view(tag: str) -> str:
-    """The best models for one language, on every current benchmark that measures it."""
-    return render_template("language.html", page=language_page(_session(), tag))
+    """The best models for one language, on every current benchmark that measures it
+    (``?benchmark=NAME&page=N``: all of one benchmark's, a page at a time)."""
+    benchmark, page = _benchmark_arg(), _page()
+
+    def render() -> tuple[str, Markup]:
+        found = language_page(_session(), tag, benchmark, page)
+        return _describe_language(found.tag), Markup(
+            render_template("_language_body.html", page=found, one=benchmark is not None)
+        )
+
+    title, body = cached_view("html-language", (tag, benchmark, page), render)
+    return render_template("cached.html", title=title, body=body)
 
 
 @blueprint.get("/models/<name>")
 def model_page(name: str) -> str:
     """A model's ranks and scores on every current benchmark and language, with its
     model-index snippet."""
-    page = model_page_of(_session(), name)
-    return render_template(
-        "model.html", page=page, snippet=model_index_yaml(page, request.url_root)
-    )
+    site = request.url_root
+
+    def render() -> tuple[str, Markup]:
+        page = model_page_of(_session(), name)
+        snippet = model_index_yaml(page, site)
+        return name, Markup(render_template("_model_body.html", page=page, snippet=snippet))
+
+    title, body = cached_view("html-model", (name, site), render)
+    return render_template("cached.html", title=title, body=body)
 
 
 @blueprint.get("/models/<first>/vs/<second>")
@@ -320,7 +343,7 @@ def card_page(name: str) -> str:
 def csv_leaderboard(name: str) -> Response:
     """Every ranked model of a benchmark (all pages) as CSV."""
     return Response(
-        leaderboard_csv(leaderboard(_session(), name, 1, per_page=100_000)),
+        leaderboard_csv(leaderboard(_session(), name, 1, per_page=100_000, tied_names=None)),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}-leaderboard.csv"'},
     )
@@ -330,7 +353,7 @@ def csv_leaderboard(name: str) -> Response:
 def parquet_leaderboard(name: str) -> Response:
     """Every ranked model of a benchmark (all pages) as Parquet, the same columns as the CSV."""
     return Response(
-        leaderboard_parquet(leaderboard(_session(), name, 1, per_page=100_000)),
+        leaderboard_parquet(leaderboard(_session(), name, 1, per_page=100_000, tied_names=None)),
         mimetype="application/vnd.apache.parquet",
         headers={"Content-Disposition": f'attachment; filename="{name}-leaderboard.parquet"'},
     )

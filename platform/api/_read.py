@@ -28,7 +28,7 @@ from sabha.leaderboards.public import (
     ModelPage,
     RunPublic,
 )
-from sabha.leaderboards.web import cached_page
+from sabha.leaderboards.web import cached_page, cached_view
 from sabha.platform.db import get_session
 from sabha.platform.domain import Role, TokenScope
 from sabha.platform.services.audit_bundle import audit_bundle_of_job
@@ -47,6 +47,7 @@ __all__ = [
     "JobPath",
     "LanguageList",
     "LanguagePath",
+    "LanguageQuery",
     "ModelPath",
     "PageQuery",
 ]
@@ -83,6 +84,18 @@ class LanguagePath(BaseModel):
         description="A BCP 47 language tag as benchmarks use it, e.g. sw-Latn",
         pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$",
         max_length=35,
+    )
+
+
+class LanguageQuery(BaseModel):
+    benchmark: str | None = Field(
+        default=None,
+        description="Only this benchmark's models in the language, a page at a time "
+        "(default: every benchmark's best 10)",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+    )
+    page: int = Field(
+        default=1, ge=1, le=1_000_000, description="The page of that benchmark's, from 1"
     )
 
 
@@ -160,14 +173,22 @@ def list_languages() -> Response:
 
 
 @api.get("/languages/<tag>", tags=[TAGS["benchmarks"]], responses={200: LanguagePage})
-def get_language(path: LanguagePath) -> Response:
+def get_language(path: LanguagePath, query: LanguageQuery) -> Response:
     """The best models for one language.
 
     On every current benchmark that measures the language: the models scored
-    in it, best first, each with its 95% interval; models whose intervals
+    in it, best first (the best 10 of each; with ``benchmark``, all of that
+    one's, 50 a page), each with its 95% interval; models whose intervals
     overlap share a rank.
     """
-    return json_response(language_page(get_session(), path.tag))
+    body = cached_view(
+        "json-language",
+        (path.tag, query.benchmark, query.page),
+        lambda: language_page(
+            get_session(), path.tag, query.benchmark, query.page
+        ).model_dump_json(),
+    )
+    return Response(body, mimetype="application/json")
 
 
 @api.get("/models/<name>", tags=[TAGS["benchmarks"]], responses={200: ModelPage})
@@ -177,7 +198,10 @@ def get_model(path: ModelPath) -> Response:
     Its primary score with the 95% interval on each benchmark, per language,
     and its other revisions. Only models with a published score exist here.
     """
-    return json_response(model_page(get_session(), path.name))
+    body = cached_view(
+        "json-model", (path.name,), lambda: model_page(get_session(), path.name).model_dump_json()
+    )
+    return Response(body, mimetype="application/json")
 
 
 # Anyone, or a personal access token (which may show a submitter their private jobs).
