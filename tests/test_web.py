@@ -84,7 +84,9 @@ def test_safety_leaderboard_reports_unparseable_and_hazards(client: FlaskClient)
 
 def test_benchmark_page_shows_values_with_intervals(client: FlaskClient) -> None:
     page = client.get("/benchmarks/kisan-advisory").get_data(as_text=True)
-    assert "±" in page and "95% CI" in page
+    assert "±" in page and "95% confidence interval" in page
+    # Each cell's hover title gives its interval and n (the text above says it is the 95% one).
+    assert re.search(r'<td title="\d+\.\d\d–\d+\.\d\d, n=\d+">\d+\.\d ± \d+\.\d</td>', page)
     assert "<code>ta-Taml</code>" in page
 
 
