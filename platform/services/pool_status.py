@@ -107,7 +107,7 @@ def _stage(pool: Pool, policy: VerificationPolicy) -> PoolStage:
 def _runs(session: Session, pool_id: int, *conditions: Any) -> list[PoolRunPublic]:
     """The pool's runs meeting ``conditions``, newest first (at most ``MAX_LISTED``)."""
     rows = session.exec(
-        select(ShardRun, Shard.index, Shard.item_ids, Benchmark.name, Model.name)
+        select(ShardRun, Shard, Benchmark.name, Model.name)
         .join(Shard, col(Shard.id) == ShardRun.shard_id)
         .join(Job, col(Job.id) == ShardRun.job_id)
         .join(Benchmark, col(Benchmark.id) == Job.benchmark_id)
@@ -122,8 +122,8 @@ def _runs(session: Session, pool_id: int, *conditions: Any) -> list[PoolRunPubli
             job_id=run.job_id,
             benchmark=benchmark,
             model=model,
-            shard_index=index,
-            items=len(item_ids),
+            shard_index=shard.index,
+            items=len(shard.item_ids),
             status=run.status,
             verdict=run.verdict,
             check_reason=run.check_reason,
@@ -133,7 +133,7 @@ def _runs(session: Session, pool_id: int, *conditions: Any) -> list[PoolRunPubli
             finished_at=as_utc(run.finished_at) if run.finished_at else None,
             error=run.error,
         )
-        for run, index, item_ids, benchmark, model in rows
+        for run, shard, benchmark, model in rows
     ]
 
 
