@@ -22,9 +22,10 @@ from sabha.platform.domain import Job, JobStatus, Model, Role, Shard, Submission
 from sabha.platform.services.accounts import create_admin, create_user
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.pools import register_pool
-from sabha.platform.services.queue import finalize_job, lease_next_shard
+from sabha.platform.services.queue import finalize_job, lease_next_shard, release_lease
 from sabha.platform.settings import current_settings
-from sabha.platform.web.submissions import FORM_FIELDS, form_field
+from sabha.platform.web.security import DEFAULT_CONTENT_SECURITY_POLICY
+from sabha.platform.web.submissions import FORM_FIELDS, REFRESH_SECONDS, form_field
 
 PASSWORD = "correct horse battery"
 URDU_TITLE = "کسان کے سوالات"
@@ -323,3 +324,92 @@ def test_status_pages_answer_while_another_writer_holds_the_database(
     assert page.status_code == 200 and listing.status_code == 200
     assert _shard_states(page.get_data(as_text=True)) == ["queued"] * 3
     assert elapsed < 5  # a write would wait for SQLite's busy timeout (30 s)
+
+
+def _refresh_text(page: str) -> bool:
+    return "this page refreshes every 5 s" in page
+
+
+def test_a_submission_at_work_refreshes_its_page_until_it_finishes(
+    app: Flask, db: Engine, tmp_path: Path
+) -> None:
+    client, csrf = _client(app, "dev")
+    submission_id = _submit(client, _form(model_folder(tmp_path, "tiny", TINY_CONFIG), csrf))
+    queued = client.get(f"/submissions/{submission_id}")
+    assert queued.headers["Refresh"] == str(REFRESH_SECONDS) == "5"
+    page = queued.get_data(as_text=True)
+    assert _refresh_text(page) and re.search(r"Updated at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", page)
+    # No script: the strict policy stays as it is, and the reload is the browser's own.
+    assert queued.headers["Content-Security-Policy"] == DEFAULT_CONTENT_SECURITY_POLICY
+    assert "<script" not in page
+    listing = client.get("/submissions")
+    assert listing.headers["Refresh"] == "5"
+    assert "0 of 3 shards done" in listing.get_data(as_text=True)
+
+    with Session(db) as session:
+        job_id = session.exec(select(Job.id)).one()
+    assert job_id is not None
+    lease = lease_next_shard(db, register_pool(db, "lab-gpu"), [job_id])
+    assert lease is not None
+    running = client.get(f"/submissions/{submission_id}")
+    assert running.headers["Refresh"] == "5" and _refresh_text(running.get_data(as_text=True))
+
+    release_lease(db, lease.run_id, lease.token, "the test hands it to another pool")
+    run_with(db, [job_id], ScriptedEngine())
+    assert finalize_job(db, job_id)
+    done = client.get(f"/submissions/{submission_id}")
+    assert done.status_code == 200 and "Refresh" not in done.headers
+    assert not _refresh_text(done.get_data(as_text=True))
+    assert _shard_states(done.get_data(as_text=True)) == ["done"] * 3
+    finished_listing = client.get("/submissions")
+    assert "Refresh" not in finished_listing.headers
+    assert "3 of 3 shards done" in finished_listing.get_data(as_text=True)
+
+
+def test_failed_and_cancelled_submissions_are_not_reloaded(
+    app: Flask, db: Engine, tmp_path: Path
+) -> None:
+    dev, dev_csrf = _client(app, "dev")
+    other, other_csrf = _client(app, "other")
+    folder = model_folder(tmp_path, "tiny", TINY_CONFIG)
+    cancelled_id = _submit(dev, _form(folder, dev_csrf))
+    shared_id = _submit(other, _form(folder, other_csrf))  # the same model: the same job
+    assert dev.post(f"/submissions/{cancelled_id}/cancel", data={"csrf_token": dev_csrf})
+    with Session(db) as session:
+        assert session.exec(select(Job.status)).one() == JobStatus.QUEUED  # other's goes on
+    cancelled = dev.get(f"/submissions/{cancelled_id}")
+    assert "Refresh" not in cancelled.headers
+    assert not _refresh_text(cancelled.get_data(as_text=True))
+    assert "Refresh" not in dev.get("/submissions").headers
+    assert other.get(f"/submissions/{shared_id}").headers["Refresh"] == "5"
+
+    with session_scope(db) as session:
+        job = session.exec(select(Job)).one()
+        job.status = JobStatus.FAILED
+        job.error = "vLLM could not load the model: the weights are not valid safetensors"
+    failed = other.get(f"/submissions/{shared_id}")
+    assert "Refresh" not in failed.headers and "failed" in failed.get_data(as_text=True)
+
+
+def test_strangers_get_no_refresh_and_no_page_of_someone_elses_submission(
+    app: Flask, db: Engine, tmp_path: Path
+) -> None:
+    dev, csrf = _client(app, "dev")
+    submission_id = _submit(dev, _form(model_folder(tmp_path, "tiny", TINY_CONFIG), csrf))
+    other, _ = _client(app, "other")
+    for path in (
+        f"/submissions/{submission_id}",
+        f"/submissions/{submission_id + 1}",
+        "/submissions/99999999999999999999999",
+        "/submissions/0",
+        "/submissions/-1",
+    ):
+        refused = other.get(path)
+        assert refused.status_code == 404, path
+        assert "Refresh" not in refused.headers
+        assert "tiny" not in refused.get_data(as_text=True)
+    listing = other.get("/submissions")  # nothing of theirs at work
+    assert "Refresh" not in listing.headers
+    assert f"/submissions/{submission_id}" not in listing.get_data(as_text=True)
+    signed_out = app.test_client().get(f"/submissions/{submission_id}")
+    assert signed_out.status_code == 302 and "Refresh" not in signed_out.headers

@@ -52,7 +52,7 @@ from sabha.platform.wire import (
 
 from .contract import AgentOptions, AgentSummary, Engine, EngineFactory, GpusFor
 from .gpus import GpuLedger, HeldGpus
-from .messages import posted_line, registered_lines, waiting_line
+from .messages import leased_line, posted_line, registered_lines, waiting_line
 from .platform_client import LeaseGone, PlatformClient, PlatformRefused, PlatformUnavailable
 from .slots import EnginePlacement, EngineSlot, model_key
 from .spool import MemorySpool, Spool
@@ -260,12 +260,7 @@ class Agent:
                 continue
             idle_since = None
             self.summary.leased += 1
-            self.report(
-                f"Leased shard {lease.shard_index} of job {lease.job_id} "
-                f"({len(lease.requests)} items, {lease.model.name})"
-                + (", a replica verifying another pool's run" if lease.replica else "")
-                + "."
-            )
+            self.report(leased_line(lease))
             self._dispatch(lease)
 
     def _idle(self) -> bool:
@@ -408,7 +403,7 @@ class Agent:
                 self.spool.remove(result.run_id)
                 self.summary.posted += 1
                 posted += 1
-                self.report(posted_line(result.run_id, receipt))
+                self.report(posted_line(result.run_id, receipt, len(result.results)))
         return posted
 
     def _shutdown(self, reason: str) -> None:

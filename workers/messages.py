@@ -1,17 +1,20 @@
-"""What the agent tells its volunteer, in words: registered, posted, waiting, verified."""
+"""What the agent tells its volunteer, in words: registered, leased, posted, waiting, verified.
+
+One line per event, said as it happens (the CLI prints and flushes each).
+"""
 
 from __future__ import annotations
 
-from sabha.platform.wire import PoolInfo, SubmitReceipt
+from sabha.platform.wire import PoolInfo, ShardLease, SubmitReceipt
 
-__all__ = ["posted_line", "registered_lines", "waiting_line"]
+__all__ = ["leased_line", "posted_line", "registered_lines", "waiting_line"]
 
 
 def registered_lines(pool: PoolInfo) -> list[str]:
     """What registering said about the pool, and what a new pool should expect."""
     lines = [
-        f"Registered pool {pool.name!r} ({pool.status}; {pool.agreements} result(s) "
-        "verified by other volunteers so far)."
+        f"Registered pool {pool.name!r} (id {pool.id}; {pool.status}; {pool.agreements} "
+        "result(s) verified by other volunteers so far)."
     ]
     if pool.verifications_needed:
         lines.append(
@@ -22,8 +25,18 @@ def registered_lines(pool: PoolInfo) -> list[str]:
     return lines
 
 
-def posted_line(run_id: int, receipt: SubmitReceipt) -> str:
-    """What a posted result's receipt means, for the volunteer."""
+def leased_line(lease: ShardLease) -> str:
+    """A new lease: which shard of which job and benchmark, how many items, which model."""
+    benchmark = f" ({lease.benchmark})" if lease.benchmark else ""
+    replica = ", a replica verifying another pool's run" if lease.replica else ""
+    return (
+        f"Leased shard {lease.shard_index} of job {lease.job_id}{benchmark}: "
+        f"{len(lease.requests)} items, model {lease.model.name}{replica}."
+    )
+
+
+def posted_line(run_id: int, receipt: SubmitReceipt, outputs: int | None = None) -> str:
+    """What a posted result's receipt means, for the volunteer (``outputs``: how many it held)."""
     if receipt.verdict == "agreed":
         meaning = "it agreed with another volunteer's run of the same shard: verified" + (
             ", and it counts" if receipt.status == "accepted" else ""
@@ -38,7 +51,8 @@ def posted_line(run_id: int, receipt: SubmitReceipt) -> str:
             "late": "the shard was finished by another pool meanwhile; kept, not counted",
         }.get(receipt.status, receipt.status)
     again = " (posted before)" if receipt.duplicate else ""
-    return f"Posted run {run_id}{again}: {meaning}."
+    held = f" ({outputs} outputs)" if outputs is not None else ""
+    return f"Posted run {run_id}{held}{again}: {meaning}."
 
 
 def waiting_line(poll_seconds: float, leased_so_far: int) -> str:

@@ -45,6 +45,7 @@ from .verification import VerificationPolicy
 __all__ = [
     "register_pool",
     "PoolActivityPublic",
+    "activity_of_pools",
     "PoolNameTaken",
     "heartbeat_own_lease",
     "lease_for_credential",
@@ -313,6 +314,11 @@ def pool_activity(session: Session, owner_id: int) -> list[PoolActivityPublic]:
     pools = session.exec(
         select(Pool).where(Pool.owner_id == owner_id).order_by(col(Pool.name))
     ).all()
+    return activity_of_pools(session, list(pools))
+
+
+def activity_of_pools(session: Session, pools: list[Pool]) -> list[PoolActivityPublic]:
+    """:func:`pool_activity` of these pools (any owner's), in their order."""
     if not pools:
         return []
     pool_ids = [id_of(p) for p in pools]

@@ -29,6 +29,7 @@ from sabha.platform.domain import (
     Job,
     JobStatus,
     Model,
+    Shard,
     ShardRun,
     Submission,
     SubmissionJob,
@@ -48,6 +49,7 @@ __all__ = [
     "get_submission",
     "list_submissions",
     "record_submission_state",
+    "shards_done",
     "submission_jobs",
     "submission_public",
     "submission_state",
@@ -200,6 +202,22 @@ def list_submissions(db: Engine, user_id: int, limit: int = 100) -> list[Submiss
             .limit(limit)
         ).all()
         return [submission_public(session, s) for s in rows]
+
+
+def shards_done(db: Engine, job_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Each job's shards with accepted results, and all its shards: ``{job_id: (done, all)}``.
+
+    One grouped query, whatever the number of jobs (a list page's progress bars).
+    """
+    if not job_ids:
+        return {}
+    with Session(db) as session:
+        rows = session.exec(
+            select(Shard.job_id, func.count(col(Shard.accepted_run_id)), func.count())
+            .where(col(Shard.job_id).in_(list(job_ids)))
+            .group_by(col(Shard.job_id))
+        ).all()
+    return {int(job_id): (int(done), int(total)) for job_id, done, total in rows}
 
 
 def get_submission(

@@ -2,7 +2,8 @@
 
 ``init_app(app)`` sets up security (CSRF, headers, session cookies, rate
 limits; :mod:`.security`), sign-in with local accounts and OpenID Connect
-(:mod:`.auth`), the account page (:mod:`.account`), user administration
+(:mod:`.auth`), the account page (:mod:`.account`), a volunteer's pool
+pages (:mod:`.pools`), user administration
 (:mod:`.admin`), model submissions (:mod:`.submissions`), the annotator's
 way into Label Studio (:mod:`.annotate`), what an annotator can do next,
 public annotator profiles and items' annotation histories (:mod:`.annotators`),
@@ -31,13 +32,26 @@ __all__ = [
 
 
 def init_app(app: Flask) -> None:
-    """Add security, sign-in, the account, user administration, submissions, annotation, review."""
-    from . import account, admin, annotate, annotators, auth, i18n, review, security, submissions
+    """Add security, sign-in, the account and pools, user administration, submissions,
+    annotation, review."""
+    from . import (
+        account,
+        admin,
+        annotate,
+        annotators,
+        auth,
+        i18n,
+        pools,
+        review,
+        security,
+        submissions,
+    )
 
     i18n.init_app(app)
     security.init_app(app)
     auth.init_app(app)
     account.init_app(app)
+    pools.init_app(app)
     admin.init_app(app)
     submissions.init_app(app)
     annotate.init_app(app)

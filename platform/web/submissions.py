@@ -9,13 +9,20 @@ form field they name, with the fix, and the form keeps what the user typed.
 Pages are for users holding the submitter or admin role; a submission of
 someone else reads as missing (404), except to admins. Writes are form POSTs
 with a CSRF token and count against the app-wide write rate limit.
+
+While a submission has a job queued or running, its page and the list that
+shows it reload themselves every ``REFRESH_SECONDS`` (the ``Refresh`` header:
+no JavaScript, so the strict Content-Security-Policy stays as it is); a
+finished or cancelled submission's page is not reloaded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from sqlmodel import col, select
@@ -24,7 +31,11 @@ from sabha.platform.db import get_engine, get_session
 from sabha.platform.domain import Benchmark, Role
 from sabha.platform.errors import NotFoundError, SabhaError
 from sabha.platform.services.estimate import ModelTooLarge, format_gb
-from sabha.platform.services.submission_status import get_submission, list_submissions
+from sabha.platform.services.submission_status import (
+    get_submission,
+    list_submissions,
+    shards_done,
+)
 from sabha.platform.services.submissions import (
     QuotaExceeded,
     SubmissionInvalid,
@@ -32,16 +43,26 @@ from sabha.platform.services.submissions import (
     create_submission,
 )
 from sabha.platform.settings import current_settings
-from sabha.platform.wire import SubmissionCreate
+from sabha.platform.wire import SubmissionCreate, SubmissionPublic
 
 from .auth import current_roles, render_refusal, role_required, signed_in_user
 
-__all__ = ["FORM_FIELDS", "blueprint", "form_field", "init_app", "submission_from_form"]
+__all__ = [
+    "FORM_FIELDS",
+    "REFRESH_SECONDS",
+    "blueprint",
+    "form_field",
+    "init_app",
+    "submission_from_form",
+]
 
 blueprint = Blueprint("submissions", __name__, template_folder="templates")
 blueprint.register_error_handler(SabhaError, render_refusal)
 SUBMIT_ROLES = (Role.SUBMITTER, Role.ADMIN)
 FINISHED = frozenset({"completed", "failed", "cancelled"})
+LIVE_JOBS = frozenset({"queued", "running"})
+REFRESH_SECONDS = 5
+"""How often a page of a submission still at work reloads itself (the ``Refresh`` header)."""
 
 # The form's fields: the label errors name, and the fix shown when pydantic refuses a value.
 FORM_FIELDS: dict[str, tuple[str, str]] = {
@@ -182,12 +203,30 @@ def _not_yours(exc: NotFoundError) -> NotFoundError:
     return NotFoundError(exc.message, "Pick one from your submissions at /submissions.")
 
 
+def _at_work(submission: SubmissionPublic, job_statuses: Iterable[str]) -> bool:
+    """Whether the submission still waits for one of its jobs (not cancelled, not finished)."""
+    return submission.status not in FINISHED and any(s in LIVE_JOBS for s in job_statuses)
+
+
+def _page(template: str, live: bool, **context: Any) -> ResponseReturnValue:
+    """The page; while ``live``, with a ``Refresh`` header and the time it shows."""
+    refresh = REFRESH_SECONDS if live else None
+    response = make_response(
+        render_template(template, refresh=refresh, now=datetime.now(UTC), **context)
+    )
+    if refresh:
+        response.headers["Refresh"] = str(refresh)
+    return response
+
+
 @blueprint.get("/submissions")
 @role_required(*SUBMIT_ROLES)
 def submissions_page() -> ResponseReturnValue:
-    """My submissions, newest first, with their status."""
+    """My submissions, newest first, with their status and how many shards are done."""
     rows = list_submissions(get_engine(), signed_in_user().id or 0)
-    return render_template("submissions.html", submissions=rows)
+    done = shards_done(get_engine(), [job.job_id for s in rows for job in s.jobs])
+    live = any(_at_work(s, (job.status for job in s.jobs)) for s in rows)
+    return _page("submissions.html", live, submissions=rows, done=done)
 
 
 @blueprint.get("/submissions/new")
@@ -238,8 +277,9 @@ def submission_page(submission_id: int) -> ResponseReturnValue:
     except NotFoundError as exc:
         raise _not_yours(exc) from None
     titles = {b.name: b.title for b in _current_benchmarks()}
-    return render_template(
-        "submission.html", submission=shown, titles=titles, finished=FINISHED, gb=format_gb
+    live = _at_work(shown, (job.status for job in shown.job_states))
+    return _page(
+        "submission.html", live, submission=shown, titles=titles, finished=FINISHED, gb=format_gb
     )
 
 

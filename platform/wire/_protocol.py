@@ -43,7 +43,7 @@ CANNOT_RUN_HERE = "cannot run here:"
 # version behind may ignore (a new optional field) bumps the minor version; any other
 # change bumps the major. The platform serves agents of its major version from one minor
 # version behind, and tells every other agent to upgrade.
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 PROTOCOL_HEADER = "Sabha-Protocol"
 
 
@@ -81,6 +81,8 @@ class ShardLease(Message):
 
     ``memory_bytes`` is the platform's estimate of the memory the model needs
     (None: not estimated); the agent sizes the engine's tensor parallelism by it.
+    ``benchmark`` names the benchmark the job was made for, so the agent can say
+    what it is running (protocol 1.1; None from a 1.0 platform).
     """
 
     run_id: int
@@ -97,6 +99,7 @@ class ShardLease(Message):
     decoding: DecodingParams
     requests: list[GenerationRequest]
     memory_bytes: int | None = Field(default=None, ge=0)
+    benchmark: str | None = Field(default=None, max_length=200)
 
 
 class ShardResult(Message):

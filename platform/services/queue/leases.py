@@ -15,6 +15,7 @@ from sqlmodel import col, func, update
 from sabha.platform.benchmarks import render_prompt
 from sabha.platform.db import session_scope
 from sabha.platform.domain import (
+    Benchmark,
     Item,
     Job,
     JobStatus,
@@ -136,6 +137,9 @@ _POOL: sa.Table = Pool.__table__  # type: ignore[attr-defined]
 
 
 _ITEM: sa.Table = Item.__table__  # type: ignore[attr-defined]
+
+
+_BENCHMARK: sa.Table = Benchmark.__table__  # type: ignore[attr-defined]
 
 
 _RESULT_VALUES = [str(s) for s in RESULT_STATUSES]
@@ -350,8 +354,10 @@ def _open_run(
             _MODEL.c.path,
             _MODEL.c.repo_id,
             _MODEL.c.revision,
+            _BENCHMARK.c.name.label("benchmark"),
         )
         .join(_MODEL, _MODEL.c.id == _JOB.c.model_id)
+        .join(_BENCHMARK, _BENCHMARK.c.id == _JOB.c.benchmark_id)
         .where(_JOB.c.id == sa.bindparam("job_id")),
         {"job_id": job_id},
     ).one()
@@ -408,6 +414,7 @@ def _open_run(
         decoding=DecodingParams.model_validate(job.decoding),
         requests=requests,
         memory_bytes=job.memory_bytes,
+        benchmark=job.benchmark,
     )
 
 
