@@ -5,7 +5,14 @@ from __future__ import annotations
 from sqlmodel import Session, col, func, select
 
 from sabha.platform.catalog import get_benchmark
-from sabha.platform.domain import Benchmark, Dataset, DatasetVersion, LeaderboardEntry, as_utc
+from sabha.platform.domain import (
+    Benchmark,
+    Dataset,
+    DatasetVersion,
+    LeaderboardEntry,
+    LeaderboardGeneration,
+    as_utc,
+)
 from sabha.platform.errors import NotFoundError
 
 from ..judgements import COMMUNITY_METRICS
@@ -69,26 +76,22 @@ def _columns(benchmark: Benchmark, rows: list[LeaderboardRow]) -> LeaderboardCol
 def leaderboard_version(session: Session, benchmark_name: str) -> tuple[object, ...]:
     """A key that changes whenever the benchmark's leaderboard pages would change.
 
-    Pages are rebuilt only when a scoring run lands or the definition's wording
-    changes, so the site can cache rendered pages under this key.
+    Pages are rebuilt only when a scoring run lands (or is withdrawn) or the
+    definition's wording changes, so the site can cache rendered pages under
+    this key. Every rebuild raises the benchmark's ``LeaderboardGeneration``.
 
     Raises:
         NotFoundError: unknown benchmark.
     """
     benchmark = get_benchmark(session, benchmark_name)
-    newest, count = session.exec(
-        select(func.max(LeaderboardEntry.id), func.count()).where(
-            LeaderboardEntry.benchmark_id == benchmark.id
-        )
-    ).one()
+    generation = session.get(LeaderboardGeneration, benchmark.id)
     return (
         benchmark.id,
         benchmark.title,
         benchmark.description,
         benchmark.primary_metric,
         tuple(benchmark.languages),
-        newest,
-        count,
+        generation.generation if generation is not None else 0,
     )
 
 
@@ -96,14 +99,17 @@ def read_model_version(session: Session) -> tuple[object, ...]:
     """A key that changes whenever any leaderboard or current benchmark definition changes.
 
     For pages built from several leaderboards (a language, a model), cached under it.
-    Two small queries: the newest row and the count come from indexes, not the rows.
+    Two small queries: the sum of every benchmark's rebuild count (each rebuild raises
+    one), and the benchmarks' definitions.
     """
-    newest, count = session.exec(select(func.max(LeaderboardEntry.id), func.count())).one()
+    rebuilds, boards = session.exec(
+        select(func.coalesce(func.sum(LeaderboardGeneration.generation), 0), func.count())
+    ).one()
     definitions = [
         (b.id, b.title, b.description, b.primary_metric, tuple(b.languages), b.is_current)
         for b in session.exec(select(Benchmark).order_by(col(Benchmark.id)))
     ]
-    return newest, count, tuple(definitions)
+    return rebuilds, boards, tuple(definitions)
 
 
 def leaderboard(

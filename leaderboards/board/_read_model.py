@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, delete, select
 
 from sabha.platform.domain import (
@@ -19,10 +21,12 @@ from sabha.platform.domain import (
     CommunityScore,
     Job,
     LeaderboardEntry,
+    LeaderboardGeneration,
     Model,
     Score,
     ScoringRun,
     id_of,
+    utcnow,
 )
 
 from ..metrics import get_metric
@@ -174,5 +178,20 @@ def rebuild_leaderboard(session: Session, benchmark: Benchmark) -> int:
                 finished_at=row.job.finished_at or row.run.created_at,
             )
         )
+    _next_generation(session, id_of(benchmark))
     session.flush()
     return len(ranked)
+
+
+def _next_generation(session: Session, benchmark_id: int) -> None:
+    """Raise the benchmark's leaderboard generation (the cached pages' key), atomically."""
+    dialect = session.get_bind().dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    table = LeaderboardGeneration.__table__  # type: ignore[attr-defined]
+    statement = insert(table).values(benchmark_id=benchmark_id, generation=1, rebuilt_at=utcnow())
+    session.exec(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.benchmark_id],
+            set_={"generation": table.c.generation + 1, "rebuilt_at": utcnow()},
+        )
+    )

@@ -42,7 +42,15 @@ from .annotation import (
 )
 from .columns import EnumText, UtcTime, as_utc, id_of, utcnow
 from .datasets import Benchmark, Dataset, DatasetVersion, Item, Model
-from .scores import PEOPLE_JUDGE, CommunityScore, LeaderboardEntry, OutputStat, Score, ScoringRun
+from .scores import (
+    PEOPLE_JUDGE,
+    CommunityScore,
+    LeaderboardEntry,
+    LeaderboardGeneration,
+    OutputStat,
+    Score,
+    ScoringRun,
+)
 from .statuses import (
     PUBLIC_SPLITS,
     ROLE_SCOPES,
@@ -88,6 +96,7 @@ __all__ = [
     "JobStatus",
     "LabelStudioAccount",
     "LeaderboardEntry",
+    "LeaderboardGeneration",
     "Model",
     "Output",
     "OutputStat",

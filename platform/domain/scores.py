@@ -110,6 +110,22 @@ class LeaderboardEntry(SQLModel, table=True):
     finished_at: datetime | None = when_column(nullable=True)
 
 
+class LeaderboardGeneration(SQLModel, table=True):
+    """How many times a benchmark's leaderboard rows were rebuilt: the pages' cache key.
+
+    A rebuild deletes and inserts the rows; on SQLite the new rows may take the
+    ids of the old ones (and the same count), so the rows themselves cannot say
+    that the board changed. This counter, raised in the rebuild's transaction,
+    can.
+    """
+
+    __tablename__ = "leaderboard_generation"
+
+    benchmark_id: int = Field(foreign_key="benchmark.id", primary_key=True)
+    generation: int = Field(default=0)
+    rebuilt_at: datetime = when_column()
+
+
 class CommunityScore(SQLModel, table=True):
     """A score of one job from judgements of its answers, overall or for one group, with its CI.
 
