@@ -137,6 +137,16 @@ class DatasetPublic(_Public):
     card_url: str
 
 
+class AgreementPublic(_Public):
+    """How far annotators agreed on one field in one language, as the version's card states."""
+
+    language: str
+    field: str
+    statistic: str = Field(description="Krippendorff alpha, or chrF (pairwise) for free text")
+    value: float | None = Field(description="null where undefined (too few shared items)")
+    items: int
+
+
 class DatasetVersionPublic(_Public):
     """One released version of a dataset: its items per public split and language.
 
@@ -156,6 +166,10 @@ class DatasetVersionPublic(_Public):
         default=None, description="The public items as Parquet; null where not on this server"
     )
     benchmarks: list[str] = Field(default_factory=list)
+    agreement: list[AgreementPublic] = Field(
+        default_factory=list,
+        description="Annotator agreement per language and field (annotated releases only)",
+    )
 
 
 class DatasetPage(_Public):

@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 
 from sabha.annotation.gates import ReleaseGates
 from sabha.annotation.votes import annotation_version
+from sabha.leaderboards.board._datasets import card_agreement
 from sabha.platform.cli import cli
 from sabha.platform.db import session_scope
 from sabha.platform.domain import Annotation, SourceItem
@@ -184,3 +185,30 @@ def test_status_counts_what_each_catalog_lacks(catalogs: Path) -> None:
     assert result.exit_code == 0
     for autonym in ("हिन्दी (hi)", "Kiswahili (sw)", "தமிழ் (ta)"):
         assert autonym in result.output
+
+
+def test_the_reviewed_release_shows_its_agreement_per_language(
+    db: Engine, tmp_path: Path, catalogs: Path
+) -> None:
+    """The dataset page shows the agreement table of an annotated release's card, per
+    language and field, on the page and in its JSON (a release without one shows none)."""
+    from webtools import make_web_app
+
+    rows = [r for r in review_rows("hi", catalogs) if r["source"] in EDITED]
+    _released_rows(db, tmp_path, rows)
+    client = make_web_app(db, tmp_path).test_client()
+    data = client.get("/api/v1/datasets/sabha-ui-hi").get_json()
+    agreement, overall = data["versions"][0]["agreement"]
+    assert overall["language"] == "overall"
+    assert agreement["language"] == "hi-Deva" and agreement["field"] == "translation"
+    assert agreement["statistic"] == "chrF (pairwise)" and agreement["items"] == len(EDITED)
+    assert agreement["value"] == pytest.approx(100.0, abs=0.01)  # both people wrote the same
+    page = client.get("/datasets/sabha-ui-hi").get_data(as_text=True)
+    assert "How far annotators agreed, per language" in page and "100.000" in page
+    assert "All languages" in page
+    assert card_agreement("no table here") == []
+    undefined = card_agreement(
+        "| language | field | statistic | agreement | items |  |\n|---|---|---|---|---|---|\n"
+        "| `ta-Taml` | safety | Krippendorff alpha | — | 1 | too few |\n\nafter"
+    )
+    assert [(a.language, a.value, a.items) for a in undefined] == [("ta-Taml", None, 1)]

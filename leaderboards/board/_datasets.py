@@ -9,6 +9,7 @@ and ``data_card`` refuses it by the same rule.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlmodel import Session, col, func, select
@@ -24,7 +25,7 @@ from sabha.platform.domain import (
 )
 from sabha.platform.errors import NotFoundError
 
-from ..public import DatasetPage, DatasetVersionPublic
+from ..public import AgreementPublic, DatasetPage, DatasetVersionPublic
 
 __all__ = ["annotated_through_sabha", "dataset_file", "dataset_page"]
 
@@ -113,6 +114,7 @@ def dataset_page(session: Session, name: str) -> DatasetPage:
                     else None
                 ),
                 benchmarks=sorted(measured_by.get(version.id or 0, [])),
+                agreement=card_agreement(version.card_markdown or ""),
             )
             for version in versions
         ],
@@ -142,3 +144,34 @@ def dataset_file(session: Session, name: str, version: str) -> Path:
             f"See /datasets/{name} for the versions that have one.",
         )
     return path
+
+
+_AGREEMENT_HEADER = "| language | field | statistic | agreement | items |"
+_AGREEMENT_ROW = re.compile(
+    r"\| `(?P<language>[A-Za-z0-9-]+)` \| (?P<field>[^|]+?) \| (?P<statistic>[^|]+?) \| "
+    r"(?P<value>-?[0-9.]+|—) \| (?P<items>[0-9]+) \|"
+)
+
+
+def card_agreement(card_markdown: str) -> list[AgreementPublic]:
+    """The agreement table of an annotated release's card (``annotation/cards.py`` writes
+    it), row by row; none for a card without one."""
+    if _AGREEMENT_HEADER not in card_markdown:
+        return []
+    table = card_markdown.split(_AGREEMENT_HEADER, 1)[1]
+    rows = []
+    for line in table.splitlines()[2:]:
+        found = _AGREEMENT_ROW.match(line.strip())
+        if found is None:
+            break
+        value = found["value"]
+        rows.append(
+            AgreementPublic(
+                language=found["language"],
+                field=found["field"].strip(),
+                statistic=found["statistic"].strip(),
+                value=None if value == "—" else float(value),
+                items=int(found["items"]),
+            )
+        )
+    return rows
