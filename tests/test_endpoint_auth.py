@@ -196,6 +196,8 @@ _FORM = {
     "expires_in_days": "30",
     "username": "target",
     "password": "wrong password",
+    "public": "1",
+    "profile_name": "intruder",
 }
 
 

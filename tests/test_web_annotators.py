@@ -33,6 +33,7 @@ from sabha.platform.domain import (
 from sabha.platform.services.annotation import link_labelstudio_account, review_annotation
 from sabha.platform.services.annotators import set_annotator_languages
 from sabha.platform.services.profiles import set_profile_name
+from sabha.platform.services.users import revoke_role
 
 pytestmark = pytest.mark.postgresql
 GATES = ReleaseGates(min_annotations_per_item=2, min_alpha=None, min_acceptance=None)
@@ -285,3 +286,32 @@ def _assignments(db: Engine) -> int:
                 select(AnnotationAssignment.id).where(col(AnnotationAssignment.id) > 0)
             ).all()
         )
+
+
+def test_only_annotators_and_reviewers_take_a_public_name_but_anyone_can_leave_it(
+    db: Engine, tmp_path: Path
+) -> None:
+    """A stranger's account cannot squat a name annotators will want; someone whose
+    annotator role was revoked can still go anonymous."""
+    person(db, "mgeni", ())
+    person(db, "zamani", ("annotator",))
+    with session_scope(db) as session:
+        former = session.exec(select(User).where(User.username == "zamani")).one()
+        set_profile_name(session, former, "Zamani-Lebo")
+    app = make_web_app(db, tmp_path)
+    stranger, csrf = _browser(app, "mgeni")
+    taken = stranger.post(
+        "/account/profile", data={"csrf_token": csrf, "public": "1", "profile_name": "Baraka"}
+    )
+    assert taken.status_code == 403 and _profile_name(db, "mgeni") is None
+    assert "Public profile" not in stranger.get("/account").get_data(as_text=True)
+
+    with session_scope(db) as session:  # the annotator role is revoked
+        revoke_role(
+            session, session.exec(select(User).where(User.username == "zamani")).one(), "annotator"
+        )
+    former_client, csrf = _browser(app, "zamani")
+    assert "Public profile" in former_client.get("/account").get_data(as_text=True)
+    left = former_client.post("/account/profile", data={"csrf_token": csrf})
+    assert left.status_code == 302 and _profile_name(db, "zamani") is None
+    assert app.test_client().get("/annotators/zamani-lebo").status_code == 404

@@ -24,7 +24,7 @@ from flask.typing import ResponseReturnValue
 
 from sabha.platform.db import get_engine, get_session, session_scope
 from sabha.platform.domain import ROLE_SCOPES, Role, TokenScope
-from sabha.platform.errors import SabhaError, ValidationFailed
+from sabha.platform.errors import PermissionDenied, SabhaError, ValidationFailed
 from sabha.platform.services.accounts import (
     AccessTokenPublic,
     PoolCredentialPublic,
@@ -48,6 +48,7 @@ blueprint = Blueprint("account", __name__, template_folder="templates")
 blueprint.register_error_handler(SabhaError, render_refusal)
 EXPIRY_CHOICES = (7, 30, 90, 180, 365)
 POOL_ROLES = frozenset({Role.VOLUNTEER, Role.ADMIN})
+PROFILE_ROLES = frozenset({Role.ANNOTATOR, Role.REVIEWER})
 
 
 def init_app(app: Flask) -> None:
@@ -177,6 +178,14 @@ def save_profile() -> ResponseReturnValue:
     anonymous everywhere (the name is forgotten).
     """
     chosen = request.form.get("profile_name", "") if request.form.get("public") else None
+    if chosen is not None and not PROFILE_ROLES & current_roles():
+        # Anyone may go (or stay) anonymous; only people who annotate or review may take a
+        # public name (a stranger's account must not squat the names annotators will want).
+        raise PermissionDenied(
+            f"{signed_in_user().username} may not take a public profile name: it is for "
+            "annotators and reviewers.",
+            "Ask an admin of this Sabha for the annotator role.",
+        )
     try:
         with session_scope(get_engine()) as session:
             set_profile_name(session, signed_in_user(), chosen)
