@@ -20,6 +20,7 @@ every page at both sizes go to ``$SABHA_TEST_ARTIFACTS/browser-site/``
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -39,7 +40,9 @@ from test_submissions import TINY_CONFIG, model_folder
 
 from sabha.platform.benchmarks import load_benchmark_file
 from sabha.platform.db import session_scope
-from sabha.platform.domain import Role, User
+from sabha.platform.domain import AnnotationProject, Role, User
+from sabha.platform.services.annotation import create_annotation_project, upload_source_items
+from sabha.platform.services.annotators import set_annotator_languages
 from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.users import grant_role
 from sabha.platform.settings import OidcProvider, Settings
@@ -300,6 +303,39 @@ def _browse(
         assert page.get_by_role("link", name=URDU_TITLE).count() >= 1
         visitor.problems += _rtl_problems(page, "main tbody [dir]")
         visitor.look("model")
+
+        # As an annotator of Urdu: the projects to join and what to do next, on a phone too
+        # (the Join button once sat off-screen at 390 px).
+        with session_scope(db) as session:
+            asha = session.exec(select(User).where(User.username == "asha")).one()
+            grant_role(session, asha, Role.ANNOTATOR)
+            asha_id = asha.id or 0
+        set_annotator_languages(db, asha_id, ["ur-Arab"])
+        project = create_annotation_project(
+            db, "kisan-urdu-answers-with-a-long-name", "ur-Arab", "qa"
+        )
+        questions = tmp_path / "urdu-questions.jsonl"
+        questions.write_text(
+            "".join(
+                json.dumps({"id": f"q{i}", "question": q}, ensure_ascii=False) + "\n"
+                for i, (language, q, _) in enumerate(QUESTIONS)
+                if language == "ur-Arab"
+            ),
+            encoding="utf-8",
+        )
+        upload_source_items(db, project.id or 0, questions)
+        with session_scope(db) as session:  # as provisioning leaves it (no Label Studio here)
+            stored = session.get(AnnotationProject, project.id)
+            assert stored is not None
+            stored.labelstudio_project_id = 7
+            session.add(stored)
+        page.goto(f"{site}/annotate")
+        row = page.locator("tbody tr", has_text="kisan-urdu-answers-with-a-long-name")
+        assert row.get_by_role("button").count() == 1
+        visitor.look("annotate")
+        page.goto(f"{site}/annotate/next")
+        assert page.locator("html").get_attribute("lang") == "hi"
+        visitor.look("annotate-next")
     except BaseException:
         page.screenshot(path=str(visitor.shots / "failure.png"), full_page=True)
         raise
