@@ -39,8 +39,17 @@ from sabha.platform.services.annotation import (
 from sabha.platform.services.annotators import set_annotator_languages
 from sabha.platform.services.labelstudio import announce_labelstudio
 from sabha.platform.settings import Settings
+from sabha.platform.web.catalogs import read_catalog
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _hindi(english: str) -> str:
+    """Sabha's Hindi for an interface string (the annotator's browser asks for Hindi)."""
+    entry = read_catalog("hi").get(english)
+    assert entry is not None and entry.string, f"hi.po lacks {english!r}"
+    return str(entry.string)
+
 
 PASSWORD = "correct horse battery staple"
 ANSWER = "धान की रोपाई जून के अंत से जुलाई के मध्य तक करें, जब मानसून की अच्छी बारिश हो जाए।"
@@ -130,19 +139,21 @@ def test_an_annotator_joins_annotates_in_labelstudio_and_sees_the_credit(
         page.goto(f"{sabha}/login")
         page.fill("input[name=username]", name)
         page.fill("input[name=password]", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        # The browser asks for Hindi (locale hi-IN), so Sabha's pages are in Hindi.
+        assert page.locator("html").get_attribute("lang") == "hi"
+        page.get_by_role("button", name=_hindi("Sign in")).click()
         page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
 
         # Join the Hindi project: a Label Studio account, shown once, and a link.
         page.goto(f"{sabha}/annotate")
         shot("annotate")
-        page.locator("tr", has_text=title).get_by_role("button", name="Join").click()
+        page.locator("tr", has_text=title).get_by_role("button", name=_hindi("Join")).click()
         page.wait_for_url(re.compile(rf"/annotate/projects/{project_id}/join$"))
         secrets = page.locator("td.secret code").all_inner_texts()
         assert len(secrets) == 2, page.content()[:2000]
         email, password = secrets
         shot("account-ready")
-        page.get_by_role("link", name=re.compile(r"Open .*Label Studio")).click()
+        page.locator("a#open-labelstudio").click()
 
         # Label Studio's own sign-in form, then its project.
         page.wait_for_url(re.compile(re.escape(labelstudio.url) + r"/user/login/"))
@@ -179,8 +190,8 @@ def test_an_annotator_joins_annotates_in_labelstudio_and_sees_the_credit(
 
         # A later visit: Join leads straight into the project (already signed in there).
         page.goto(f"{sabha}/annotate")
-        page.locator("tr", has_text=title).get_by_role("button", name="Join").click()
-        page.get_by_role("link", name=re.compile(r"Open .*Label Studio")).click()
+        page.locator("tr", has_text=title).get_by_role("button", name=_hindi("Join")).click()
+        page.locator("a#open-labelstudio").click()
         page.wait_for_url(
             re.compile(re.escape(labelstudio.url) + rf"/projects/{ls_project}/data"),
             timeout=20_000,
