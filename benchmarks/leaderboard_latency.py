@@ -24,19 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from settings_changed import NO_RATE_LIMITS, announce
+from synthetic import METRICS, write_benchmark
 
 LANGUAGES = [
     "hi-Deva", "bn-Beng", "ta-Taml", "te-Telu", "mr-Deva", "gu-Gujr", "kn-Knda",
     "ml-Mlym", "pa-Guru", "or-Orya", "as-Beng", "ur-Arab", "ne-Deva", "sw-Latn",
     "yo-Latn", "ha-Latn", "am-Ethi", "zu-Latn", "ig-Latn", "so-Latn",
 ]  # fmt: skip
-METRICS = ["chrf++", "bleu", "ter"]
 
 
 def seed(data_dir: Path, n_models: int) -> str:
     """Create the database, the benchmark and ``n_models`` scored models."""
     import sqlalchemy as sa
-    import yaml
 
     from sabha.leaderboards.board import rebuild_leaderboard
     from sabha.platform.benchmarks import load_benchmark_file
@@ -56,39 +55,15 @@ def seed(data_dir: Path, n_models: int) -> str:
         }
         for i in range(200)
     ]
-    (bench_dir / "scale.jsonl").write_text(
-        "".join(__import__("json").dumps(item) + "\n" for item in items), encoding="utf-8"
-    )
-    spec = {
-        "name": "scale",
-        "title": "Scale test",
-        "description": "Synthetic benchmark for the latency script.",
-        "task": "generation",
-        "languages": LANGUAGES,
-        "dataset": {
-            "name": "scale",
-            "items": "scale.jsonl",
-            "license": "CC-BY-4.0",
-            "card": {
-                "summary": "Synthetic.",
-                "collection_process": "Generated.",
-                "intended_use": "Latency measurement.",
-                "limitations": "Not real data.",
-            },
-        },
-        "prompt": {"template": "{question}"},
-        "metrics": METRICS,
-        "primary_metric": "chrf++",
-        "breakdowns": ["language"],
-    }
-    (bench_dir / "scale.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    path = write_benchmark(bench_dir, "scale", "Scale test", LANGUAGES, items)
+
     url = f"sqlite:///{data_dir / 'sabha.db'}"
     engine = make_engine(url)
     upgrade_database(engine)
     rng = random.Random(7)
     with session_scope(engine) as session:
         benchmark, _ = register_benchmark(
-            session, load_benchmark_file(bench_dir / "scale.yaml"), data_dir / "artifacts"
+            session, load_benchmark_file(path), data_dir / "artifacts"
         )
         models = [
             Model(name=f"model-{i:05d}", source="hub", repo_id=f"org/m{i}", revision="a" * 40)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import random
 import signal
@@ -42,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-import yaml
 from settings_changed import NO_RATE_LIMITS, announce
+from synthetic import METRICS, write_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 LANGUAGES = [
@@ -51,7 +50,6 @@ LANGUAGES = [
     "ml-Mlym", "pa-Guru", "or-Orya", "as-Beng", "ur-Arab", "ne-Deva", "sw-Latn",
     "yo-Latn", "ha-Latn", "am-Ethi", "zu-Latn", "ig-Latn", "so-Latn",
 ]  # fmt: skip
-METRICS = ["chrf++", "bleu", "ter"]  # chrF++ primary; TER lower is better
 ITEMS_PER_LANGUAGE = 40  # as the starter benchmarks have
 GOAL_P99_MS = 50.0
 GOAL_BYTES = 100_000
@@ -96,33 +94,9 @@ def _register(session, root: Path, name: str, languages: list[str]):  # type: ig
         for tag in languages
         for i in range(2)  # the scores below say n=40 a language; the items are not read
     ]
-    (folder / "items.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items), "utf-8")
-    spec = {
-        "name": name,
-        "title": f"Scale test {name.rsplit('-', 1)[-1].upper()}",
-        "description": "Synthetic benchmark for the page latency script.",
-        "task": "generation",
-        "languages": languages,
-        "dataset": {
-            "name": name,
-            "items": "items.jsonl",
-            "license": "CC-BY-4.0",
-            "card": {
-                "summary": "Synthetic.",
-                "collection_process": "Generated.",
-                "intended_use": "Latency measurement.",
-                "limitations": "Not real data.",
-            },
-        },
-        "prompt": {"template": "{question}"},
-        "metrics": METRICS,
-        "primary_metric": "chrf++",
-        "breakdowns": ["language"],
-    }
-    (folder / "bench.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
-    benchmark, _ = register_benchmark(
-        session, load_benchmark_file(folder / "bench.yaml"), root / "artifacts"
-    )
+    title = f"Scale test {name.rsplit('-', 1)[-1].upper()}"
+    path = write_benchmark(folder, name, title, languages, items)
+    benchmark, _ = register_benchmark(session, load_benchmark_file(path), root / "artifacts")
     return benchmark
 
 

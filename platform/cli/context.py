@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from ..errors import ValidationFailed, translate_error
 from ..settings import Settings
 
-__all__ = ["SabhaGroup", "database", "settings_of"]
+__all__ = ["SabhaGroup", "database", "settings_of", "stand_in_engine_option"]
 
 
 class SabhaGroup(click.Group):
@@ -71,3 +71,14 @@ def database(ctx: click.Context, migrate: bool = False) -> Engine:
     else:
         require_schema(db)
     return db
+
+
+stand_in_engine_option = click.option(
+    "--stand-in-engine",
+    "stand_in_seconds",
+    type=click.FloatRange(min=0),
+    hidden=True,  # tests and benchmarks only: answers are not a model's
+    help="TESTS ONLY: no Ray or vLLM; answer every item after this many seconds "
+    "with a deterministic stand-in text (workers/standin.py).",
+)
+"""The hidden ``--stand-in-engine SECONDS`` of ``eval``, ``demo`` and ``worker run``."""

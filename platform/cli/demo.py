@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 from ..errors import PrerequisiteError, SabhaError
 from ..settings import Settings
 from .catalog import make_demo_model, read_benchmark_files, register_benchmarks
-from .context import database, settings_of
+from .context import database, settings_of, stand_in_engine_option
 from .evaluation import evaluate
 
 if TYPE_CHECKING:
@@ -60,14 +60,7 @@ VOLUNTEER_BENCHMARK = "kisan-advisory"
     help="Run two demo volunteers' agents: their pools lease a job's shards from the "
     "demo's server over HTTP and verify each other's results.",
 )
-@click.option(
-    "--stand-in-engine",
-    "stand_in_seconds",
-    type=click.FloatRange(min=0),
-    hidden=True,  # tests only: answers are not a model's
-    help="TESTS ONLY: no Ray or vLLM; answer every item after this many seconds "
-    "with a deterministic stand-in text (workers/standin.py).",
-)
+@stand_in_engine_option
 @click.pass_context
 def demo(
     ctx: click.Context,

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from ..settings import Settings
 from ..wire import MAX_DB_ID
-from .context import database, settings_of
+from .context import database, settings_of, stand_in_engine_option
 
 __all__ = ["eval_command", "evaluate", "jobs"]
 
@@ -30,14 +30,7 @@ __all__ = ["eval_command", "evaluate", "jobs"]
     "SABHA_EVAL_BATCH_SIZE).",
 )
 @click.option("--verbose", is_flag=True, help="Show Ray's and vLLM's own logs.")
-@click.option(
-    "--stand-in-engine",
-    "stand_in_seconds",
-    type=click.FloatRange(min=0),
-    hidden=True,  # tests only: answers are not a model's
-    help="TESTS ONLY: no Ray or vLLM; answer every item after this many seconds "
-    "with a deterministic stand-in text (workers/standin.py).",
-)
+@stand_in_engine_option
 @click.pass_context
 def eval_command(
     ctx: click.Context,

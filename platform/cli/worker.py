@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import SabhaError
-from .context import settings_of
+from .context import settings_of, stand_in_engine_option
 
 __all__ = ["worker"]
 
@@ -38,14 +38,7 @@ def worker() -> None:
     help="Where finished results wait to be posted (default: <data dir>/spool)",
 )
 @click.option("--exit-when-idle", is_flag=True, help="Stop when there is no work left")
-@click.option(
-    "--stand-in-engine",
-    "stand_in_seconds",
-    type=click.FloatRange(min=0),
-    hidden=True,  # tests and benchmarks only: answers are not a model's
-    help="TESTS ONLY: no Ray or vLLM; answer every item after this many seconds "
-    "with a deterministic stand-in text (workers/standin.py).",
-)
+@stand_in_engine_option
 @click.option(
     "--stand-in-variant",
     type=click.IntRange(min=0),
