@@ -2,10 +2,8 @@
 
 Positive and negative cases for every operation with a personal access
 token and with a worker token (at least 5,000 requests on SQLite), and again
-for the pool and lease operations with a worker token (at least 5,000 more;
-``test_api_schema_pools.py``, a file of its own so that ``make test-fast`` runs
-the two beside each other). Run alone with
-``pytest tests/test_api_schema.py tests/test_api_schema_pools.py``; ``SABHA_SCHEMA_EXAMPLES``
+for the pool and lease operations with a worker token (at least 5,000 more).
+Run alone with ``pytest tests/test_api_schema.py``; ``SABHA_SCHEMA_EXAMPLES``
 scales the examples per operation and mode (default 1; 0.25 on PostgreSQL).
 """
 
@@ -133,6 +131,20 @@ def test_generated_requests_with_either_token_conform_to_the_openapi_document(
     examples = max(1, round(MINIMUM_REQUESTS * scale / (len(operations) * 2 * 2 * 0.7)))
     sent = _fuzz_operations(operations, [user_auth, pool_auth], examples)
     print(f"schemathesis sent {sent} requests, {examples} per operation, token and mode")
+    assert sent >= MINIMUM_REQUESTS * scale, f"only {sent} requests were generated"
+
+
+def test_generated_pool_and_lease_requests_with_a_worker_token_never_fail_the_server(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease protocol, as a volunteer's (or a cheater's) agent speaks it: no 5xx."""
+    operations, _user_auth, pool_auth = _schema(db, tmp_path, monkeypatch)
+    pool_operations = [o for o in operations if o.path.startswith(POOL_PATHS)]
+    assert len(pool_operations) >= 5
+    scale = _scale(str(db.url))
+    examples = max(1, round(MINIMUM_REQUESTS * scale / (len(pool_operations) * 2 * 0.55)))
+    sent = _fuzz_operations(pool_operations, [pool_auth], examples)
+    print(f"schemathesis sent {sent} lease-protocol requests, {examples} per operation and mode")
     assert sent >= MINIMUM_REQUESTS * scale, f"only {sent} requests were generated"
 
 
