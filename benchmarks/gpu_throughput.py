@@ -23,6 +23,7 @@ import random
 import tempfile
 from pathlib import Path
 
+from settings_changed import announce
 from throughput_vs_raw_vllm import Shard, engine_client_side, measure, raw_vllm_side, report
 
 from sabha.platform.wire import DecodingParams, GenerationRequest, LocalModelSource
@@ -131,6 +132,7 @@ def main() -> None:
         "(--tiny on CPU: Sabha's CPU default).",
     )
     args = parser.parse_args()
+    announce({})
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     prompts = args.prompts or (128 if args.tiny else 2048)
     input_len = args.input_len or (64 if args.tiny else 512)

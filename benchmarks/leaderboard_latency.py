@@ -153,6 +153,8 @@ def main() -> None:
     from sabha.platform.app import create_app
     from sabha.platform.settings import Settings
 
+    # Four clients from one address outrun the shipped 600 requests a minute per address.
+    announce(NO_RATE_LIMITS, "four clients on one address outrun the per-address limit")
     data_dir = Path(tempfile.mkdtemp(prefix="sabha-latency-"))
     started = time.perf_counter()
     seed(data_dir, args.models)
@@ -160,8 +162,6 @@ def main() -> None:
         f"seeded {args.models} models x {len(LANGUAGES)} languages in "
         f"{time.perf_counter() - started:.1f} s (SQLite)"
     )
-    # Four clients from one address outrun the shipped 600 requests a minute per address.
-    announce(NO_RATE_LIMITS, "four clients on one address outrun the per-address limit")
     app = create_app(Settings(data_dir=data_dir, rate_limits=False))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

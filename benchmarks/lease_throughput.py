@@ -24,6 +24,7 @@ import time
 import uuid
 
 import sqlalchemy as sa
+from settings_changed import announce
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
+    announce({})
 
     schema = f"lease_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(args.url)

@@ -402,11 +402,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     _HEADERS["Accept-Language"] = args.ui_language
-    load = os.getloadavg()
-    print(
-        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
-        f"({os.cpu_count()} CPU cores)"
-    )
     announce(CHANGED, WHY)
     root = Path(tempfile.mkdtemp(prefix="sabha-pages-", dir="/tmp"))
     started = time.perf_counter()

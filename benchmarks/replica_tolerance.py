@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from settings_changed import announce
+
 MAX_TOKENS = 48
 
 
@@ -157,7 +159,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     args = parser.parse_args()
     started = time.monotonic()
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    announce({})
     texts, prompts, references = _texts()
     with tempfile.TemporaryDirectory(prefix="sabha-tolerance-") as tmp:
         work = Path(tmp)

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from settings_changed import announce
+
 LANGUAGES = [
     "hi-Deva", "bn-Beng", "ta-Taml", "te-Telu", "mr-Deva", "gu-Gujr", "kn-Knda",
     "ml-Mlym", "pa-Guru", "or-Orya", "as-Beng", "ur-Arab", "ne-Deva", "sw-Latn",
@@ -51,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
     args = parser.parse_args()
+    announce({})
 
     import yaml
 

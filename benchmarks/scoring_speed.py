@@ -17,6 +17,7 @@ import random
 import time
 
 import numpy as np
+from settings_changed import announce
 
 from sabha.leaderboards.metrics import get_metric
 from sabha.leaderboards.parallel_stats import item_stats_parallel
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5, help="bootstrap timings to take")
     args = parser.parse_args()
+    announce({})
 
     predictions, references, groups = _synthetic_items(args.items)
     print(

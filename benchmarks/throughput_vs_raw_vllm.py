@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from settings_changed import announce
+
 from sabha.platform.wire import DecodingParams, GenerationRequest
 
 # One limit for every prompt on both sides (kisan-advisory version 1's), so the
@@ -247,6 +249,7 @@ def main() -> None:
         "--max-in-flight", type=int, help="Default: twice the engine's max_num_seqs."
     )
     args = parser.parse_args()
+    announce({})
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
     import vllm

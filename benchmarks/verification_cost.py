@@ -22,7 +22,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from settings_changed import announce
 
 FORGED = "Maji mengi sana kwa kila shamba."
 
@@ -265,7 +265,7 @@ def main() -> None:
     from sabha.platform.settings import Settings
 
     shipped = Settings()
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    announce({})
     print(
         f"policy: new-pool shards {args.new_pool_shards} (shipped "
         f"{shipped.replication_new_pool_shards}), fraction {shipped.replication_fraction}, "
