@@ -120,6 +120,7 @@ class Tally:
     unanswered_leases: int = 0  # lease requests that got no answer (a lease may exist)
     unacknowledged: set[int] = field(default_factory=set)  # results posted without a receipt
     empty_leases: int = 0
+    problems: list[str] = field(default_factory=list)  # the first few refusals' bodies
 
 
 @dataclass
@@ -373,6 +374,8 @@ async def _call(
     if timed:
         tally.latencies[kind].append((time.perf_counter() - began) * 1000)
     tally.answers[(kind, str(status))] += 1
+    if status >= 400 and len(tally.problems) < 10:
+        tally.problems.append(f"{kind} {status}: {answer[:300].decode(errors='replace')}")
     return status, answer
 
 
@@ -676,6 +679,8 @@ def report(
     print(f"answers by status: {answers}")
     errors = {k: n for k, n in tally.answers.items() if k[1] not in ("200", "204")}
     print(f"errors: {sum(errors.values())}" + (f" ({errors})" if errors else ""))
+    for problem in tally.problems:
+        print(f"  {problem}")
     posted = tally.posted_in_window
     print(
         f"in all: {len(tally.leased)} leases ({tally.empty_leases} lease requests answered 204: "
