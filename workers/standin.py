@@ -18,13 +18,15 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from sabha.platform.wire import (
+    DecodingParams,
     EngineInfo,
+    GenerationRequest,
     GenerationResult,
 )
 
 from .contract import ShardWork
 
-__all__ = ["StandInEngine", "stand_in_answer"]
+__all__ = ["StandInEngine", "stand_in_answer", "stand_in_results"]
 
 K = TypeVar("K")
 
@@ -44,6 +46,23 @@ def stand_in_answer(prompt: str, variant: int = 0) -> str:
         if drift[0] % 4 == 0:
             picked[-1] = WORDS[(WORDS.index(picked[-1]) + 1 + drift[1] % 9) % len(WORDS)]
     return " ".join(prompt.split()[-3:] + picked)
+
+
+def stand_in_results(
+    requests: Iterable[GenerationRequest], decoding: DecodingParams, variant: int = 0
+) -> list[GenerationResult]:
+    """The stand-in engine's answers to a shard's requests (``benchmarks/thousand_pools.py``
+    posts them too, so its simulated pools' results are accepted like the engine's)."""
+    return [
+        GenerationResult(
+            item_id=r.item_id,
+            prompt=r.text,
+            text=stand_in_answer(r.text, variant),
+            finish_reason="stop",
+            num_tokens=min(7, decoding.max_tokens_for(r.language)),
+        )
+        for r in requests
+    ]
 
 
 class StandInEngine:
@@ -74,19 +93,7 @@ class StandInEngine:
                 continue
             key, requests, decoding, _policy = shard
             time.sleep(self.seconds_per_item * len(requests))
-            yield (
-                key,
-                [
-                    GenerationResult(
-                        item_id=r.item_id,
-                        prompt=r.text,
-                        text=stand_in_answer(r.text, self.variant),
-                        finish_reason="stop",
-                        num_tokens=min(7, decoding.max_tokens_for(r.language)),
-                    )
-                    for r in requests
-                ],
-            )
+            yield key, stand_in_results(requests, decoding, self.variant)
 
     def close(self) -> None:
         """Nothing to free."""
