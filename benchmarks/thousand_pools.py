@@ -720,8 +720,6 @@ def report(
 
 def run(args: argparse.Namespace) -> bool:
     """Seed, start the platforms, simulate, check and report; True on PASS."""
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"({os.cpu_count()} CPU cores)")  # fmt: skip
     changed = dict(CHANGED)
     if args.lease_seconds:
         changed["SABHA_LEASE_SECONDS"] = str(args.lease_seconds)
