@@ -52,6 +52,8 @@ _BEFORE_ANNOUNCE = {
     "monotonic",
     "perf_counter",
     "Settings",
+    "dict",
+    "str",
 }
 
 
