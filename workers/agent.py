@@ -21,7 +21,10 @@
   restart of the platform (or of the agent) loses nothing; results waiting
   in the spool are posted before any new lease is taken, so after an outage
   the platform hears of finished shards before it hands out their leases'
-  successors;
+  successors. What waits in the spool goes in batches (one call for up to
+  ``results_per_post`` results, protocol 1.2), one by one to an older
+  platform; a result leaves the spool only when the platform's answer for it
+  says it has it or refused it for good;
 - ``report`` (the CLI prints it) says what it does: registered, leased,
   posted, and whether a result counts now or waits for another pool's;
 - an engine that fails hands its leases back with the reason; Ctrl-C (or
@@ -68,6 +71,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("sabha.worker")
+
+# The most bytes of results the agent puts in one batch (the platform's limit,
+# SABHA_MAX_RESULT_BYTES, is 16 MB by default); a larger result goes alone.
+BATCH_BYTES = 4_000_000
 
 
 class Agent:
@@ -116,6 +123,7 @@ class Agent:
         self.slots = [EngineSlot(self, i) for i in range(max(1, sum(self.gpus.total)))]
         self._post_now = threading.Event()
         self._post_lock = threading.Lock()
+        self._batch_size = max(1, options.results_per_post)
         self._threads: list[threading.Thread] = []
         self._beat_seconds = options.heartbeat_seconds
         self._stop_reason: str | None = None
@@ -386,24 +394,70 @@ class Agent:
         return not len(self.spool)
 
     def post_spooled(self) -> int:
-        """Post every spooled result the platform takes; returns how many were posted."""
+        """Post every spooled result the platform takes; returns how many were posted.
+
+        Results go in batches (``results_per_post`` and ``BATCH_BYTES`` at most)
+        where the platform takes them, else one by one. A result leaves the
+        spool only when the platform's answer for it says it has it or refused
+        it for good.
+        """
         posted = 0
         with self._post_lock:  # the poster thread and the loop never post one result twice
-            for result in self.spool.pending():
+            pending = self.spool.pending()
+            while pending:
+                batch, pending = _next_batch(pending, self._batch_size)
                 try:
-                    receipt = self.client.submit(result)
+                    took = self._post_batch(batch) if len(batch) > 1 else None
+                    if took is None:  # one result, or a platform that takes one per post
+                        took = sum(self._post_one(result) for result in batch)
                 except PlatformUnavailable as exc:
                     log.warning("%s", exc)
-                    return posted  # kept; tried again later
-                except PlatformRefused as exc:  # refused for good: keeping it cannot help
-                    log.warning("the platform refused run %d: %s", result.run_id, exc)
-                    self.summary.refused += 1
-                    self.spool.remove(result.run_id)
-                    continue
-                self.spool.remove(result.run_id)
-                self.summary.posted += 1
-                posted += 1
-                self.report(posted_line(result.run_id, receipt, len(result.results)))
+                    return posted  # what was not answered stays in the spool
+                posted += took
+        return posted
+
+    def _post_one(self, result: ShardResult) -> int:
+        """Post one result; returns 1 if the platform took it (see ``post_spooled``)."""
+        try:
+            receipt = self.client.submit(result)
+        except PlatformRefused as exc:  # refused for good: keeping it cannot help
+            log.warning("the platform refused run %d: %s", result.run_id, exc)
+            self.summary.refused += 1
+            self.spool.remove(result.run_id)
+            return 0
+        self.spool.remove(result.run_id)
+        self.summary.posted += 1
+        self.report(posted_line(result.run_id, receipt, len(result.results)))
+        return 1
+
+    def _post_batch(self, batch: list[ShardResult]) -> int | None:
+        """Post results in one call; None when they must go one by one (see ``post_spooled``).
+
+        A batch the platform refuses whole (too large for its limits) changes
+        nothing there: the agent halves its batches and posts these one by one.
+        """
+        try:
+            outcomes = self.client.submit_batch(batch)
+        except PlatformRefused as exc:
+            self._batch_size = max(1, len(batch) // 2)
+            log.warning("the platform refused a batch of %d results: %s", len(batch), exc)
+            return None
+        if outcomes is None:  # an older platform: one by one from now on
+            self._batch_size = 1
+            return None
+        sizes = {result.run_id: len(result.results) for result in batch}
+        posted, done = 0, []
+        for outcome in outcomes:
+            done.append(outcome.run_id)
+            if outcome.receipt is None:
+                detail = outcome.refusal.detail if outcome.refusal else "no reason given"
+                log.warning("the platform refused run %d: %s", outcome.run_id, detail)
+                self.summary.refused += 1
+                continue
+            posted += 1
+            self.report(posted_line(outcome.run_id, outcome.receipt, sizes.get(outcome.run_id)))
+        self.spool.remove_all(done)
+        self.summary.posted += posted
         return posted
 
     def _shutdown(self, reason: str) -> None:
@@ -424,3 +478,17 @@ class Agent:
             thread.join(timeout=10)
         with contextlib.suppress(Exception):
             self.post_spooled()
+
+
+def _next_batch(
+    pending: list[ShardResult], most: int
+) -> tuple[list[ShardResult], list[ShardResult]]:
+    """The first results of ``pending`` that fit one post (``most``, ``BATCH_BYTES``); the rest."""
+    batch: list[ShardResult] = []
+    size = 0
+    for result in pending[:most]:
+        size += len(result.model_dump_json())
+        if batch and size > BATCH_BYTES:
+            break
+        batch.append(result)
+    return batch, pending[len(batch) :]

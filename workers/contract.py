@@ -89,6 +89,8 @@ class AgentOptions:
         idle_seconds: See ``exit_when_idle``.
         stop_on_engine_failure: Stop at the first engine failure (after handing
             its leases back) rather than lease the model again (``sabha eval``).
+        results_per_post: Most spooled results posted in one call (a batch,
+            protocol 1.2; also held to ``BATCH_BYTES``); 1 posts one by one.
     """
 
     pool_name: str
@@ -101,6 +103,7 @@ class AgentOptions:
     exit_when_idle: bool = False
     idle_seconds: float = 30.0
     stop_on_engine_failure: bool = False
+    results_per_post: int = 16
 
 
 @dataclass
