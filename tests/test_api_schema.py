@@ -44,7 +44,7 @@ CHECKS = [
     content_type_conformance,
 ]
 MINIMUM_REQUESTS = 5000
-POOL_PATHS = ("/api/v1/pools", "/api/v1/leases")
+POOL_PATHS = ("/api/v1/pools", "/api/v1/leases", "/api/v1/results")
 
 
 def _scale(database_url: str) -> float:

@@ -1,5 +1,8 @@
 """The lease protocol for volunteer pools: register, lease, heartbeat, submit, release.
 
+``POST /api/v1/results/batch`` (protocol 1.2) submits the results of several
+of the pool's leases at once, each checked as a single post of it is.
+
 Every operation needs a worker token (OAuth2 client credentials, scope
 ``worker``); the token's pool credential is the pool. A lease is bound to its
 pool: another pool's lease is refused with 403 and nothing changes. Bodies

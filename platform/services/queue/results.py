@@ -81,16 +81,23 @@ def submit_shard_results_batch(
     Each result is checked on its own (its run, its token, its pool, its item
     set); one that is refused (``LeaseLost``, ``PoolNotActive``,
     ``ResultRejected``) has that error as its outcome and nothing of it is
-    stored (a savepoint), while the others are. Runs are locked in the order
-    of their ids, so two batches never wait on each other's runs in a cycle.
-    Any other error (the database failing) rolls the whole batch back.
+    stored (a savepoint), while the others are. Results are stored in the
+    order of their shards' ids, so two batches settling replicas of the same
+    shards (PostgreSQL row locks) never wait on each other in a cycle. Any
+    other error (the database failing) rolls the whole batch back.
 
     Returns:
         One outcome per result, in the order given.
     """
-    order = sorted(range(len(results)), key=lambda i: results[i].run_id)
     stored: dict[int, _Stored | SabhaError] = {}
     with session_scope(db) as session:
+        run_ids = [r.run_id for r in results]
+        shard_of = dict(
+            session.exec(
+                select(ShardRun.id, ShardRun.shard_id).where(col(ShardRun.id).in_(run_ids))
+            ).all()
+        )
+        order = sorted(range(len(results)), key=lambda i: (shard_of.get(run_ids[i], 0), run_ids[i]))
         for i in order:
             try:
                 with session.begin_nested():
