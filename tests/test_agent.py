@@ -62,7 +62,7 @@ class QueueClient:
         self.pool_id: int | None = None
         self.submit_outage = 0  # the next N submits find the platform down
         self.batches = False  # True: takes several results per post (protocol 1.2)
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: list[int] = []  # results per post, single posts too
         self.lease_interrupt_after: int | None = None
         self.leases = 0
         self.heartbeats = 0
@@ -95,6 +95,7 @@ class QueueClient:
             raise LeaseGone(str(exc), status=409) from exc
 
     def submit(self, result: ShardResult) -> SubmitReceipt:
+        self.batch_sizes.append(1)  # a single post
         if self.submit_outage:
             self.submit_outage -= 1
             raise PlatformUnavailable("the platform is down", "")
@@ -256,7 +257,7 @@ def test_spooled_results_go_in_batches_and_leave_the_spool_only_when_answered(
     agent = _agent(client, Factory(), tmp_path, results_per_post=3)
     assert agent.post_spooled() == 0 and len(spool) == 4  # the platform was down: all kept
     assert agent.post_spooled() == 3 and len(spool) == 0
-    assert client.batch_sizes == [3, 3]  # the last one went alone, as a single post
+    assert client.batch_sizes == [3, 3, 1]  # the last one went alone, as a single post
     assert agent.summary.posted == 3 and agent.summary.refused == 1
     runs = {r.id: r.status for r in _runs(db)}
     assert [runs[r.run_id] for r in spooled] == [
@@ -265,6 +266,28 @@ def test_spooled_results_go_in_batches_and_leave_the_spool_only_when_answered(
         RunStatus.ACCEPTED,
         RunStatus.ACCEPTED,
     ]
+
+
+def test_results_gather_for_one_post_while_other_shards_are_in_flight(
+    db: Engine, tmp_path: Path
+) -> None:
+    _jobs(db, tmp_path, n_items=8)  # four shards
+    client = QueueClient(db)
+    client.batches = True
+
+    class Steady(ScriptedEngine):  # one shard at a time, a fifth of a second each
+        def generate_shards(self, work: Any, max_in_flight: int = 256) -> Any:
+            for shard in work:
+                if shard is not None:
+                    time.sleep(0.2)
+                    yield from super().generate_shards([shard], max_in_flight)
+
+    started = time.monotonic()
+    summary = _agent(client, lambda *_: Steady(), tmp_path, post_linger_seconds=30).run()
+    assert time.monotonic() - started < 30  # the last result went once nothing was in flight
+    assert summary.posted == 4 and sum(client.batch_sizes) == 4
+    assert len(client.batch_sizes) < 4, client.batch_sizes
+    assert all(s.accepted_run_id is not None for s in _shards(db))
 
 
 def test_a_batch_refused_whole_is_posted_one_by_one(db: Engine, tmp_path: Path) -> None:
@@ -281,7 +304,7 @@ def test_a_batch_refused_whole_is_posted_one_by_one(db: Engine, tmp_path: Path) 
     client = SmallLimits(db)
     agent = _agent(client, Factory(), tmp_path, results_per_post=4)
     assert agent.post_spooled() == 3 and len(spool) == 0
-    assert client.batch_sizes == [3] and agent._batch_size == 1  # halved: 3 // 2
+    assert client.batch_sizes == [3, 1, 1, 1] and agent._batch_size == 1  # halved: 3 // 2
     assert all(r.status == RunStatus.ACCEPTED for r in _runs(db))
 
 
