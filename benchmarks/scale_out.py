@@ -191,10 +191,11 @@ def run(pools: int, args: argparse.Namespace) -> float:
         elapsed = time.monotonic() - start
         shards = _scalar(engine, "SELECT count(*) FROM shard")
         used = _scalar(engine, "SELECT count(DISTINCT pool_id) FROM shard_run")
-        first, last = _first_lease_and_last_result(engine, created)
+        first, last_start, last = _timeline(engine, created)
         print(
             f"{pools} pool(s): {elapsed:6.1f} s for {shards} shards ({used} pools took work): "
-            f"first lease after {first:.1f} s, last result at {last:.1f} s "
+            f"first lease after {first:.1f} s (the last pool's first after {last_start:.1f} s), "
+            f"last result at {last:.1f} s "
             f"({shards / max(last - first, 1e-9):.1f} shards/s between), "
             f"scored {elapsed - last:.1f} s later; {_posts(root / 'gunicorn.log')}"
         )
@@ -231,22 +232,23 @@ def _synthetic_benchmark(root: Path, items: int) -> Path:
     return write_benchmark(root / "bench", "scale-out", "Scale-out", ["hi-Deva", "sw-Latn"], rows)
 
 
-def _first_lease_and_last_result(engine: sa.Engine, created: datetime) -> tuple[float, float]:
-    """Seconds from the job's creation to its first lease and to its last stored result."""
+def _timeline(engine: sa.Engine, created: datetime) -> tuple[float, float, float]:
+    """Seconds from the job's creation to its first lease, to the last pool's first lease
+    (an idle agent asks for work every 2 s), and to its last stored result."""
     from sabha.platform.domain import as_utc
 
+    def seconds(value: datetime | str) -> float:
+        if isinstance(value, str):  # SQLite, read without the model's column types
+            value = datetime.fromisoformat(value)
+        return (as_utc(value) - created).total_seconds()
+
     with engine.connect() as connection:
-        first, last = connection.execute(
-            sa.select(
-                sa.func.min(sa.column("leased_at")), sa.func.max(sa.column("finished_at"))
-            ).select_from(sa.table("shard_run"))
-        ).one()
-    if isinstance(first, str):  # SQLite without the model's column types
-        first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)
-    return (
-        (as_utc(first) - created).total_seconds(),
-        (as_utc(last) - created).total_seconds(),
-    )
+        starts = connection.execute(
+            sa.text("SELECT min(leased_at) FROM shard_run GROUP BY pool_id")
+        ).scalars()
+        firsts = [seconds(value) for value in starts]
+        last = connection.execute(sa.text("SELECT max(finished_at) FROM shard_run")).scalar_one()
+    return min(firsts), max(firsts), seconds(last)
 
 
 def _posts(log: Path) -> str:
