@@ -279,8 +279,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.max_results_per_post is not None:
         CHANGED["SABHA_MAX_RESULTS_PER_POST"] = str(args.max_results_per_post)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"load average at start: {load} ({os.cpu_count()} CPU cores)")
     announce(
         CHANGED, "throughput counts each shard once; a load test outruns the per-address limit"
     )
