@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     replica_score_delta: float = Field(default=5.0, ge=0.0, le=100.0)
     # The largest shard result (request body) a pool may post, in bytes.
     max_result_bytes: int = Field(default=16_000_000, ge=1_000)
+    # The most shard results one post may carry (POST /api/v1/results/batch); the whole
+    # body is held to max_result_bytes.
+    max_results_per_post: int = Field(default=32, ge=1, le=1_000)
     # The largest body of any other request, in bytes (larger ones get 413 before parsing).
     max_request_bytes: int = Field(default=1_000_000, ge=1_000)
     # Memory of the local pool's largest accelerator in GB (10^9 bytes); unset: this

@@ -76,11 +76,12 @@ class Platform:
         }
         self.log = root / "gunicorn.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.args: list[str] = []  # more gunicorn arguments (another app: a platform of old)
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)],
+                [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), *self.args],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,

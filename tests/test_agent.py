@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,24 +29,28 @@ from sabha.platform.services.benchmarks import register_benchmark
 from sabha.platform.services.pools import register_pool
 from sabha.platform.services.queue import (
     LeaseLost,
+    SubmitOutcome,
     create_job,
     heartbeat_lease,
     lease_next_shard,
     release_lease,
     submit_shard_results,
+    submit_shard_results_batch,
 )
 from sabha.platform.wire import (
     EngineInfo,
     GenerationResult,
     PoolInfo,
     PoolRegistration,
+    ResultOutcome,
+    ResultRefusal,
     ShardLease,
     ShardResult,
     SubmitReceipt,
 )
 from sabha.workers.agent import Agent, AgentOptions
 from sabha.workers.busy import BusyClock
-from sabha.workers.platform_client import LeaseGone, PlatformUnavailable
+from sabha.workers.platform_client import LeaseGone, PlatformRefused, PlatformUnavailable
 from sabha.workers.spool import Spool
 
 
@@ -56,6 +61,8 @@ class QueueClient:
         self.db = db
         self.pool_id: int | None = None
         self.submit_outage = 0  # the next N submits find the platform down
+        self.batches = False  # True: takes several results per post (protocol 1.2)
+        self.batch_sizes: list[int] = []  # results per post, single posts too
         self.lease_interrupt_after: int | None = None
         self.leases = 0
         self.heartbeats = 0
@@ -88,6 +95,7 @@ class QueueClient:
             raise LeaseGone(str(exc), status=409) from exc
 
     def submit(self, result: ShardResult) -> SubmitReceipt:
+        self.batch_sizes.append(1)  # a single post
         if self.submit_outage:
             self.submit_outage -= 1
             raise PlatformUnavailable("the platform is down", "")
@@ -98,6 +106,33 @@ class QueueClient:
             job_complete=outcome.job_complete,
             verdict=outcome.verdict,
         )
+
+    def submit_batch(self, results: Sequence[ShardResult]) -> list[ResultOutcome] | None:
+        if not self.batches:
+            return None  # a platform older than protocol 1.2
+        self.batch_sizes.append(len(results))
+        if self.submit_outage:
+            self.submit_outage -= 1
+            raise PlatformUnavailable("the platform is down", "")
+        outcomes = []
+        for result, outcome in zip(
+            results, submit_shard_results_batch(self.db, results), strict=True
+        ):
+            if isinstance(outcome, SubmitOutcome):
+                receipt = SubmitReceipt(
+                    status=outcome.status,
+                    duplicate=outcome.duplicate,
+                    job_complete=outcome.job_complete,
+                )
+                outcomes.append(
+                    ResultOutcome(run_id=result.run_id, outcome="accepted", receipt=receipt)
+                )
+            else:
+                refusal = ResultRefusal(status=409, type="lease-lost", detail=outcome.message)
+                outcomes.append(
+                    ResultOutcome(run_id=result.run_id, outcome="refused", refusal=refusal)
+                )
+        return outcomes
 
     def release(self, run_id: int, token: str, reason: str | None = None) -> None:
         release_lease(self.db, run_id, token, reason)
@@ -206,6 +241,71 @@ def test_spooled_results_from_an_earlier_run_are_posted_first(db: Engine, tmp_pa
     assert summary.posted == 2 and summary.leased == 1
     runs = {r.id: r for r in _runs(db)}
     assert runs[earlier.run_id].status == RunStatus.ACCEPTED
+
+
+def test_spooled_results_go_in_batches_and_leave_the_spool_only_when_answered(
+    db: Engine, tmp_path: Path
+) -> None:
+    _jobs(db, tmp_path, n_items=8)
+    spooled = [_lease_result(db) for _ in range(4)]
+    spooled[1] = spooled[1].model_copy(update={"token": "not-its-token"})
+    spool = Spool(tmp_path / "spool")
+    for result in spooled:
+        spool.put(result)
+    client = QueueClient(db)
+    client.batches, client.submit_outage = True, 1
+    agent = _agent(client, Factory(), tmp_path, results_per_post=3)
+    assert agent.post_spooled() == 0 and len(spool) == 4  # the platform was down: all kept
+    assert agent.post_spooled() == 3 and len(spool) == 0
+    assert client.batch_sizes == [3, 3, 1]  # the last one went alone, as a single post
+    assert agent.summary.posted == 3 and agent.summary.refused == 1
+    runs = {r.id: r.status for r in _runs(db)}
+    assert [runs[r.run_id] for r in spooled] == [
+        RunStatus.ACCEPTED,
+        RunStatus.LEASED,  # the wrong token stored nothing, and the platform said so
+        RunStatus.ACCEPTED,
+        RunStatus.ACCEPTED,
+    ]
+
+
+def test_results_gather_for_one_post_while_other_shards_are_in_flight(
+    db: Engine, tmp_path: Path
+) -> None:
+    _jobs(db, tmp_path, n_items=8)  # four shards
+    client = QueueClient(db)
+    client.batches = True
+
+    class Steady(ScriptedEngine):  # one shard at a time, a fifth of a second each
+        def generate_shards(self, work: Any, max_in_flight: int = 256) -> Any:
+            for shard in work:
+                if shard is not None:
+                    time.sleep(0.2)
+                    yield from super().generate_shards([shard], max_in_flight)
+
+    started = time.monotonic()
+    summary = _agent(client, lambda *_: Steady(), tmp_path, post_linger_seconds=30).run()
+    assert time.monotonic() - started < 30  # the last result went once nothing was in flight
+    assert summary.posted == 4 and sum(client.batch_sizes) == 4
+    assert len(client.batch_sizes) < 4, client.batch_sizes
+    assert all(s.accepted_run_id is not None for s in _shards(db))
+
+
+def test_a_batch_refused_whole_is_posted_one_by_one(db: Engine, tmp_path: Path) -> None:
+    _jobs(db, tmp_path, n_items=8)
+    spool = Spool(tmp_path / "spool")
+    for _ in range(3):
+        spool.put(_lease_result(db))
+
+    class SmallLimits(QueueClient):
+        def submit_batch(self, results: Sequence[ShardResult]) -> list[ResultOutcome] | None:
+            self.batch_sizes.append(len(results))
+            raise PlatformRefused("too large", "", 413)
+
+    client = SmallLimits(db)
+    agent = _agent(client, Factory(), tmp_path, results_per_post=4)
+    assert agent.post_spooled() == 3 and len(spool) == 0
+    assert client.batch_sizes == [3, 1, 1, 1] and agent._batch_size == 1  # halved: 3 // 2
+    assert all(r.status == RunStatus.ACCEPTED for r in _runs(db))
 
 
 def test_a_failed_engine_hands_its_shards_back_and_a_new_one_takes_over(

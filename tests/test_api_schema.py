@@ -46,7 +46,7 @@ CHECKS = [
 # Requests per test on SQLite (a quarter on PostgreSQL); SABHA_SCHEMA_EXAMPLES scales it
 # (e.g. 4 for a long fuzzing run). Issue 6 asked for at least 1,000.
 MINIMUM_REQUESTS = 2500
-POOL_PATHS = ("/api/v1/pools", "/api/v1/leases")
+POOL_PATHS = ("/api/v1/pools", "/api/v1/leases", "/api/v1/results")
 
 
 def _scale(database_url: str) -> float:

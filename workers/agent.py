@@ -18,10 +18,15 @@
 - a heartbeat thread keeps the leases in flight alive;
 - every finished shard is written to the spool first, then posted by the
   poster thread, which retries until the platform answers, so an outage or a
-  restart of the platform (or of the agent) loses nothing; results waiting
-  in the spool are posted before any new lease is taken, so after an outage
-  the platform hears of finished shards before it hands out their leases'
-  successors;
+  restart of the platform (or of the agent) loses nothing; results left by
+  an earlier run or kept through an outage are posted before any new lease
+  is taken, so the platform hears of finished shards before it hands out
+  their leases' successors. What waits in the spool goes in batches (one
+  call for up to ``results_per_post`` results, protocol 1.2), one by one to
+  an older platform; while other shards are in flight a result may wait
+  ``post_linger_seconds`` for others to share its post. A result leaves the
+  spool only when the platform's answer for it says it has it or refused it
+  for good;
 - ``report`` (the CLI prints it) says what it does: registered, leased,
   posted, and whether a result counts now or waits for another pool's;
 - an engine that fails hands its leases back with the reason; Ctrl-C (or
@@ -68,6 +73,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("sabha.worker")
+
+# The most bytes of results the agent puts in one batch (the platform's limit,
+# SABHA_MAX_RESULT_BYTES, is 16 MB by default); a larger result goes alone.
+BATCH_BYTES = 4_000_000
 
 
 class Agent:
@@ -116,6 +125,9 @@ class Agent:
         self.slots = [EngineSlot(self, i) for i in range(max(1, sum(self.gpus.total)))]
         self._post_now = threading.Event()
         self._post_lock = threading.Lock()
+        self._batch_size = max(1, options.results_per_post)
+        self._post_first = True  # post the spool before leasing: an earlier run's results
+        self._waiting_since: float | None = None  # when the oldest unposted result was put
         self._threads: list[threading.Thread] = []
         self._beat_seconds = options.heartbeat_seconds
         self._stop_reason: str | None = None
@@ -236,7 +248,7 @@ class Agent:
                 with self.changed:
                     self.changed.wait(timeout=1.0)
                 continue
-            if len(self.spool) and not self._spool_posted():
+            if self._post_first and len(self.spool) and not self._spool_posted():
                 self.stopping.wait(self.options.poll_seconds)  # the platform is away
                 continue
             try:
@@ -329,6 +341,8 @@ class Agent:
             engine_seconds=engine_seconds,
         )
         self.spool.put(result)  # durable before anything else
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
         self.summary.finished += 1
         with self.lock:
             self.in_flight.pop(lease.run_id, None)
@@ -376,34 +390,120 @@ class Agent:
 
     def _post(self) -> None:
         while not self.stopping.is_set():
-            self._post_now.wait(timeout=self.options.poll_seconds)
+            self._post_now.wait(timeout=self._post_wait())
             self._post_now.clear()
-            self.post_spooled()
+            if self._post_due():
+                self.post_spooled()
+
+    def _post_wait(self) -> float:
+        """Seconds until the poster looks again: the oldest result's linger, else a poll."""
+        since = self._waiting_since
+        if since is None or self.options.post_linger_seconds <= 0:
+            return self.options.poll_seconds
+        left = since + self.options.post_linger_seconds - time.monotonic()
+        return max(0.01, min(left, self.options.poll_seconds))
+
+    def _post_due(self) -> bool:
+        """Whether to post the spool now rather than let results gather for one batch.
+
+        Now: lingering is off or pointless (one result per post), a batch is
+        full, no other shard is in flight (no result is coming soon), the
+        oldest result has waited ``post_linger_seconds``, or they are an
+        earlier run's or were kept through an outage.
+        """
+        waiting = len(self.spool)
+        if not waiting:
+            return False
+        since = self._waiting_since
+        with self.lock:
+            busy = bool(self.in_flight)
+        return (
+            self._batch_size == 1
+            or self._post_first
+            or since is None
+            or not busy
+            or waiting >= self._batch_size
+            or time.monotonic() - since >= self.options.post_linger_seconds
+        )
 
     def _spool_posted(self) -> bool:
-        """Post what waits in the spool before leasing more; False while the platform is away."""
+        """Post what waits in the spool before leasing more; False while the platform is away.
+
+        Only while results of an earlier run, or results kept through an outage,
+        wait: the platform then hears of finished shards before it hands out
+        their leases' successors. Otherwise the poster thread posts them.
+        """
         self.post_spooled()
         return not len(self.spool)
 
     def post_spooled(self) -> int:
-        """Post every spooled result the platform takes; returns how many were posted."""
+        """Post every spooled result the platform takes; returns how many were posted.
+
+        Results go in batches (``results_per_post`` and ``BATCH_BYTES`` at most)
+        where the platform takes them, else one by one. A result leaves the
+        spool only when the platform's answer for it says it has it or refused
+        it for good.
+        """
         posted = 0
         with self._post_lock:  # the poster thread and the loop never post one result twice
-            for result in self.spool.pending():
+            pending = self.spool.pending()
+            while pending:
+                batch, pending = _next_batch(pending, self._batch_size)
                 try:
-                    receipt = self.client.submit(result)
+                    took = self._post_batch(batch) if len(batch) > 1 else None
+                    if took is None:  # one result, or a platform that takes one per post
+                        took = sum(self._post_one(result) for result in batch)
                 except PlatformUnavailable as exc:
                     log.warning("%s", exc)
-                    return posted  # kept; tried again later
-                except PlatformRefused as exc:  # refused for good: keeping it cannot help
-                    log.warning("the platform refused run %d: %s", result.run_id, exc)
-                    self.summary.refused += 1
-                    self.spool.remove(result.run_id)
-                    continue
-                self.spool.remove(result.run_id)
-                self.summary.posted += 1
-                posted += 1
-                self.report(posted_line(result.run_id, receipt, len(result.results)))
+                    self._post_first = True  # until the platform has heard of them all
+                    return posted  # what was not answered stays in the spool
+                posted += took
+            self._post_first = False
+            self._waiting_since = time.monotonic() if len(self.spool) else None
+        return posted
+
+    def _post_one(self, result: ShardResult) -> int:
+        """Post one result; returns 1 if the platform took it (see ``post_spooled``)."""
+        try:
+            receipt = self.client.submit(result)
+        except PlatformRefused as exc:  # refused for good: keeping it cannot help
+            log.warning("the platform refused run %d: %s", result.run_id, exc)
+            self.summary.refused += 1
+            self.spool.remove(result.run_id)
+            return 0
+        self.spool.remove(result.run_id)
+        self.summary.posted += 1
+        self.report(posted_line(result.run_id, receipt, len(result.results)))
+        return 1
+
+    def _post_batch(self, batch: list[ShardResult]) -> int | None:
+        """Post results in one call; None when they must go one by one (see ``post_spooled``).
+
+        A batch the platform refuses whole (too large for its limits) changes
+        nothing there: the agent halves its batches and posts these one by one.
+        """
+        try:
+            outcomes = self.client.submit_batch(batch)
+        except PlatformRefused as exc:
+            self._batch_size = max(1, len(batch) // 2)
+            log.warning("the platform refused a batch of %d results: %s", len(batch), exc)
+            return None
+        if outcomes is None:  # an older platform: one by one from now on
+            self._batch_size = 1
+            return None
+        sizes = {result.run_id: len(result.results) for result in batch}
+        posted, done = 0, []
+        for outcome in outcomes:
+            done.append(outcome.run_id)
+            if outcome.receipt is None:
+                detail = outcome.refusal.detail if outcome.refusal else "no reason given"
+                log.warning("the platform refused run %d: %s", outcome.run_id, detail)
+                self.summary.refused += 1
+                continue
+            posted += 1
+            self.report(posted_line(outcome.run_id, outcome.receipt, sizes.get(outcome.run_id)))
+        self.spool.remove_all(done)
+        self.summary.posted += posted
         return posted
 
     def _shutdown(self, reason: str) -> None:
@@ -424,3 +524,17 @@ class Agent:
             thread.join(timeout=10)
         with contextlib.suppress(Exception):
             self.post_spooled()
+
+
+def _next_batch(
+    pending: list[ShardResult], most: int
+) -> tuple[list[ShardResult], list[ShardResult]]:
+    """The first results of ``pending`` that fit one post (``most``, ``BATCH_BYTES``); the rest."""
+    batch: list[ShardResult] = []
+    size = 0
+    for result in pending[:most]:
+        size += len(result.model_dump_json())
+        if batch and size > BATCH_BYTES:
+            break
+        batch.append(result)
+    return batch, pending[len(batch) :]

@@ -89,6 +89,11 @@ class AgentOptions:
         idle_seconds: See ``exit_when_idle``.
         stop_on_engine_failure: Stop at the first engine failure (after handing
             its leases back) rather than lease the model again (``sabha eval``).
+        results_per_post: Most spooled results posted in one call (a batch,
+            protocol 1.2; also held to ``BATCH_BYTES``); 1 posts one by one.
+        post_linger_seconds: How long a finished result may wait for others
+            to share its post while more shards are in flight (0: post each at
+            once). A full batch, or one with nothing else in flight, goes at once.
     """
 
     pool_name: str
@@ -101,6 +106,8 @@ class AgentOptions:
     exit_when_idle: bool = False
     idle_seconds: float = 30.0
     stop_on_engine_failure: bool = False
+    results_per_post: int = 16
+    post_linger_seconds: float = 0.0
 
 
 @dataclass

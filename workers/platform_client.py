@@ -9,6 +9,7 @@ token from the OAuth2 client-credentials grant at ``/oauth/token``):
 ``POST /api/v1/leases/<run>/heartbeat``   ``LeaseToken``      ``LeaseRenewed``
 ``POST /api/v1/leases/<run>/result``      ``ShardResult``     ``SubmitReceipt``
 ``POST /api/v1/leases/<run>/release``     ``LeaseRelease``    ``LeaseReceipt``
+``POST /api/v1/results/batch``            ``ResultBatch``     ``ResultBatchReceipt`` (1.2)
 ========================================  ==================  ====================
 
 Errors are problem+json (RFC 9457). Connection failures, 429 and 5xx answers
@@ -37,6 +38,9 @@ from sabha.platform.wire import (
     LeaseToken,
     PoolInfo,
     PoolRegistration,
+    ResultBatch,
+    ResultBatchReceipt,
+    ResultOutcome,
     ShardLease,
     ShardResult,
     SubmitReceipt,
@@ -82,6 +86,10 @@ class PlatformClient(Protocol):
 
     def submit(self, result: ShardResult) -> SubmitReceipt: ...
 
+    def submit_batch(self, results: Sequence[ShardResult]) -> list[ResultOutcome] | None:
+        """Post several results at once; None: this platform takes one result per post."""
+        ...
+
     def release(self, run_id: int, token: str, reason: str | None = None) -> None: ...
 
 
@@ -116,6 +124,7 @@ class HttpPlatformClient:
         self._local = threading.local()  # one requests.Session per thread
         self._token: str | None = None
         self._token_lock = threading.Lock()
+        self._batches = True  # until the platform answers that it has no batch endpoint
 
     # -- the protocol ----------------------------------------------------------------
 
@@ -140,6 +149,37 @@ class HttpPlatformClient:
         body = result.model_dump(mode="json")
         answer = self._call("POST", f"/api/v1/leases/{result.run_id}/result", body)
         return _read(SubmitReceipt, answer)
+
+    def submit_batch(self, results: Sequence[ShardResult]) -> list[ResultOutcome] | None:
+        """Post several shards' results in one call (protocol 1.2; idempotent).
+
+        Returns:
+            One outcome per result, in their order; None when the platform is
+            older and has no batch endpoint (404; remembered: post one by one).
+
+        Raises:
+            PlatformRefused: the batch was refused whole (too many results, too
+                large, malformed): nothing of it was stored.
+            PlatformUnavailable: no answer within the retry time.
+        """
+        if not self._batches:
+            return None
+        body = ResultBatch(results=list(results)).model_dump(mode="json")
+        try:
+            answer = self._call("POST", "/api/v1/results/batch", body)
+        except PlatformRefused as exc:
+            if exc.status != 404:
+                raise
+            self._batches = False
+            return None
+        outcomes = _read(ResultBatchReceipt, answer).outcomes
+        if [o.run_id for o in outcomes] != [r.run_id for r in results]:
+            raise PlatformRefused(
+                "The platform answered a batch of results with outcomes of other runs.",
+                "Report this to the platform's operator; the results stay in the spool.",
+                502,
+            )
+        return outcomes
 
     def release(self, run_id: int, token: str, reason: str | None = None) -> None:
         """Hand a lease back so the shard is leased again at once."""

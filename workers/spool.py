@@ -15,6 +15,7 @@ import contextlib
 import os
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -84,8 +85,13 @@ class Spool:
 
     def remove(self, run_id: int) -> None:
         """Forget a result the platform has (or refused for good)."""
-        with contextlib.suppress(FileNotFoundError):
-            self._path(run_id).unlink()
+        self.remove_all([run_id])
+
+    def remove_all(self, run_ids: Iterable[int]) -> None:
+        """Forget several results at once (one sync of the folder)."""
+        for run_id in run_ids:
+            with contextlib.suppress(FileNotFoundError):
+                self._path(run_id).unlink()
         self._sync_folder()
 
     def __len__(self) -> int:
@@ -120,8 +126,13 @@ class MemorySpool:
 
     def remove(self, run_id: int) -> None:
         """Forget a result the platform has (or refused for good)."""
+        self.remove_all([run_id])
+
+    def remove_all(self, run_ids: Iterable[int]) -> None:
+        """Forget several results at once."""
         with self._lock:
-            self._results.pop(run_id, None)
+            for run_id in run_ids:
+                self._results.pop(run_id, None)
 
     def __len__(self) -> int:
         with self._lock:

@@ -357,6 +357,7 @@ def run_volunteer(
             poll_seconds=2.0 if exit_when_idle else 10.0,
             exit_when_idle=exit_when_idle,
             idle_seconds=idle_seconds,
+            post_linger_seconds=1.0,
         ),
         capabilities,
         plan_gpus(capabilities, memory_fraction),

@@ -74,9 +74,10 @@ def init_app(app: Flask) -> None:
     openapi.register_api(api)
     # Shard results may be larger than any other request.
     settings = current_settings(app)
-    set_request_size_limit(
-        app, f"{api.name}.post_result", settings.max_result_bytes, "SABHA_MAX_RESULT_BYTES"
-    )
+    for endpoint in ("post_result", "post_results_batch"):
+        set_request_size_limit(
+            app, f"{api.name}.{endpoint}", settings.max_result_bytes, "SABHA_MAX_RESULT_BYTES"
+        )
     # A bundle is built on each request (a large job's takes seconds): fewer per caller.
     limit_endpoint(app, f"{api.name}.get_audit_bundle", AUDIT_BUNDLE_LIMIT)
     init_docs(app)

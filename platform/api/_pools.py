@@ -1,5 +1,8 @@
 """The lease protocol for volunteer pools: register, lease, heartbeat, submit, release.
 
+``POST /api/v1/results/batch`` (protocol 1.2) submits the results of several
+of the pool's leases at once, each checked as a single post of it is.
+
 Every operation needs a worker token (OAuth2 client credentials, scope
 ``worker``); the token's pool credential is the pool. A lease is bound to its
 pool: another pool's lease is refused with 403 and nothing changes. Bodies
@@ -16,6 +19,8 @@ from flask_openapi3.types import ResponseDict
 from pydantic import BaseModel
 
 from sabha.platform.db import get_engine
+from sabha.platform.domain import RunStatus, RunVerdict
+from sabha.platform.errors import SabhaError
 from sabha.platform.services.accounts import WORKER_SCOPE
 from sabha.platform.services.pools import (
     heartbeat_own_lease,
@@ -23,7 +28,9 @@ from sabha.platform.services.pools import (
     register_credential_pool,
     release_own_lease,
     submit_own_result,
+    submit_own_results,
 )
+from sabha.platform.services.queue import SubmitOutcome
 from sabha.platform.services.verification import VerificationPolicy
 from sabha.platform.settings import current_settings
 from sabha.platform.wire import (
@@ -33,8 +40,13 @@ from sabha.platform.wire import (
     LeaseRelease,
     LeaseRenewed,
     LeaseToken,
+    OutcomeWord,
     PoolInfo,
     PoolRegistration,
+    ResultBatch,
+    ResultBatchReceipt,
+    ResultOutcome,
+    ResultRefusal,
     ShardLease,
     ShardResult,
     SubmitReceipt,
@@ -43,7 +55,7 @@ from sabha.platform.wire import (
 
 from ._auth import current_caller, require_scope, security
 from ._blueprint import TAGS, api, json_response
-from ._problems import problem_response, problem_responses
+from ._problems import FieldProblem, problem_of, problem_response, problem_responses
 
 __all__ = ["LeasePath"]
 
@@ -125,7 +137,7 @@ def _check_result_size() -> Response | None:
     parses the body against ``ShardResult``. A body over ``SABHA_MAX_RESULT_BYTES``
     was refused with 413 before authentication (``set_request_size_limit``).
     """
-    if request.endpoint != f"{api.name}.post_result":
+    if request.endpoint not in (f"{api.name}.post_result", f"{api.name}.post_results_batch"):
         return None
     if request.content_length is None:
         limit = int(current_settings().max_result_bytes)
@@ -149,7 +161,14 @@ def _check_result_size() -> Response | None:
 api.before_request(_check_result_size)
 
 
-_PROTOCOL_VIEWS = ("post_pool", "post_lease", "post_heartbeat", "post_result", "post_release")
+_PROTOCOL_VIEWS = (
+    "post_pool",
+    "post_lease",
+    "post_heartbeat",
+    "post_result",
+    "post_release",
+    "post_results_batch",
+)
 
 
 def _check_protocol() -> Response | None:
@@ -194,13 +213,15 @@ def post_result(path: LeasePath, body: ShardResult) -> Response:
         )
     policy = VerificationPolicy.from_settings(current_settings())
     outcome = submit_own_result(get_engine(), _credential_id(), body, policy)
-    return json_response(
-        SubmitReceipt(
-            status=outcome.status,
-            duplicate=outcome.duplicate,
-            job_complete=outcome.job_complete,
-            verdict=outcome.verdict,
-        )
+    return json_response(_receipt(outcome))
+
+
+def _receipt(outcome: SubmitOutcome) -> SubmitReceipt:
+    return SubmitReceipt(
+        status=outcome.status,
+        duplicate=outcome.duplicate,
+        job_complete=outcome.job_complete,
+        verdict=outcome.verdict,
     )
 
 
@@ -215,3 +236,85 @@ def post_release(path: LeasePath, body: LeaseRelease) -> Response:
     """Hand a lease back: its shard is leased again at once."""
     release_own_lease(get_engine(), _credential_id(), path.run_id, body.token, body.reason)
     return json_response(LeaseReceipt(released=True))
+
+
+# -- several results in one post (protocol 1.2) -------------------------------------------
+
+
+@api.post(
+    "/results/batch",
+    tags=[TAGS["pools"]],
+    security=security(WORKER_SCOPE),
+    responses={
+        200: ResultBatchReceipt,
+        **problem_responses(401, 404, 411, 413, 415, 422, 426),
+    },
+)
+@require_scope(WORKER_SCOPE)
+def post_results_batch(body: ResultBatch) -> Response:
+    """Submit the results of several of this pool's leases in one post (idempotent).
+
+    Each result is checked and stored as a single post of it is (its lease must be
+    this pool's own and its token that lease's); the answer has one outcome per
+    result, in order: ``accepted``, ``agreed``, ``waiting``, ``late``, ``disagreed``, or
+    ``refused`` with what a single post would have been refused with (nothing of
+    it stored; the others are stored all the same). A body that is malformed, has
+    more than SABHA_MAX_RESULTS_PER_POST results or names a run twice is refused
+    whole (422 naming each field) and changes nothing.
+    """
+    limit = int(current_settings().max_results_per_post)
+    errors = []
+    if len(body.results) > limit:
+        errors.append(
+            FieldProblem(
+                field="body.results",
+                message=f"{len(body.results)} results; a post may carry at most {limit}.",
+                fix=f"Post at most {limit} results at a time (SABHA_MAX_RESULTS_PER_POST).",
+            )
+        )
+    seen: set[int] = set()
+    for i, result in enumerate(body.results):
+        if result.run_id in seen:
+            errors.append(
+                FieldProblem(
+                    field=f"body.results.{i}.run_id",
+                    message=f"Shard run {result.run_id} appears more than once.",
+                    fix="Post each run's result once.",
+                )
+            )
+        seen.add(result.run_id)
+    if errors:
+        return problem_response(
+            422,
+            f"The batch has {len(errors)} invalid field(s); nothing was stored.",
+            "Correct the fields listed under errors and send the batch again.",
+            kind="validation",
+            errors=errors,
+        )
+    policy = VerificationPolicy.from_settings(current_settings())
+    outcomes = submit_own_results(get_engine(), _credential_id(), body.results, policy)
+    return json_response(
+        ResultBatchReceipt(
+            outcomes=[_outcome(r.run_id, o) for r, o in zip(body.results, outcomes, strict=True)]
+        )
+    )
+
+
+def _outcome(run_id: int, outcome: SubmitOutcome | SabhaError) -> ResultOutcome:
+    """One result's outcome in a batch's answer."""
+    if isinstance(outcome, SabhaError):
+        problem = problem_of(outcome)
+        refusal = ResultRefusal(
+            status=problem.status, type=problem.type, detail=problem.detail, fix=problem.fix
+        )
+        return ResultOutcome(run_id=run_id, outcome="refused", refusal=refusal)
+    word: OutcomeWord = "waiting"
+    if outcome.status == RunStatus.ACCEPTED:
+        word = "accepted"
+    elif outcome.status == RunStatus.LATE:
+        word = "late"
+    elif outcome.verdict == RunVerdict.AGREED:
+        word = "agreed"
+    elif outcome.verdict is not None:
+        word = "disagreed"
+    return ResultOutcome(run_id=run_id, outcome=word, receipt=_receipt(outcome))

@@ -32,6 +32,7 @@ __all__ = [
     "FieldProblem",
     "Problem",
     "is_api_request",
+    "problem_of",
     "problem_response",
     "problem_responses",
     "response_for_error",
@@ -88,7 +89,26 @@ def problem_response(
         errors: Per-field problems.
         headers: Extra response headers (``WWW-Authenticate``, ``Retry-After``).
     """
-    problem = Problem(
+    return _respond(_problem(status, detail, fix, kind=kind, errors=errors), headers)
+
+
+def _respond(problem: Problem, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(problem.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
+    response = Response(body, status=problem.status, mimetype=PROBLEM_MEDIA_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _problem(
+    status: int,
+    detail: str,
+    fix: str | None,
+    *,
+    kind: str | None,
+    errors: list[FieldProblem] | None,
+) -> Problem:
+    return Problem(
         type=f"urn:sabha:problem:{kind}" if kind else "about:blank",
         title=HTTP_STATUS_CODES.get(status, "Error"),
         status=status,
@@ -96,11 +116,6 @@ def problem_response(
         fix=fix,
         errors=errors or [],
     )
-    body = json.dumps(problem.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
-    response = Response(body, status=status, mimetype=PROBLEM_MEDIA_TYPE)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
 
 
 def _location(loc: tuple[int | str, ...], prefix: str) -> str:
@@ -202,24 +217,30 @@ def response_for_error(exc: BaseException) -> BaseResponse | None:
     translated = translate_error(exc)
     if translated is None:
         return None
-    status = _status_of(translated)
+    problem = problem_of(translated)
+    headers = dict(getattr(translated, "headers", None) or {})
+    if problem.status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="sabha"')
+    return _respond(problem, headers)
+
+
+def problem_of(error: SabhaError) -> Problem:
+    """The problem document a request failing with ``error`` is answered with (no headers)."""
     errors = None
-    field_problems = getattr(translated, "field_problems", None)
+    field_problems = getattr(error, "field_problems", None)
     if field_problems:
         errors = [FieldProblem(field=f, message=m, fix=x) for f, m, x in field_problems]
-    elif isinstance(translated, ValidationFailed):
+    elif isinstance(error, ValidationFailed):
         errors = [
-            FieldProblem(
-                field=getattr(p, "field", "body"), message=str(p), fix=translated.hint or ""
-            )
-            for p in translated.problems
+            FieldProblem(field=getattr(p, "field", "body"), message=str(p), fix=error.hint or "")
+            for p in error.problems
         ]
-    headers = dict(getattr(translated, "headers", None) or {})
-    if status == 401:
-        headers.setdefault("WWW-Authenticate", 'Bearer realm="sabha"')
-    kind = getattr(translated, "problem_type", None)
-    return problem_response(
-        status, translated.message, translated.hint, kind=kind, errors=errors, headers=headers
+    return _problem(
+        _status_of(error),
+        error.message,
+        error.hint,
+        kind=getattr(error, "problem_type", None),
+        errors=errors,
     )
 
 

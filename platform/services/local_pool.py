@@ -155,6 +155,10 @@ class InProcessPlatform:
             verdict=outcome.verdict,
         )
 
+    def submit_batch(self, results: Sequence[ShardResult]) -> None:
+        """One result per call here: each stored shard may stop the evaluation (``submit``)."""
+        return None
+
     def release(self, run_id: int, token: str, reason: str | None = None) -> None:
         try:
             release_lease(self.db, run_id, token, reason)

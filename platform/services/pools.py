@@ -8,6 +8,7 @@ can never heartbeat, submit or release another pool's lease.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +40,7 @@ from .queue import (
     lease_next_shard,
     release_lease,
     submit_shard_results,
+    submit_shard_results_batch,
 )
 from .verification import VerificationPolicy
 
@@ -54,6 +56,7 @@ __all__ = [
     "register_credential_pool",
     "release_own_lease",
     "submit_own_result",
+    "submit_own_results",
 ]
 
 
@@ -202,14 +205,23 @@ def _check_own(db: Engine, credential_id: int, run_id: int) -> int:
     with Session(db) as session:
         pool = _pool_of(session, credential_id)
         run = session.get(ShardRun, run_id)
-        if run is None:
-            raise NotFoundError(f"There is no shard run {run_id}.", "Lease a new shard.")
-        if run.pool_id != pool.id:
-            raise PermissionDenied(
-                f"Shard run {run_id} is another pool's lease.",
-                "Use only the leases your own pool was given.",
-            )
+        refusal = _not_own(run_id, run, pool)
+        if refusal is not None:
+            raise refusal
+        assert run is not None
         return run.job_id
+
+
+def _not_own(run_id: int, run: ShardRun | None, pool: Pool) -> SabhaError | None:
+    """Why ``pool`` may not touch the run ``run_id`` (``run``: None when unknown), or None."""
+    if run is None:
+        return NotFoundError(f"There is no shard run {run_id}.", "Lease a new shard.")
+    if run.pool_id != pool.id:
+        return PermissionDenied(
+            f"Shard run {run_id} is another pool's lease.",
+            "Use only the leases your own pool was given.",
+        )
+    return None
 
 
 def heartbeat_own_lease(
@@ -239,6 +251,51 @@ def submit_own_result(
     if outcome.job_complete:  # safe to repeat: scored once; an audit may re-open a shard
         outcome = replace(outcome, job_complete=finalize_job(db, job_id, policy))
     return outcome
+
+
+def submit_own_results(
+    db: Engine,
+    credential_id: int,
+    results: Sequence[ShardResult],
+    policy: VerificationPolicy | None = None,
+) -> list[SubmitOutcome | SabhaError]:
+    """Submit several results of the pool's own leases at once; jobs they complete are scored.
+
+    Each result is refused or stored exactly as :func:`submit_own_result`
+    would: a run of another pool (403) or an unknown one (404) is refused
+    before its token is looked at, and the rest go to
+    ``queue.submit_shard_results_batch`` (one transaction). A refused result
+    changes nothing; the others are stored all the same.
+
+    Returns:
+        One outcome per result, in the order given: the ``SubmitOutcome``, or
+        the error a single post of it would have been refused with.
+
+    Raises:
+        NotFoundError: the credential has no pool (nothing is looked at).
+    """
+    run_ids = [r.run_id for r in results]
+    with Session(db) as session:
+        pool = _pool_of(session, credential_id)
+        runs = {
+            id_of(run): run
+            for run in session.exec(select(ShardRun).where(col(ShardRun.id).in_(run_ids)))
+        }
+        refusals = {i: _not_own(i, runs.get(i), pool) for i in run_ids}
+    own = [r for r in results if refusals[r.run_id] is None]
+    batch = submit_shard_results_batch(db, own, policy)
+    stored = dict(zip([r.run_id for r in own], batch, strict=True))
+    finished: dict[int, bool] = {}  # safe to repeat, as in submit_own_result; once per job
+    outcomes: list[SubmitOutcome | SabhaError] = []
+    for run_id in run_ids:
+        outcome = refusals[run_id] or stored[run_id]
+        if isinstance(outcome, SubmitOutcome) and outcome.job_complete:
+            job_id = runs[run_id].job_id
+            if job_id not in finished:
+                finished[job_id] = finalize_job(db, job_id, policy)
+            outcome = replace(outcome, job_complete=finished[job_id])
+        outcomes.append(outcome)
+    return outcomes
 
 
 def release_own_lease(

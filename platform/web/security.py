@@ -319,7 +319,7 @@ def _verified_owner() -> str | None:
 # The lease protocol of volunteer pools: every lease, heartbeat and result is a
 # write, many a minute for a busy pool, so these paths have their own budget
 # (``rate_limit_worker``) instead of the people's write limit.
-WORKER_PATHS = ("/api/v1/leases", "/api/v1/pools")
+WORKER_PATHS = ("/api/v1/leases", "/api/v1/pools", "/api/v1/results")
 
 
 def is_worker_call() -> bool:

@@ -22,10 +22,15 @@ __all__ = [
     "LeaseRelease",
     "LeaseRenewed",
     "LeaseToken",
+    "OutcomeWord",
     "PoolCapabilities",
     "PoolInfo",
     "PoolRegistration",
     "PROTOCOL_HEADER",
+    "ResultBatch",
+    "ResultBatchReceipt",
+    "ResultOutcome",
+    "ResultRefusal",
     "PROTOCOL_VERSION",
     "ShardLease",
     "ShardResult",
@@ -43,7 +48,7 @@ CANNOT_RUN_HERE = "cannot run here:"
 # version behind may ignore (a new optional field) bumps the minor version; any other
 # change bumps the major. The platform serves agents of its major version from one minor
 # version behind, and tells every other agent to upgrade.
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 PROTOCOL_HEADER = "Sabha-Protocol"
 
 
@@ -207,3 +212,59 @@ class SubmitReceipt(Message):
     duplicate: bool
     job_complete: bool
     verdict: str | None = None
+
+
+# -- several results in one post (protocol 1.2) -------------------------------------------
+
+
+OutcomeWord = Literal["accepted", "agreed", "waiting", "late", "disagreed", "refused"]
+
+
+class ResultBatch(Message):
+    """Several shard results in one post (protocol 1.2), each with its own lease's token.
+
+    Each result is checked as a single post of it is (the lease must be the
+    posting pool's own and the token its own); at most
+    ``SABHA_MAX_RESULTS_PER_POST`` results, each run once, and the whole body
+    within ``SABHA_MAX_RESULT_BYTES``.
+    """
+
+    results: list[ShardResult] = Field(min_length=1)
+
+
+class ResultRefusal(Message):
+    """Why one result of a batch was refused (nothing of it was stored).
+
+    ``status`` and ``type`` are what a single post of the result would have
+    been answered (403 ``about:blank``: another pool's lease;
+    ``urn:sabha:problem:lease-lost``: an unknown run or a wrong token; ...).
+    """
+
+    status: int
+    type: str
+    detail: str
+    fix: str | None = None
+
+
+class ResultOutcome(Message):
+    """What became of one result of a batch.
+
+    ``outcome``: ``accepted`` (it counts), ``agreed`` (stored; it agreed with
+    another owner's run, which counts: a verification), ``waiting`` (stored;
+    it counts once another owner's pool agrees), ``late`` (stored; another run
+    of the shard was accepted first), ``disagreed`` (stored; it disagreed with
+    other owners' runs or was withdrawn, and does not count), or ``refused``
+    (nothing stored; ``refusal`` says why, and posting it again cannot help).
+    ``receipt`` is what a single post would have answered (None when refused).
+    """
+
+    run_id: int
+    outcome: OutcomeWord
+    receipt: SubmitReceipt | None = None
+    refusal: ResultRefusal | None = None
+
+
+class ResultBatchReceipt(Message):
+    """A batch's answer: one outcome per posted result, in the order they were posted."""
+
+    outcomes: list[ResultOutcome]

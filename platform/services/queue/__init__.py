@@ -42,7 +42,7 @@ from .common import (
 from .jobs import create_job, finalize_job, finish_complete_jobs
 from .leases import heartbeat_lease, lease_next_shard, release_lease
 from .progress import JobProgress, ShardState, job_progress, shard_states
-from .results import submit_shard_results
+from .results import submit_shard_results, submit_shard_results_batch
 from .sweep import expire_leases
 
 __all__ = [
@@ -65,4 +65,5 @@ __all__ = [
     "release_lease",
     "shard_states",
     "submit_shard_results",
+    "submit_shard_results_batch",
 ]

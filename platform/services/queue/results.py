@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -14,12 +16,14 @@ from sabha.platform.domain import (
     Output,
     Pool,
     RunStatus,
+    RunVerdict,
     Shard,
     ShardRun,
     as_utc,
     id_of,
     utcnow,
 )
+from sabha.platform.errors import SabhaError
 from sabha.platform.wire import (
     DecodingParams,
     ShardResult,
@@ -27,6 +31,8 @@ from sabha.platform.wire import (
 
 from ..verification import VerificationPolicy, settle_shard
 from .common import (
+    LeaseLost,
+    PoolNotActive,
     ResultRejected,
     SubmitOutcome,
     check_active,
@@ -38,6 +44,7 @@ _log = logging.getLogger(__name__)
 
 __all__ = [
     "submit_shard_results",
+    "submit_shard_results_batch",
 ]
 
 
@@ -58,21 +65,78 @@ def submit_shard_results(
             claims more tokens than the job allows; nothing is stored.
     """
     with session_scope(db) as session:
-        run = run_for_token(session, result.run_id, result.token)
-        check_active(session, run.pool_id)
-        shard = session.get(Shard, run.shard_id)
-        assert shard is not None
-        job_id = run.job_id
-        if run.status in (RunStatus.ACCEPTED, RunStatus.SUBMITTED, RunStatus.LATE):
-            status, duplicate = RunStatus(run.status), True
-        else:
-            status, duplicate = _store_results(session, run, shard, result, policy), False
-        verdict = run.verdict
+        stored = _submit(session, result, policy)
     # Read after the commit: two pools submitting a job's last two shards at once
     # each see the other's shard open inside their own transactions, so neither
     # would call the job complete (PostgreSQL, READ COMMITTED).
     with session_scope(db) as session:
-        return SubmitOutcome(status, duplicate, job_complete(session, job_id), verdict)
+        return stored.outcome(job_complete(session, stored.job_id))
+
+
+def submit_shard_results_batch(
+    db: Engine, results: Sequence[ShardResult], policy: VerificationPolicy | None = None
+) -> list[SubmitOutcome | SabhaError]:
+    """Store several results in one transaction, each as :func:`submit_shard_results` would.
+
+    Each result is checked on its own (its run, its token, its pool, its item
+    set); one that is refused (``LeaseLost``, ``PoolNotActive``,
+    ``ResultRejected``) has that error as its outcome and nothing of it is
+    stored (a savepoint), while the others are. Results are stored in the
+    order of their shards' ids, so two batches settling replicas of the same
+    shards (PostgreSQL row locks) never wait on each other in a cycle. Any
+    other error (the database failing) rolls the whole batch back.
+
+    Returns:
+        One outcome per result, in the order given.
+    """
+    stored: dict[int, _Stored | SabhaError] = {}
+    with session_scope(db) as session:
+        run_ids = [r.run_id for r in results]
+        shard_of = dict(
+            session.exec(
+                select(ShardRun.id, ShardRun.shard_id).where(col(ShardRun.id).in_(run_ids))
+            ).all()
+        )
+        order = sorted(range(len(results)), key=lambda i: (shard_of.get(run_ids[i], 0), run_ids[i]))
+        for i in order:
+            try:
+                with session.begin_nested():
+                    stored[i] = _submit(session, results[i], policy)
+            except (LeaseLost, PoolNotActive, ResultRejected) as refused:
+                stored[i] = refused
+    jobs = {s.job_id for s in stored.values() if isinstance(s, _Stored)}
+    with session_scope(db) as session:  # after the commit, as submit_shard_results reads it
+        complete = {job_id: job_complete(session, job_id) for job_id in sorted(jobs)}
+    return [
+        s.outcome(complete[s.job_id]) if isinstance(s, _Stored) else s
+        for s in (stored[i] for i in range(len(results)))
+    ]
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A result stored (or found stored before) in a transaction not yet committed."""
+
+    status: RunStatus
+    duplicate: bool
+    verdict: RunVerdict | None
+    job_id: int
+
+    def outcome(self, complete: bool) -> SubmitOutcome:
+        return SubmitOutcome(self.status, self.duplicate, complete, self.verdict)
+
+
+def _submit(session: Session, result: ShardResult, policy: VerificationPolicy | None) -> _Stored:
+    """Check a result against its lease and store it (unless it was stored before)."""
+    run = run_for_token(session, result.run_id, result.token)
+    check_active(session, run.pool_id)
+    shard = session.get(Shard, run.shard_id)
+    assert shard is not None
+    if run.status in (RunStatus.ACCEPTED, RunStatus.SUBMITTED, RunStatus.LATE):
+        status, duplicate = RunStatus(run.status), True
+    else:
+        status, duplicate = _store_results(session, run, shard, result, policy), False
+    return _Stored(status, duplicate, run.verdict, run.job_id)
 
 
 def _store_results(
