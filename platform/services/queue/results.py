@@ -130,7 +130,9 @@ def _submit(session: Session, result: ShardResult, policy: VerificationPolicy | 
     """Check a result against its lease and store it (unless it was stored before)."""
     run = run_for_token(session, result.run_id, result.token)
     check_active(session, run.pool_id)
-    shard = session.get(Shard, run.shard_id)
+    # The shard is locked (PostgreSQL) so two replicas of it posted at once settle one
+    # after the other: each sees the other's run, and they are compared.
+    shard = session.get(Shard, run.shard_id, with_for_update=True)
     assert shard is not None
     if run.status in (RunStatus.ACCEPTED, RunStatus.SUBMITTED, RunStatus.LATE):
         status, duplicate = RunStatus(run.status), True

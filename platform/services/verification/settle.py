@@ -148,12 +148,13 @@ def _judge(
     for run in disagreeing:
         run.verdict = RunVerdict.DISAGREED
     session.flush()
-    for run in agreeing:
-        _count(session, run.pool_id, agreed=True)
     owners = len({r.pool_id for r in agreeing})
-    for run in disagreeing:
-        pool = _count(session, run.pool_id, agreed=False)
-        if pool.status == PoolStatus.ACTIVE and not is_trusted(pool):
+    # Pools' rows are updated in the order of their ids, so two shards settled at once
+    # never wait on each other's pools in a cycle (PostgreSQL row locks).
+    for run in sorted(agreeing + disagreeing, key=lambda r: (r.pool_id, id_of(r))):
+        agreed = run in agreeing
+        pool = _count(session, run.pool_id, agreed=agreed)
+        if not agreed and pool.status == PoolStatus.ACTIVE and not is_trusted(pool):
             quarantine_pool(
                 session,
                 pool,
