@@ -18,6 +18,10 @@ from ._generation import (
 
 __all__ = [
     "CANNOT_RUN_HERE",
+    "MAX_LEASE_BATCH",
+    "MAX_LEASE_WAIT_SECONDS",
+    "LeaseBatch",
+    "LeaseBatchRequest",
     "LeaseReceipt",
     "LeaseRelease",
     "LeaseRenewed",
@@ -43,7 +47,7 @@ CANNOT_RUN_HERE = "cannot run here:"
 # version behind may ignore (a new optional field) bumps the minor version; any other
 # change bumps the major. The platform serves agents of its major version from one minor
 # version behind, and tells every other agent to upgrade.
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 PROTOCOL_HEADER = "Sabha-Protocol"
 
 
@@ -207,3 +211,39 @@ class SubmitReceipt(Message):
     duplicate: bool
     job_complete: bool
     verdict: str | None = None
+
+
+# -- batch leasing (protocol 1.2) -------------------------------------------------------
+
+MAX_LEASE_BATCH = 1000
+"""The most shards one batch request may ask for; the platform gives at most
+``SABHA_LEASE_MAX_SHARDS`` of them (64 unless its operator changed it)."""
+
+MAX_LEASE_WAIT_SECONDS = 20
+"""The longest a batch request may wait for work (long-poll)."""
+
+
+class LeaseBatchRequest(Message):
+    """A pool asking for up to ``max_shards`` shards at once (``POST /api/v1/leases/batch``).
+
+    ``wait_seconds``: when no shard is waiting, how long the platform may hold
+    the request until one is (long-poll; 0 answers at once). ``job_ids``: only
+    shards of these jobs (None: any job the pool may run). Protocol 1.2; a 1.1
+    platform answers 404 and the agent leases one shard a call.
+    """
+
+    max_shards: int = Field(ge=1, le=MAX_LEASE_BATCH)
+    wait_seconds: float = Field(default=0.0, ge=0.0, le=MAX_LEASE_WAIT_SECONDS)
+    job_ids: list[DbId] | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class LeaseBatch(Message):
+    """A batch request's answer: the shards leased, in queue order (none: no work).
+
+    ``retry_after``: the platform had no room to hold the request while it
+    waited for work (its long-poll waiters are all busy); ask again after this
+    many seconds (also the ``Retry-After`` header). None otherwise.
+    """
+
+    leases: list[ShardLease]
+    retry_after: int | None = Field(default=None, ge=0)

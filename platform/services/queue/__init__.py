@@ -11,6 +11,9 @@ token; a shard counts the outputs of exactly one run (``accepted_run_id``).
   SKIP LOCKED``, on SQLite writers are serialised by ``BEGIN IMMEDIATE``),
   and one multi-row ``INSERT`` opens their runs, so two pools never hold a
   shard at once and a batch costs about the round trips of one lease.
+- ``LeaseWaiters``: a lease request that found nothing may wait for work
+  (long-poll); a process holds only so many waiting, and they share one
+  cheap probe of the queue instead of each polling the database.
 - ``expire_leases`` is a sweep, not part of every lease: ``lease_shards``
   runs it at most every ``LEASE_SWEEP_SECONDS`` per process, and whenever it
   finds no queued shard, so a lapsed lease's shard is leased again at the
@@ -42,6 +45,7 @@ from .common import (
 )
 from .jobs import create_job, finalize_job, finish_complete_jobs
 from .leases import heartbeat_lease, lease_next_shard, lease_shards, release_lease
+from .long_poll import LeaseWaiters
 from .progress import JobProgress, ShardState, job_progress, shard_states
 from .results import submit_shard_results
 from .sweep import expire_leases
@@ -52,6 +56,7 @@ __all__ = [
     "SHARD_SIZE",
     "JobProgress",
     "LeaseLost",
+    "LeaseWaiters",
     "PoolNotActive",
     "ResultRejected",
     "ShardState",
