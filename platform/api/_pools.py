@@ -7,6 +7,10 @@ are validated against the wire models (``sabha.platform.wire``), which the
 OpenAPI document shows as request bodies; a result larger than
 ``SABHA_MAX_RESULT_BYTES`` is refused with 413 before it is read, one that
 is not JSON with 415, and a malformed one with 422 naming each field.
+A batch lease may wait for work (long-poll): only after the token, the
+scope and the protocol version were checked and the body validated, so a
+stranger cannot hold a thread, and at most ``SABHA_LEASE_WAITERS`` requests
+per process wait at once.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from sabha.platform.wire import (
     CANNOT_RUN_HERE,
     DecodingParams,
     GenerationRequest,
+    ModelSource,
     ShardLease,
 )
 
@@ -343,7 +344,7 @@ class _Claimed:
 
 
 @functools.cache
-def _earlier_runs_statement() -> sa.Select[tuple[int, int, int]]:
+def _earlier_runs_statement() -> sa.Select[Any]:
     """Per claimed shard: its runs with results (the new run's replica) and all its runs."""
     return (
         sa.select(
@@ -354,6 +355,12 @@ def _earlier_runs_statement() -> sa.Select[tuple[int, int, int]]:
         .where(_RUN.c.shard_id.in_(sa.bindparam("shard_ids", expanding=True)))
         .group_by(_RUN.c.shard_id)
     )
+
+
+@functools.cache
+def _insert_runs_statement() -> sa.Insert:
+    """``INSERT INTO shard_run ... RETURNING shard_id, id``, for the claimed shards' runs."""
+    return sa.insert(_RUN).returning(_RUN.c.shard_id, _RUN.c.id)
 
 
 @functools.cache
@@ -394,12 +401,11 @@ def _open_runs(
     of them can be numbered meanwhile.
     """
     shard_ids = [shard.shard_id for shard in shards]
-    earlier = {
-        shard_id: (int(replica), int(runs))
-        for shard_id, replica, runs in connection.execute(
-            _earlier_runs_statement(), {"shard_ids": shard_ids}
-        )
-    }
+    numbers = {shard_id: (0, 1) for shard_id in shard_ids}  # (replica, attempt)
+    for shard_id, replica, runs in connection.execute(
+        _earlier_runs_statement(), {"shard_ids": shard_ids}
+    ):
+        numbers[shard_id] = (int(replica), int(runs) + 1)
     expires_at = now + timedelta(seconds=lease_seconds)
     tokens = {shard_id: secrets.token_urlsafe(32) for shard_id in shard_ids}
     rows = [
@@ -407,8 +413,8 @@ def _open_runs(
             "shard_id": shard.shard_id,
             "job_id": shard.job_id,
             "pool_id": pool_id,
-            "replica": earlier.get(shard.shard_id, (0, 0))[0],
-            "attempt": earlier.get(shard.shard_id, (0, 0))[1] + 1,
+            "replica": numbers[shard.shard_id][0],
+            "attempt": numbers[shard.shard_id][1],
             "token_hash": hash_token(tokens[shard.shard_id]),
             "status": str(RunStatus.LEASED),
             "leased_at": now,
@@ -417,8 +423,10 @@ def _open_runs(
         }
         for shard in shards
     ]
-    inserted = sa.insert(_RUN).values(rows).returning(_RUN.c.shard_id, _RUN.c.id)
-    run_ids = {shard_id: run_id for shard_id, run_id in connection.execute(inserted)}
+    # executemany with RETURNING: SQLAlchemy sends one multi-row INSERT (insertmanyvalues)
+    # from a statement compiled once, where .values(rows) would compile one per batch.
+    inserted = connection.execute(_insert_runs_statement(), rows)
+    run_ids = {shard_id: run_id for shard_id, run_id in inserted}
     job_ids = sorted({shard.job_id for shard in shards})
     jobs = {job.id: job for job in connection.execute(_job_statement(), {"job_ids": job_ids})}
     started = [job_id for job_id in job_ids if jobs[job_id].status == JobStatus.QUEUED]
@@ -442,24 +450,36 @@ def _open_runs(
             {"item_ids": [item_id for shard in shards for item_id in shard.item_ids]},
         )
     }
+    models = {  # built once per job: an ORM object costs more than a statement here
+        job.id: Model(
+            name=job.name,
+            source=job.source,
+            path=job.path,
+            repo_id=job.repo_id,
+            revision=job.revision,
+        ).as_source()
+        for job in jobs.values()
+    }
     return [
         _lease_of(
             shard,
             jobs[shard.job_id],
+            models[shard.job_id],
             inputs,
             run_id=run_ids[shard.shard_id],
             token=tokens[shard.shard_id],
-            replica=row["replica"],
-            attempt=row["attempt"],
+            replica=numbers[shard.shard_id][0],
+            attempt=numbers[shard.shard_id][1],
             expires_at=expires_at,
         )
-        for shard, row in zip(shards, rows, strict=True)
+        for shard in shards
     ]
 
 
 def _lease_of(
     shard: _Claimed,
     job: sa.Row[Any],
+    model: ModelSource,
     inputs: dict[int, tuple[dict[str, str], str]],
     *,
     run_id: int,
@@ -490,13 +510,7 @@ def _lease_of(
         attempt=attempt,
         replica=replica,
         expires_at=expires_at,
-        model=Model(
-            name=job.name,
-            source=job.source,
-            path=job.path,
-            repo_id=job.repo_id,
-            revision=job.revision,
-        ).as_source(),
+        model=model,
         max_model_len=int(generation.get("max_model_len", 2048)),
         chat_template=generation.get("chat_template", "auto"),
         decoding=DecodingParams.model_validate(job.decoding),
