@@ -122,7 +122,8 @@ def test_a_long_poll_ends_when_work_arrives_and_the_waiter_cap_holds(
     empty = _batch(url, pools[0], {"max_shards": 2, "wait_seconds": 0.5})
     assert empty.status_code == 200 and empty.json() == {"leases": [], "retry_after": None}
     assert 0.5 <= time.monotonic() - began < 2.0
-    # Two pools wait (the process's 2 places); a third is told at once to come back.
+    # Two pools wait (the process's 2 places); a third is told at once to come back,
+    # and so is a pool that already waits (while a place is free).
     answers: dict[int, tuple[float, Any]] = {}
 
     def wait(number: int) -> None:
@@ -130,14 +131,19 @@ def test_a_long_poll_ends_when_work_arrives_and_the_waiter_cap_holds(
         answers[number] = (time.monotonic(), answer)
 
     waiters = [threading.Thread(target=wait, args=(n,)) for n in (0, 1)]
-    for thread in waiters:
-        thread.start()
-    time.sleep(1.0)  # both are waiting now
+    waiters[0].start()
+    time.sleep(1.0)  # asha waits now
+    began = time.monotonic()
+    twice = _batch(url, pools[0], {"max_shards": 2, "wait_seconds": 20})
+    assert time.monotonic() - began < 1.0
+    assert twice.status_code == 200 and twice.json()["leases"] == []
+    assert twice.json()["retry_after"] == int(twice.headers["Retry-After"]) > 0
+    waiters[1].start()
+    time.sleep(1.0)  # bahati waits too: both places are taken
     began = time.monotonic()
     turned_away = _batch(url, pools[2], {"max_shards": 2, "wait_seconds": 20})
     assert time.monotonic() - began < 1.0
-    assert turned_away.status_code == 200 and turned_away.json()["leases"] == []
-    assert turned_away.json()["retry_after"] == int(turned_away.headers["Retry-After"]) > 0
+    assert turned_away.json() == twice.json() and "Retry-After" in turned_away.headers
     # Other calls still have threads; the work that arrives goes to the waiters at once.
     created = time.monotonic()
     prepare_job(db, tmp_path, items=4, shard_size=1)

@@ -1,4 +1,5 @@
-"""The lease protocol for volunteer pools: register, lease (one or a batch), heartbeat, result.
+"""The lease protocol for volunteer pools: register, lease (one or a batch), heartbeat, submit,
+release.
 
 Every operation needs a worker token (OAuth2 client credentials, scope
 ``worker``); the token's pool credential is the pool. A lease is bound to its

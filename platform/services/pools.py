@@ -210,7 +210,8 @@ def leases_for_credential(
 
     Returns:
         The leases (empty: no work it may run), or None when it found none and
-        this process has no room for another waiting request.
+        this process has no room for another waiting request (or the pool
+        already has one waiting here).
     """
     with Session(db) as session:
         pool_id = id_of(_pool_of(session, credential_id))
@@ -222,7 +223,7 @@ def leases_for_credential(
 
     if waiters is None:
         return take()
-    return waiters.lease(take, wait_seconds)
+    return waiters.lease(take, wait_seconds, pool_id)
 
 
 def _check_own(db: Engine, credential_id: int, run_id: int) -> int:

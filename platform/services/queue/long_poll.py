@@ -9,7 +9,8 @@ database: they share one cheap probe of the queue (the first queued shard in
 lease order and the newest shard), run at most every ``probe_seconds``, and a
 waiter tries to lease again when the probe changed since its last try, or
 every ``LEASE_SWEEP_SECONDS`` in any case (a lapsed lease comes back through
-the sweep, which the probe does not see).
+the sweep, which the probe does not see). A pool waits with one request at a
+time per process: a second is answered at once, like one beyond the cap.
 """
 
 from __future__ import annotations
@@ -55,25 +56,34 @@ class LeaseWaiters:
         self.capacity = capacity
         self.probe_seconds = probe_seconds
         self._slots = threading.BoundedSemaphore(capacity) if capacity > 0 else None
+        self._waiting: set[int] = set()  # pools with a request waiting here
+        self._waiting_lock = threading.Lock()
         self._probe_lock = threading.Lock()
         self._probed_at = float("-inf")
         self._probed: tuple[int | None, int | None] = (None, None)
 
     def lease(
-        self, take: Callable[[], list[ShardLease]], wait_seconds: float
+        self, take: Callable[[], list[ShardLease]], wait_seconds: float, pool_id: int
     ) -> list[ShardLease] | None:
         """``take()`` now; when it leased nothing, again as work arrives, up to ``wait_seconds``.
 
+        A pool has at most one waiting request per process, so one pool cannot
+        take every waiting place from the others.
+
         Returns:
             The leases (empty: none came in time), or None when nothing was
-            queued and every waiting place of this process is taken: the
-            caller should ask again later.
+            queued and every waiting place of this process is taken, or the
+            pool already waits here: the caller should ask again later.
         """
         leases = take()
         if leases or wait_seconds <= 0:
             return leases
-        if self._slots is None or not self._slots.acquire(blocking=False):
-            return None
+        with self._waiting_lock:
+            if pool_id in self._waiting:
+                return None
+            if self._slots is None or not self._slots.acquire(blocking=False):
+                return None
+            self._waiting.add(pool_id)
         try:
             deadline = time.monotonic() + wait_seconds
             seen = self.probe()
@@ -87,7 +97,9 @@ class LeaseWaiters:
                         return leases
             return []
         finally:
-            self._slots.release()
+            with self._waiting_lock:
+                self._waiting.discard(pool_id)
+                self._slots.release()
 
     def probe(self) -> tuple[int | None, int | None]:
         """The first queued shard and the newest shard: one query a ``probe_seconds`` at most."""
