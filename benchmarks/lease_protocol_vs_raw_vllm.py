@@ -11,8 +11,10 @@ random-weight Llama made by ``prepare`` there):
   vLLM engine (Ray actor, not the stand-in). Each round registers the same
   items as a new benchmark (untimed) and creates its job; the clock runs
   from the job's creation until every shard has an accepted run, and until
-  the job is scored. The time from the first lease is printed too: an idle
-  agent asks for work every 2 s, so up to 2 s of each round is that wait.
+  the job is scored. The time from the first lease is printed too, and the
+  idle agent's wait before it (the agent long-polls: its batch lease call
+  waits on the platform until work is queued, so the wait is the platform's
+  queue probe, at most every 0.25 s, and one lease call).
 
 Both engines are started and warmed up first (the raw one with one full pass,
 the agent's with a warm-up job of the same items that it finishes), then the
@@ -227,7 +229,7 @@ class LeaseSide:
                 f"http://127.0.0.1:{port}",
                 "--name",
                 "bench",
-                # Asks for work every 2 s when idle (10 s otherwise); exits after 30 s idle.
+                # Long-polls for work when idle (batch leases); exits after 30 s idle.
                 "--exit-when-idle",
             ],
             cwd=REPO,

@@ -2,16 +2,19 @@
 
 Fills a fresh PostgreSQL schema with one job of ``--shards`` one-item shards
 (rows inserted in bulk, not through benchmark files), registers 8 local pools
-and lets 8 processes call ``lease_next_shard`` as fast as they can for
-``--seconds``. Each lease is a full transaction: the pool's check, one
-``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)
-RETURNING`` that picks and claims a shard (never one the pool's owner ran,
-nor one too large for its memory), one ``INSERT ... SELECT`` of its shard
-run, and the rendered prompts; the expiry sweep runs every few seconds, not
-in every lease. Every leased shard is checked to be leased exactly once.
+and lets 8 processes lease as fast as they can for ``--seconds``: first one
+shard a call (``lease_next_shard``), then, in a fresh schema, ``--batch``
+shards a call (``lease_shards``, what ``POST /api/v1/leases/batch`` runs).
+Each call is a full transaction: the pool's check, one ``WITH picked AS
+MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) UPDATE ...
+RETURNING`` that picks and claims the shards (never one the pool's owner
+ran, nor one too large for its memory), one multi-row ``INSERT`` of their
+shard runs, and the rendered prompts; the expiry sweep runs every few
+seconds, not in every lease. Every leased shard is checked to be leased
+exactly once.
 
     .venv/bin/python benchmarks/lease_throughput.py \\
-        [--url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--seconds 10]
+        [--url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--seconds 10] [--batch 8]
 
 Goal: >= 2,000 leases/s.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import time
 import uuid
 
@@ -27,6 +31,10 @@ import sqlalchemy as sa
 from settings_changed import announce
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+AGENT_BATCH = 8
+"""What an agent with one vLLM engine asks for: twice its batch (256 sequences) in
+64-item shards (``workers.agent``)."""
 
 
 def _fill(url: str, shards: int) -> int:
@@ -95,33 +103,32 @@ def _fill(url: str, shards: int) -> int:
     return job_id
 
 
-def _client(url: str, number: int, seconds: float, start: float, counts: object) -> None:
+def _client(
+    url: str, number: int, seconds: float, ready: object, batch: int, counts: object
+) -> None:
     from sabha.platform.db import make_engine
     from sabha.platform.services.pools import register_pool
-    from sabha.platform.services.queue import lease_next_shard
+    from sabha.platform.services.queue import lease_next_shard, lease_shards
 
     engine = make_engine(url)
     pool = register_pool(engine, f"bench-{number}")
-    while time.time() < start:
-        time.sleep(0.001)
+    ready.wait()  # type: ignore[attr-defined]  # every client connected and registered first
+    start = time.time()
     leased = 0
     while time.time() < start + seconds:
-        if lease_next_shard(engine, pool) is None:
+        if batch == 1:  # the single lease call, as agents of protocol 1.1 make it
+            got = 0 if lease_next_shard(engine, pool) is None else 1
+        else:
+            got = len(lease_shards(engine, pool, batch))
+        if not got:
             break
-        leased += 1
+        leased += got
     counts[number] = leased  # type: ignore[index]
     engine.dispose()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default=DEFAULT_URL)
-    parser.add_argument("--shards", type=int, default=100_000)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    args = parser.parse_args()
-    announce({})
-
+def _measure(args: argparse.Namespace, batch: int) -> float:
+    """Leases per second of ``args.clients`` clients leasing ``batch`` shards a call."""
     schema = f"lease_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(args.url)
     with admin.begin() as connection:
@@ -134,9 +141,9 @@ def main() -> None:
         context = multiprocessing.get_context("spawn")
         with context.Manager() as manager:
             counts = manager.dict()
-            start = time.time() + 5  # every client connected and registered first
+            ready = context.Barrier(args.clients)
             workers = [
-                context.Process(target=_client, args=(url, n, args.seconds, start, counts))
+                context.Process(target=_client, args=(url, n, args.seconds, ready, batch, counts))
                 for n in range(args.clients)
             ]
             for worker in workers:
@@ -151,14 +158,40 @@ def main() -> None:
             ).one()
         engine.dispose()
         assert runs == distinct == total, (runs, distinct, total)
+        rate = total / args.seconds
         print(
-            f"{total} leases by {args.clients} clients in {args.seconds:.0f} s: "
-            f"{total / args.seconds:,.0f} leases/s (each shard leased once: {runs == distinct})"
+            f"{batch} shard(s) a call: {total} leases by {args.clients} clients in "
+            f"{args.seconds:.0f} s: {rate:,.0f} leases/s (each shard leased once: "
+            f"{runs == distinct})"
         )
+        return rate
     finally:
         with admin.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--shards", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=AGENT_BATCH,
+        help=f"shards a batch call asks for (default {AGENT_BATCH}, an agent's usual ask)",
+    )
+    args = parser.parse_args()
+    if args.batch < 1:
+        parser.error(f"--batch must be at least 1, not {args.batch}")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average at start: {load} ({os.cpu_count()} CPUs)")
+    announce({}, "")  # the queue functions themselves: no setting applies
+    single = _measure(args, 1)
+    batched = _measure(args, args.batch)
+    print(f"batch of {args.batch} vs single: {batched / single:.1f}x")
 
 
 if __name__ == "__main__":

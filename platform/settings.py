@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     eval_batch_size: int | None = Field(default=None, ge=1)
     lease_seconds: int = Field(default=300, ge=5, le=86_400)
+    # The most shards one batch lease request gets (POST /api/v1/leases/batch).
+    lease_max_shards: int = Field(default=64, ge=1, le=1000)
+    # Batch lease requests one web process holds while they wait for work (long-poll);
+    # each holds a thread (SABHA_THREADS, 4 by default), so keep it below the thread count.
+    # Beyond it a request is answered at once with no shards and Retry-After. 0: no waiting.
+    lease_waiters: int = Field(default=2, ge=0, le=1000)
     shard_size: int = Field(default=64, ge=1, le=10_000)
     vllm_memory_fraction: float | None = Field(default=None, gt=0.0, le=1.0)
     # Signs session cookies and keys the secret draws of verification. Unset: a random key

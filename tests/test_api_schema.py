@@ -55,8 +55,14 @@ def _scale(database_url: str) -> float:
 
 
 def _populated_app(db: Engine, tmp_path: Path) -> tuple[Any, dict[str, str], dict[str, str]]:
+    # No batch lease waits for work (long-poll): generated requests would each wait up to 20 s.
     settings = api_settings(
-        db, tmp_path, allow_local_models=True, submissions_per_day=100_000, shard_size=2
+        db,
+        tmp_path,
+        allow_local_models=True,
+        submissions_per_day=100_000,
+        shard_size=2,
+        lease_waiters=0,
     )
     loaded = load_benchmark_file(write_benchmark(tmp_path / "b", generation_items(4)))
     with session_scope(db) as session:

@@ -4,7 +4,11 @@
 
 - it registers the pool's capabilities, then leases shards while an engine
   has room: ``shards_per_engine`` each, and once an engine is loaded as many
-  as keep twice its batch in hand;
+  as keep twice its batch in hand. It asks for all it has room for in one
+  call (``POST /api/v1/leases/batch``, protocol 1.2), which the platform holds
+  while it has no work (long-poll, ``long_poll_seconds``), so the next lease
+  arrives as soon as there is one; an older platform is asked for one shard
+  a call, every ``poll_seconds`` while there is no work;
 - each engine slot (``slots.EngineSlot``) is one long-lived engine (a vLLM
   actor on one GPU, on ``k`` GPUs of one node with tensor parallelism, or on
   the CPU) with one thread streaming leases of its model into it; a shard of
@@ -58,7 +62,13 @@ from sabha.platform.wire import (
 from .contract import AgentOptions, AgentSummary, Engine, EngineFactory, GpusFor
 from .gpus import GpuLedger, HeldGpus
 from .messages import leased_line, posted_line, registered_lines, waiting_line
-from .platform_client import LeaseGone, PlatformClient, PlatformRefused, PlatformUnavailable
+from .platform_client import (
+    BatchLeasing,
+    LeaseGone,
+    PlatformClient,
+    PlatformRefused,
+    PlatformUnavailable,
+)
 from .slots import EnginePlacement, EngineSlot, model_key
 from .spool import MemorySpool, Spool
 
@@ -131,6 +141,8 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._beat_seconds = options.heartbeat_seconds
         self._stop_reason: str | None = None
+        self._batch_leasing = True  # until the platform answers 404 to a batch lease
+        self._shard_items = 64  # items of the last lease: sizes the batch asked for
 
     # -- public ----------------------------------------------------------------------
 
@@ -177,17 +189,19 @@ class Agent:
             self._threads.append(thread)
         self._post_now.set()  # results left from an earlier run go first
 
-    def _capacity(self) -> bool:
+    def _room(self) -> int:
+        """How many more leases the engines have room for now (0: take none)."""
         with self.lock:
             if self.waiting_for_gpus:  # leases in hand wait for GPUs; take no more
-                return False
-            if any(s.held is not None and s.has_room() for s in self.slots):
-                return True  # a loaded engine has room
+                return 0
+            loaded = sum(s.room(self._shard_items) for s in self.slots if s.held is not None)
             # A slot without an engine has room only while GPUs are free or idle.
-            room = self.gpus.fits_now(1) or any(
-                s.held is not None and s.busy == 0 and not s.working for s in self.slots
-            )
-            return room and any(s.held is None and s.has_room() for s in self.slots)
+            if not (
+                self.gpus.fits_now(1)
+                or any(s.held is not None and s.busy == 0 and not s.working for s in self.slots)
+            ):
+                return loaded
+            return loaded + sum(s.room(self._shard_items) for s in self.slots if s.held is None)
 
     def _acquire(self, slot: EngineSlot, gpus: int) -> int:
         """Reserve ``gpus`` GPUs of one node for ``slot``; returns the node's index.
@@ -244,7 +258,8 @@ class Agent:
     def _loop(self) -> None:
         idle_since: float | None = None
         while not self.stopping.is_set():
-            if not self._capacity():
+            room = self._room()
+            if not room:
                 with self.changed:
                     self.changed.wait(timeout=1.0)
                 continue
@@ -252,28 +267,58 @@ class Agent:
                 self.stopping.wait(self.options.poll_seconds)  # the platform is away
                 continue
             try:
-                lease = self.client.lease()
+                leases, pause = self._lease(room)
             except PlatformUnavailable as exc:
                 log.warning("%s", exc)
                 self.stopping.wait(self.options.poll_seconds)
                 continue
-            if lease is None:
+            if not leases:
                 if not self._idle():
                     idle_since = None
                 elif idle_since is None:
                     idle_since = time.monotonic()
-                    self.report(waiting_line(self.options.poll_seconds, self.summary.leased))
+                    self.report(waiting_line(pause or None, self.summary.leased))
                 elif (
                     self.options.exit_when_idle
                     and time.monotonic() - idle_since >= self.options.idle_seconds
                 ):
                     return
-                self.stopping.wait(self.options.poll_seconds)
+                self.stopping.wait(pause)
                 continue
             idle_since = None
-            self.summary.leased += 1
-            self.report(leased_line(lease))
-            self._dispatch(lease)
+            for lease in leases:  # handed over even when stopping: _shutdown releases them
+                self.summary.leased += 1
+                self.report(leased_line(lease))
+                self._dispatch(lease)
+
+    def _lease(self, room: int) -> tuple[list[ShardLease], float]:
+        """Up to ``room`` leases, and how long to wait before asking again if none came.
+
+        A platform of protocol 1.2 leases a batch and holds the call while it
+        has no work (long-poll), so the agent asks again at once; an older one
+        (404 to the batch call) is asked for one shard a call, every
+        ``poll_seconds`` while there is no work.
+        """
+        client = self.client
+        if self._batch_leasing and isinstance(client, BatchLeasing):
+            wait = self.options.long_poll_seconds
+            if self.options.exit_when_idle:  # not held past the time it may stay idle
+                wait = min(wait, self.options.idle_seconds)
+            began = time.monotonic()
+            batch = client.lease_batch(room, wait)
+            if batch is not None:
+                if batch.leases:
+                    self._shard_items = len(batch.leases[-1].requests) or self._shard_items
+                    return list(batch.leases), 0.0
+                if batch.retry_after is not None:  # the platform had no room to hold the call
+                    return [], min(float(batch.retry_after), self.options.poll_seconds)
+                # It held the call for the wait (else it is not long-polling: poll instead).
+                held = time.monotonic() - began >= 0.9 * wait
+                return [], 0.0 if held else self.options.poll_seconds
+            self._batch_leasing = False
+            log.info("the platform has no batch leasing (protocol < 1.2): one shard a call")
+        lease = client.lease()
+        return ([lease] if lease is not None else []), self.options.poll_seconds
 
     def _idle(self) -> bool:
         with self.lock:

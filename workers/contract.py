@@ -79,7 +79,13 @@ class AgentOptions:
         items_per_engine: Items a slot keeps in hand once its engine is loaded
             (default: twice the engine's batch, ``max_num_seqs``), taking more
             leases than ``shards_per_engine`` to get there.
-        poll_seconds: Wait between lease requests when there is no work.
+        poll_seconds: Wait between lease requests when there is no work and the
+            platform cannot hold a request until there is (older than protocol
+            1.2, or its waiting places are taken).
+        long_poll_seconds: How long a batch lease request asks the platform to
+            wait for work when there is none (long-poll); also the most a
+            ``stop`` from another thread waits for a lease call to end (Ctrl-C
+            interrupts it at once).
         heartbeat_seconds: Most time between heartbeats of the leases in flight
             (shorter when the platform's leases are short: a third of a lease).
         exit_when_idle: Stop once there has been no work for ``idle_seconds``
@@ -102,6 +108,7 @@ class AgentOptions:
     shards_per_engine: int = 2
     items_per_engine: int | None = None
     poll_seconds: float = 10.0
+    long_poll_seconds: float = 5.0
     heartbeat_seconds: float = 60.0
     exit_when_idle: bool = False
     idle_seconds: float = 30.0

@@ -55,9 +55,17 @@ def posted_line(run_id: int, receipt: SubmitReceipt, outputs: int | None = None)
     return f"Posted run {run_id}{held}{again}: {meaning}."
 
 
-def waiting_line(poll_seconds: float, leased_so_far: int) -> str:
-    """What the agent says each time it runs out of work (once per wait, not per poll)."""
+def waiting_line(poll_seconds: float | None, leased_so_far: int) -> str:
+    """What the agent says each time it runs out of work (once per wait, not per poll).
+
+    ``poll_seconds`` None: the platform answers as soon as work arrives (long-poll).
+    """
+    again = (
+        "the platform hands some over as soon as it arrives"
+        if poll_seconds is None
+        else f"asking again every {poll_seconds:g} s"
+    )
     return (
         f"Waiting: no shard to lease now ({leased_so_far} leased so far, none in hand); "
-        f"asking again every {poll_seconds:g} s. Ctrl-C stops."
+        f"{again}. Ctrl-C stops."
     )

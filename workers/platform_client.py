@@ -6,6 +6,7 @@ token from the OAuth2 client-credentials grant at ``/oauth/token``):
 ========================================  ==================  ====================
 ``POST /api/v1/pools``                    ``PoolRegistration``  ``PoolInfo``
 ``POST /api/v1/leases``                   (nothing)           ``ShardLease``, or 204: no work
+``POST /api/v1/leases/batch`` (1.2)       ``LeaseBatchRequest``  ``LeaseBatch``
 ``POST /api/v1/leases/<run>/heartbeat``   ``LeaseToken``      ``LeaseRenewed``
 ``POST /api/v1/leases/<run>/result``      ``ShardResult``     ``SubmitReceipt``
 ``POST /api/v1/leases/<run>/release``     ``LeaseRelease``    ``LeaseReceipt``
@@ -16,7 +17,9 @@ Errors are problem+json (RFC 9457). Connection failures, 429 and 5xx answers
 are retried with exponential backoff (``tenacity``) for up to
 ``retry_seconds``; then ``PlatformUnavailable`` is raised and the agent keeps
 its finished results in the spool. An expired access token is renewed once.
-This module imports neither Flask nor the platform's services.
+A platform older than protocol 1.2 answers the batch lease with 404: the
+client then says so (``lease_batch`` returns None) and the agent leases one
+shard a call. This module imports neither Flask nor the platform's services.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -32,6 +35,8 @@ from sabha.platform.errors import SabhaError
 from sabha.platform.wire import (
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
+    LeaseBatch,
+    LeaseBatchRequest,
     LeaseReceipt,
     LeaseRelease,
     LeaseRenewed,
@@ -47,6 +52,7 @@ from sabha.platform.wire import (
 )
 
 __all__ = [
+    "BatchLeasing",
     "HttpPlatformClient",
     "LeaseGone",
     "PlatformClient",
@@ -93,6 +99,18 @@ class PlatformClient(Protocol):
     def release(self, run_id: int, token: str, reason: str | None = None) -> None: ...
 
 
+@runtime_checkable
+class BatchLeasing(Protocol):
+    """A platform client that leases several shards a call and may wait for work (1.2)."""
+
+    def lease_batch(self, max_shards: int, wait_seconds: float) -> LeaseBatch | None:
+        """Up to ``max_shards`` leases, waiting up to ``wait_seconds`` for work.
+
+        None: the platform has no batch leasing (older than protocol 1.2).
+        """
+        ...
+
+
 class _Retryable(Exception):
     """A failure worth retrying (connection error, 429, 5xx)."""
 
@@ -137,6 +155,33 @@ class HttpPlatformClient:
         """Lease the next shard this pool may run, or None when there is no work."""
         answer = self._call("POST", "/api/v1/leases", None)
         return None if answer is None else _read(ShardLease, answer)
+
+    def lease_batch(self, max_shards: int, wait_seconds: float) -> LeaseBatch | None:
+        """Lease up to ``max_shards`` shards, the platform holding the call up to
+        ``wait_seconds`` while none is queued (long-poll).
+
+        The answer may hold fewer shards (the platform's ``SABHA_LEASE_MAX_SHARDS``),
+        none with ``retry_after`` (the platform had no room to hold the call), or
+        none after the wait. The HTTP timeout covers the wait, so Ctrl-C (which
+        interrupts the call) is the way to end one early.
+
+        Returns:
+            The batch, or None when the platform has no batch leasing (404: a
+            platform older than protocol 1.2); then use ``lease``.
+        """
+        body = LeaseBatchRequest(max_shards=max_shards, wait_seconds=wait_seconds)
+        try:
+            answer = self._call(
+                "POST",
+                "/api/v1/leases/batch",
+                body.model_dump(mode="json", exclude_none=True),
+                timeout=self.timeout + wait_seconds,
+            )
+        except PlatformRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _read(LeaseBatch, answer)
 
     def heartbeat(self, run_id: int, token: str) -> datetime:
         """Extend a lease; ``LeaseGone`` when it is no longer held."""
@@ -233,14 +278,17 @@ class HttpPlatformClient:
         answer: dict[str, Any] = response.json()
         return answer
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None = None
+    ) -> Any:
         token = self._access_token()
+        seconds = timeout or self.timeout
         try:
-            return self._retrying(lambda: self._send(method, path, body, token))
+            return self._retrying(lambda: self._send(method, path, body, token, seconds))
         except _Unauthorized:
             token = self._access_token(renew=True)  # expired or revoked: one new token
             try:
-                return self._retrying(lambda: self._send(method, path, body, token))
+                return self._retrying(lambda: self._send(method, path, body, token, seconds))
             except _Unauthorized as exc:
                 raise PlatformRefused(
                     f"The platform refused this pool's access token: {exc}",
@@ -248,7 +296,9 @@ class HttpPlatformClient:
                     401,
                 ) from exc
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None, token: str) -> Any:
+    def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, token: str, timeout: float
+    ) -> Any:
         import requests
 
         try:
@@ -257,7 +307,7 @@ class HttpPlatformClient:
                 f"{self.server}{path}",
                 json=body,
                 headers={"Authorization": f"Bearer {token}"},
-                timeout=self.timeout,
+                timeout=timeout,
             )
         except requests.RequestException as exc:
             raise _Retryable(str(exc)) from exc
@@ -271,7 +321,8 @@ class HttpPlatformClient:
         detail = _problem_detail(response)
         if status == 401:
             raise _Unauthorized(detail)
-        if path.startswith("/api/v1/leases/") and status in (403, 404, 409):
+        one_lease = path.startswith("/api/v1/leases/") and path != "/api/v1/leases/batch"
+        if one_lease and status in (403, 404, 409):
             raise LeaseGone(f"The lease is gone: {detail}", "Lease another shard.", status)
         raise PlatformRefused(
             f"The platform refused {method} {path}: {detail}", _problem_fix(response), status

@@ -86,6 +86,19 @@ class EngineSlot:
         target = options.items_per_engine or (2 * self.batch if self.batch else 0)
         return self.items < target
 
+    def room(self, shard_items: int) -> int:
+        """How many more leases of about ``shard_items`` items it may take (under the lock).
+
+        The count ``has_room`` answers one at a time: up to ``shards_per_engine``
+        leases, and once its engine is loaded as many as fill ``items_per_engine``.
+        """
+        options = self.agent.options
+        shards = max(0, options.shards_per_engine - self.busy)
+        target = options.items_per_engine or (2 * self.batch if self.batch else 0)
+        if target > self.items:
+            shards = max(shards, -(-(target - self.items) // max(1, shard_items)))
+        return shards
+
     def _run(self) -> None:
         agent = self.agent
         while True:

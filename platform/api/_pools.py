@@ -1,4 +1,5 @@
-"""The lease protocol for volunteer pools: register, lease, heartbeat, submit, release.
+"""The lease protocol for volunteer pools: register, lease (one or a batch), heartbeat, submit,
+release.
 
 ``POST /api/v1/results/batch`` (protocol 1.2) submits the results of several
 of the pool's leases at once, each checked as a single post of it is.
@@ -10,11 +11,17 @@ are validated against the wire models (``sabha.platform.wire``), which the
 OpenAPI document shows as request bodies; a result larger than
 ``SABHA_MAX_RESULT_BYTES`` is refused with 413 before it is read, one that
 is not JSON with 415, and a malformed one with 422 naming each field.
+A batch lease may wait for work (long-poll): only after the token, the
+scope and the protocol version were checked and the body validated, so a
+stranger cannot hold a thread, and at most ``SABHA_LEASE_WAITERS`` requests
+per process wait at once.
 """
 
 from __future__ import annotations
 
-from flask import Response, request
+import threading
+
+from flask import Response, current_app, request
 from flask_openapi3.types import ResponseDict
 from pydantic import BaseModel
 
@@ -25,17 +32,20 @@ from sabha.platform.services.accounts import WORKER_SCOPE
 from sabha.platform.services.pools import (
     heartbeat_own_lease,
     lease_for_credential,
+    leases_for_credential,
     register_credential_pool,
     release_own_lease,
     submit_own_result,
     submit_own_results,
 )
-from sabha.platform.services.queue import SubmitOutcome
+from sabha.platform.services.queue import LeaseWaiters, SubmitOutcome
 from sabha.platform.services.verification import VerificationPolicy
 from sabha.platform.settings import current_settings
 from sabha.platform.wire import (
     PROTOCOL_HEADER,
     DbId,
+    LeaseBatch,
+    LeaseBatchRequest,
     LeaseReceipt,
     LeaseRelease,
     LeaseRenewed,
@@ -115,6 +125,63 @@ def post_lease() -> Response:
     return Response(status=204) if lease is None else json_response(lease)
 
 
+# -- batch leasing (protocol 1.2) -------------------------------------------------------
+
+_WAITERS_KEY = "sabha.lease_waiters"
+_waiters_lock = threading.Lock()
+# What a request the process had no room to hold is told: ask again after this long.
+_RETRY_AFTER_SECONDS = 2
+
+
+def _lease_waiters() -> LeaseWaiters:
+    """This process's waiting lease requests (``SABHA_LEASE_WAITERS`` of them at most)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with _waiters_lock:
+        waiters: LeaseWaiters | None = app.extensions.get(_WAITERS_KEY)
+        if waiters is None:
+            capacity = int(current_settings().lease_waiters)
+            waiters = app.extensions[_WAITERS_KEY] = LeaseWaiters(get_engine(), capacity)
+        return waiters
+
+
+@api.post(
+    "/leases/batch",
+    tags=[TAGS["pools"]],
+    security=security(WORKER_SCOPE),
+    responses={200: LeaseBatch, **POOL_PROBLEMS},
+)
+@require_scope(WORKER_SCOPE)
+def post_lease_batch(body: LeaseBatchRequest) -> Response:
+    """Lease up to max_shards shards at once, waiting up to wait_seconds for work.
+
+    The platform gives at most ``SABHA_LEASE_MAX_SHARDS`` shards a request.
+    While no shard is queued, the request waits (long-poll) until one is or
+    ``wait_seconds`` pass; a web process holds at most ``SABHA_LEASE_WAITERS``
+    waiting requests, and beyond that answers at once with no shards and
+    ``Retry-After``. A batch is one request for the rate limit.
+    """
+    settings = current_settings()
+    leases = leases_for_credential(
+        get_engine(),
+        _credential_id(),
+        min(body.max_shards, int(settings.lease_max_shards)),
+        body.job_ids,
+        _lease_seconds(),
+        VerificationPolicy.from_settings(settings),
+        settings.local_models_for_volunteers,
+        _lease_waiters(),
+        body.wait_seconds,
+    )
+    if leases is None:
+        response = json_response(LeaseBatch(leases=[], retry_after=_RETRY_AFTER_SECONDS))
+        response.headers["Retry-After"] = str(_RETRY_AFTER_SECONDS)
+        return response
+    return json_response(LeaseBatch(leases=leases))
+
+
+# -- the life of a lease ----------------------------------------------------------------
+
+
 @api.post(
     "/leases/<int:run_id>/heartbeat",
     tags=[TAGS["pools"]],
@@ -164,6 +231,7 @@ api.before_request(_check_result_size)
 _PROTOCOL_VIEWS = (
     "post_pool",
     "post_lease",
+    "post_lease_batch",
     "post_heartbeat",
     "post_result",
     "post_release",

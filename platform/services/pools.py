@@ -34,10 +34,11 @@ from sabha.platform.wire import PoolInfo, PoolRegistration, ShardLease, ShardRes
 
 from .queue import (
     DEFAULT_LEASE_SECONDS,
+    LeaseWaiters,
     SubmitOutcome,
     finalize_job,
     heartbeat_lease,
-    lease_next_shard,
+    lease_shards,
     release_lease,
     submit_shard_results,
     submit_shard_results_batch,
@@ -51,6 +52,7 @@ __all__ = [
     "PoolNameTaken",
     "heartbeat_own_lease",
     "lease_for_credential",
+    "leases_for_credential",
     "pool_activity",
     "pool_info",
     "register_credential_pool",
@@ -185,15 +187,45 @@ def lease_for_credential(
     local_models_for_volunteers: bool = False,
 ) -> ShardLease | None:
     """Lease the next shard for the credential's pool (None: no work it may run)."""
+    leases = leases_for_credential(
+        db, credential_id, 1, None, lease_seconds, policy, local_models_for_volunteers
+    )
+    return leases[0] if leases else None
+
+
+def leases_for_credential(
+    db: Engine,
+    credential_id: int,
+    max_shards: int,
+    job_ids: Sequence[int] | None = None,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    policy: VerificationPolicy | None = None,
+    local_models_for_volunteers: bool = False,
+    waiters: LeaseWaiters | None = None,
+    wait_seconds: float = 0.0,
+) -> list[ShardLease] | None:
+    """Lease up to ``max_shards`` shards for the credential's pool (``queue.lease_shards``).
+
+    With ``waiters`` and ``wait_seconds``, a request that finds no work waits
+    for some (``LeaseWaiters.lease``); an unknown pool (404) or a quarantined
+    one (403) is refused before any waiting.
+
+    Returns:
+        The leases (empty: no work it may run), or None when it found none and
+        this process has no room for another waiting request (or the pool
+        already has one waiting here).
+    """
     with Session(db) as session:
         pool_id = id_of(_pool_of(session, credential_id))
-    return lease_next_shard(
-        db,
-        pool_id,
-        lease_seconds=lease_seconds,
-        policy=policy,
-        local_models_for_volunteers=local_models_for_volunteers,
-    )
+
+    def take() -> list[ShardLease]:
+        return lease_shards(
+            db, pool_id, max_shards, job_ids, lease_seconds, policy, local_models_for_volunteers
+        )
+
+    if waiters is None:
+        return take()
+    return waiters.lease(take, wait_seconds, pool_id)
 
 
 def _check_own(db: Engine, credential_id: int, run_id: int) -> int:

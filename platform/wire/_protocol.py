@@ -18,6 +18,10 @@ from ._generation import (
 
 __all__ = [
     "CANNOT_RUN_HERE",
+    "MAX_LEASE_BATCH",
+    "MAX_LEASE_WAIT_SECONDS",
+    "LeaseBatch",
+    "LeaseBatchRequest",
     "LeaseReceipt",
     "LeaseRelease",
     "LeaseRenewed",
@@ -268,3 +272,39 @@ class ResultBatchReceipt(Message):
     """A batch's answer: one outcome per posted result, in the order they were posted."""
 
     outcomes: list[ResultOutcome]
+
+
+# -- batch leasing (protocol 1.2) -------------------------------------------------------
+
+MAX_LEASE_BATCH = 1000
+"""The most shards one batch request may ask for; the platform gives at most
+``SABHA_LEASE_MAX_SHARDS`` of them (64 unless its operator changed it)."""
+
+MAX_LEASE_WAIT_SECONDS = 20
+"""The longest a batch request may wait for work (long-poll)."""
+
+
+class LeaseBatchRequest(Message):
+    """A pool asking for up to ``max_shards`` shards at once (``POST /api/v1/leases/batch``).
+
+    ``wait_seconds``: when no shard is waiting, how long the platform may hold
+    the request until one is (long-poll; 0 answers at once). ``job_ids``: only
+    shards of these jobs (None: any job the pool may run). Protocol 1.2; a 1.1
+    platform answers 404 and the agent leases one shard a call.
+    """
+
+    max_shards: int = Field(ge=1, le=MAX_LEASE_BATCH)
+    wait_seconds: float = Field(default=0.0, ge=0.0, le=MAX_LEASE_WAIT_SECONDS)
+    job_ids: list[DbId] | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class LeaseBatch(Message):
+    """A batch request's answer: the shards leased, in queue order (none: no work).
+
+    ``retry_after``: the platform had no room to hold the request while it
+    waited for work (its long-poll waiters are all busy); ask again after this
+    many seconds (also the ``Retry-After`` header). None otherwise.
+    """
+
+    leases: list[ShardLease]
+    retry_after: int | None = Field(default=None, ge=0)

@@ -5,12 +5,16 @@ in-process, volunteer pools will call them over HTTPS. The database is the
 source of truth: a lease is a ``shard_run`` row with a deadline and a hashed
 token; a shard counts the outputs of exactly one run (``accepted_run_id``).
 
-- ``lease_next_shard``: one ``UPDATE shard ... WHERE id = (SELECT ... LIMIT
-  1) RETURNING`` picks and claims a shard (on PostgreSQL the pick is ``FOR
-  UPDATE SKIP LOCKED``, on SQLite writers are serialised by ``BEGIN
-  IMMEDIATE``), and one ``INSERT ... SELECT`` opens its run, so two pools
-  never hold a shard at once.
-- ``expire_leases`` is a sweep, not part of every lease: ``lease_next_shard``
+- ``lease_shards`` (``lease_next_shard`` is its one-shard case): one ``WITH
+  picked AS MATERIALIZED (SELECT ... LIMIT n) UPDATE shard ... RETURNING``
+  picks and claims up to n shards (on PostgreSQL the pick is ``FOR UPDATE
+  SKIP LOCKED``, on SQLite writers are serialised by ``BEGIN IMMEDIATE``),
+  and one multi-row ``INSERT`` opens their runs, so two pools never hold a
+  shard at once and a batch costs about the round trips of one lease.
+- ``LeaseWaiters``: a lease request that found nothing may wait for work
+  (long-poll); a process holds only so many waiting, and they share one
+  cheap probe of the queue instead of each polling the database.
+- ``expire_leases`` is a sweep, not part of every lease: ``lease_shards``
   runs it at most every ``LEASE_SWEEP_SECONDS`` per process, and whenever it
   finds no queued shard, so a lapsed lease's shard is leased again at the
   latest then. A lease past its deadline is dead even before the sweep sees
@@ -40,7 +44,8 @@ from .common import (
     SubmitOutcome,
 )
 from .jobs import create_job, finalize_job, finish_complete_jobs
-from .leases import heartbeat_lease, lease_next_shard, release_lease
+from .leases import heartbeat_lease, lease_next_shard, lease_shards, release_lease
+from .long_poll import LeaseWaiters
 from .progress import JobProgress, ShardState, job_progress, shard_states
 from .results import submit_shard_results, submit_shard_results_batch
 from .sweep import expire_leases
@@ -51,6 +56,7 @@ __all__ = [
     "SHARD_SIZE",
     "JobProgress",
     "LeaseLost",
+    "LeaseWaiters",
     "PoolNotActive",
     "ResultRejected",
     "ShardState",
@@ -62,6 +68,7 @@ __all__ = [
     "heartbeat_lease",
     "job_progress",
     "lease_next_shard",
+    "lease_shards",
     "release_lease",
     "shard_states",
     "submit_shard_results",

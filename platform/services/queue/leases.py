@@ -1,4 +1,4 @@
-"""Leases: sweeping lapsed leases, leasing the next shard in one statement, heartbeats, release."""
+"""Leases: sweeping lapsed leases, leasing shards (one or a batch at once), heartbeats, release."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import functools
 import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -35,6 +37,7 @@ from sabha.platform.wire import (
     CANNOT_RUN_HERE,
     DecodingParams,
     GenerationRequest,
+    ModelSource,
     ShardLease,
 )
 
@@ -59,6 +62,7 @@ _log = logging.getLogger(__name__)
 __all__ = [
     "heartbeat_lease",
     "lease_next_shard",
+    "lease_shards",
     "release_lease",
 ]
 
@@ -80,23 +84,7 @@ def lease_next_shard(
     policy: VerificationPolicy | None = None,
     local_models_for_volunteers: bool = False,
 ) -> ShardLease | None:
-    """Lease the next queued shard to a pool.
-
-    Shards are leased in order (by job, then index). Lapsed leases are swept
-    back into the queue at most every ``LEASE_SWEEP_SECONDS`` and whenever no
-    queued shard is left, so a lapsed shard may wait behind queued ones for
-    that long.
-
-    Args:
-        db: The database.
-        pool_id: The leasing pool (``register_pool``).
-        job_ids: Only lease shards of these jobs (None: any leasable job).
-        lease_seconds: How long the lease holds without a heartbeat.
-        policy: The verification policy (default: the settings'); a new
-            volunteer pool with ``new_pool_shards`` results waiting for
-            replicas gets nothing more until some are verified.
-        local_models_for_volunteers: Whether volunteer pools may run jobs of
-            models that are folders on the platform's disk (they share it).
+    """Lease the next queued shard to a pool: ``lease_shards`` for one shard.
 
     Returns:
         The lease with its plaintext token (shown once), or None when no shard
@@ -106,14 +94,61 @@ def lease_next_shard(
         NotFoundError: the pool is unknown.
         PoolNotActive: the pool is quarantined.
     """
+    leases = lease_shards(
+        db, pool_id, 1, job_ids, lease_seconds, policy, local_models_for_volunteers
+    )
+    return leases[0] if leases else None
+
+
+def lease_shards(
+    db: Engine,
+    pool_id: int,
+    max_shards: int,
+    job_ids: Sequence[int] | None = None,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    policy: VerificationPolicy | None = None,
+    local_models_for_volunteers: bool = False,
+) -> list[ShardLease]:
+    """Lease up to ``max_shards`` queued shards to a pool, in one transaction.
+
+    Shards are leased in order (by job, then index), picked and claimed by one
+    statement (``_claim_statement``), so a batch costs about as many round
+    trips as one lease. Lapsed leases are swept back into the queue at most
+    every ``LEASE_SWEEP_SECONDS`` and whenever no queued shard is left, so a
+    lapsed shard may wait behind queued ones for that long.
+
+    Args:
+        db: The database.
+        pool_id: The leasing pool (``register_pool``).
+        max_shards: The most shards to lease (at least 1).
+        job_ids: Only lease shards of these jobs (None: any leasable job).
+        lease_seconds: How long each lease holds without a heartbeat.
+        policy: The verification policy (default: the settings'); a new
+            volunteer pool with ``new_pool_shards`` results waiting for
+            replicas gets nothing more until some are verified, and a batch
+            never takes it past that many.
+        local_models_for_volunteers: Whether volunteer pools may run jobs of
+            models that are folders on the platform's disk (they share it).
+
+    Returns:
+        The leases, each with its plaintext token (shown once), in lease
+        order; empty when no shard is waiting.
+
+    Raises:
+        ValueError: ``max_shards`` is below 1.
+        NotFoundError: the pool is unknown.
+        PoolNotActive: the pool is quarantined.
+    """
+    if max_shards < 1:
+        raise ValueError(f"max_shards must be at least 1, not {max_shards}")
     if note_sweep(db, LEASE_SWEEP_SECONDS):
         expire_leases(db)
         finish_complete_jobs(db, policy)
     options = (lease_seconds, policy, local_models_for_volunteers)
-    lease = _lease(db, pool_id, job_ids, *options)
-    if lease is None and expire_leases(db):
-        lease = _lease(db, pool_id, job_ids, *options)
-    return lease
+    leases = _lease(db, pool_id, max_shards, job_ids, *options)
+    if not leases and expire_leases(db):
+        leases = _lease(db, pool_id, max_shards, job_ids, *options)
+    return leases
 
 
 # The lease path runs against the tables with statements built once per shape
@@ -148,12 +183,13 @@ _RESULT_VALUES = [str(s) for s in RESULT_STATUSES]
 def _lease(
     db: Engine,
     pool_id: int,
+    max_shards: int,
     job_ids: Sequence[int] | None,
     lease_seconds: int,
     policy: VerificationPolicy | None,
     local_models_for_volunteers: bool,
-) -> ShardLease | None:
-    """One lease transaction: the pool's check, the claim, the run and the prompts."""
+) -> list[ShardLease]:
+    """One lease transaction: the pool's check, the claim, the runs and the prompts."""
     with session_scope(db) as session:
         connection = session.connection()
         pool = connection.execute(
@@ -183,8 +219,10 @@ def _lease(
             policy = policy or VerificationPolicy.from_settings()
         if not local and policy is not None and pool.agreements < policy.new_pool_shards:
             # A new pool's results all wait for replicas: it may have only so many waiting.
-            if waiting_results(session, pool_id) >= max(1, policy.new_pool_shards):
-                return None
+            room = max(1, policy.new_pool_shards) - waiting_results(session, pool_id)
+            if room <= 0:
+                return []
+            max_shards = min(max_shards, room)
         memory = (pool.capabilities or {}).get("memory_bytes")
         if not isinstance(memory, int | float) or isinstance(memory, bool):
             memory = None
@@ -203,23 +241,26 @@ def _lease(
                 "owner_id": pool.owner_id,
                 "memory": int(memory) if memory is not None else None,
                 "job_ids": list(job_ids or []),
+                "max_shards": max_shards,
             },
-        ).first()
-        if claimed is None:
-            return None
+        ).all()
+        if not claimed:
+            return []
         now = utcnow()
         if pool.last_seen_at is None or now - as_utc(pool.last_seen_at) > timedelta(
             seconds=SEEN_EVERY_SECONDS
         ):
             connection.execute(update(_POOL).where(_POOL.c.id == pool_id).values(last_seen_at=now))
-        return _open_run(connection, pool_id, claimed, now, lease_seconds)
+        # RETURNING names the claimed rows in no particular order: lease them in queue order.
+        shards = sorted((_Claimed(*row) for row in claimed), key=lambda c: (c.job_id, c.index))
+        return _open_runs(connection, pool_id, shards, now, lease_seconds)
 
 
 @functools.cache
 def _claim_statement(
     postgresql: bool, owned: bool, memory: bool, jobs: bool, local: bool, local_models: bool
 ) -> sa.Update:
-    """Pick and claim the first queued shard a pool may run, in one statement.
+    """Pick and claim the first queued shards a pool may run, in one statement.
 
     Never one the pool or its owner already returned results for (replicas
     come from other owners), nor one whose model needs more memory than the
@@ -229,10 +270,13 @@ def _claim_statement(
     pools only (``local``): a volunteer's pool never sees its items. A job
     whose model is a folder on the platform's disk goes to pools that can
     read that disk only (``local_models``).
-    ``UPDATE shard ... WHERE id = (SELECT ... LIMIT 1) RETURNING``: on
-    PostgreSQL the pick skips rows other transactions have locked, so
-    concurrent pools claim different shards without waiting. Parameters:
-    ``pool_id``, ``owner_id``, ``memory``, ``job_ids``.
+    ``WITH picked AS MATERIALIZED (SELECT ... LIMIT :max_shards) UPDATE shard
+    ... WHERE id IN picked RETURNING``: the pick runs once (materialized), and
+    on PostgreSQL it skips rows other transactions have locked (``FOR UPDATE
+    SKIP LOCKED``), so concurrent pools claim different shards without
+    waiting; SQLite has no row locks and serialises writers (``BEGIN
+    IMMEDIATE``). Parameters: ``pool_id``, ``owner_id``, ``memory``,
+    ``job_ids``, ``max_shards``.
     """
     candidate = _SHARD.alias("candidate")
     ran = _RUN.alias("ran")
@@ -264,7 +308,7 @@ def _claim_statement(
             ~cannot_run,
         )
         .order_by(candidate.c.job_id, candidate.c.index)
-        .limit(1)
+        .limit(sa.bindparam("max_shards", type_=sa.Integer))
     )
     if memory:
         pick = pick.where(
@@ -279,72 +323,52 @@ def _claim_statement(
         pick = pick.where(_JOB.c.model_id.not_in(on_disk))
     if postgresql:
         pick = pick.with_for_update(skip_locked=True, of=candidate)
+    picked = pick.cte("picked").prefix_with("MATERIALIZED")
     return (
         update(_SHARD)
-        .where(_SHARD.c.id == pick.scalar_subquery(), _SHARD.c.status == str(ShardStatus.QUEUED))
+        .where(_SHARD.c.id.in_(sa.select(picked.c.id)))
+        .where(_SHARD.c.status == str(ShardStatus.QUEUED))
         .values(status=str(ShardStatus.LEASED))
         .returning(_SHARD.c.id, _SHARD.c.job_id, _SHARD.c.index, _SHARD.c.item_ids)
     )
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    """A shard the claim statement leased (its ``RETURNING`` row)."""
+
+    shard_id: int
+    job_id: int
+    index: int
+    item_ids: list[int]
+
+
 @functools.cache
-def _open_run_statement() -> sa.Insert:
-    """``INSERT INTO shard_run ... SELECT``: the run, numbered from the shard's earlier runs."""
-    prior = _RUN.alias("prior")
-    when = _RUN.c.leased_at.type
-    numbered = (
-        sa.select(
-            sa.bindparam("shard_id", type_=sa.Integer),
-            sa.bindparam("job_id", type_=sa.Integer),
-            sa.bindparam("pool_id", type_=sa.Integer),
-            # replica: how many runs had results; attempt: how many leases came before
-            func.count().filter(prior.c.status.in_(_RESULT_VALUES)),
-            func.count() + 1,
-            sa.bindparam("token_hash", type_=sa.String),
-            sa.literal(str(RunStatus.LEASED)),
-            sa.bindparam("now", type_=when),
-            sa.bindparam("heartbeat_at", type_=when),
-            sa.bindparam("expires_at", type_=when),
-        )
-        .select_from(prior)
-        .where(prior.c.shard_id == sa.bindparam("shard_id"))
-    )
-    columns = [
-        "shard_id", "job_id", "pool_id", "replica", "attempt",
-        "token_hash", "status", "leased_at", "heartbeat_at", "expires_at",
-    ]  # fmt: skip
+def _earlier_runs_statement() -> sa.Select[Any]:
+    """Per claimed shard: its runs with results (the new run's replica) and all its runs."""
     return (
-        sa.insert(_RUN)
-        .from_select(columns, numbered)
-        .returning(_RUN.c.id, _RUN.c.replica, _RUN.c.attempt)
+        sa.select(
+            _RUN.c.shard_id,
+            func.count().filter(_RUN.c.status.in_(_RESULT_VALUES)),
+            func.count(),
+        )
+        .where(_RUN.c.shard_id.in_(sa.bindparam("shard_ids", expanding=True)))
+        .group_by(_RUN.c.shard_id)
     )
 
 
-def _open_run(
-    connection: sa.Connection,
-    pool_id: int,
-    claimed: sa.Row[int, int, int, list[int]],
-    now: datetime,
-    lease_seconds: int,
-) -> ShardLease:
-    """Insert the claimed shard's run and build its lease."""
-    shard_id, job_id, index, item_ids = claimed
-    token = secrets.token_urlsafe(32)
-    expires_at = now + timedelta(seconds=lease_seconds)
-    run_id, replica, attempt = connection.execute(
-        _open_run_statement(),
-        {
-            "shard_id": shard_id,
-            "job_id": job_id,
-            "pool_id": pool_id,
-            "token_hash": hash_token(token),
-            "now": now,
-            "heartbeat_at": now,
-            "expires_at": expires_at,
-        },
-    ).one()
-    job = connection.execute(
+@functools.cache
+def _insert_runs_statement() -> sa.Insert:
+    """``INSERT INTO shard_run ... RETURNING shard_id, id``, for the claimed shards' runs."""
+    return sa.insert(_RUN).returning(_RUN.c.shard_id, _RUN.c.id)
+
+
+@functools.cache
+def _job_statement() -> sa.Select[Any]:
+    """What a lease says about its job: generation, decoding, model, benchmark."""
+    return (
         sa.select(
+            _JOB.c.id,
             _JOB.c.status,
             _JOB.c.generation,
             _JOB.c.decoding,
@@ -358,13 +382,58 @@ def _open_run(
         )
         .join(_MODEL, _MODEL.c.id == _JOB.c.model_id)
         .join(_BENCHMARK, _BENCHMARK.c.id == _JOB.c.benchmark_id)
-        .where(_JOB.c.id == sa.bindparam("job_id")),
-        {"job_id": job_id},
-    ).one()
-    if job.status == JobStatus.QUEUED:
+        .where(_JOB.c.id.in_(sa.bindparam("job_ids", expanding=True)))
+    )
+
+
+def _open_runs(
+    connection: sa.Connection,
+    pool_id: int,
+    shards: list[_Claimed],
+    now: datetime,
+    lease_seconds: int,
+) -> list[ShardLease]:
+    """Insert the claimed shards' runs (one multi-row ``INSERT``) and build their leases.
+
+    Each run is numbered from its shard's earlier runs: ``replica`` counts the
+    runs with results, ``attempt`` the leases before it (plus one). The claim
+    holds the shards (``leased``, and on PostgreSQL locked), so no other lease
+    of them can be numbered meanwhile.
+    """
+    shard_ids = [shard.shard_id for shard in shards]
+    numbers = {shard_id: (0, 1) for shard_id in shard_ids}  # (replica, attempt)
+    for shard_id, replica, runs in connection.execute(
+        _earlier_runs_statement(), {"shard_ids": shard_ids}
+    ):
+        numbers[shard_id] = (int(replica), int(runs) + 1)
+    expires_at = now + timedelta(seconds=lease_seconds)
+    tokens = {shard_id: secrets.token_urlsafe(32) for shard_id in shard_ids}
+    rows = [
+        {
+            "shard_id": shard.shard_id,
+            "job_id": shard.job_id,
+            "pool_id": pool_id,
+            "replica": numbers[shard.shard_id][0],
+            "attempt": numbers[shard.shard_id][1],
+            "token_hash": hash_token(tokens[shard.shard_id]),
+            "status": str(RunStatus.LEASED),
+            "leased_at": now,
+            "heartbeat_at": now,
+            "expires_at": expires_at,
+        }
+        for shard in shards
+    ]
+    # executemany with RETURNING: SQLAlchemy sends one multi-row INSERT (insertmanyvalues)
+    # from a statement compiled once, where .values(rows) would compile one per batch.
+    inserted = connection.execute(_insert_runs_statement(), rows)
+    run_ids = {shard_id: run_id for shard_id, run_id in inserted}
+    job_ids = sorted({shard.job_id for shard in shards})
+    jobs = {job.id: job for job in connection.execute(_job_statement(), {"job_ids": job_ids})}
+    started = [job_id for job_id in job_ids if jobs[job_id].status == JobStatus.QUEUED]
+    if started:
         connection.execute(
             update(_JOB)
-            .where(_JOB.c.id == job_id, _JOB.c.status == str(JobStatus.QUEUED))
+            .where(_JOB.c.id.in_(started), _JOB.c.status == str(JobStatus.QUEUED))
             .values(
                 status=str(JobStatus.RUNNING),
                 started_at=sa.func.coalesce(
@@ -378,9 +447,48 @@ def _open_run(
             sa.select(_ITEM.c.id, _ITEM.c.input, _ITEM.c.language).where(
                 _ITEM.c.id.in_(sa.bindparam("item_ids", expanding=True))
             ),
-            {"item_ids": list(item_ids)},
+            {"item_ids": [item_id for shard in shards for item_id in shard.item_ids]},
         )
     }
+    models = {  # built once per job: an ORM object costs more than a statement here
+        job.id: Model(
+            name=job.name,
+            source=job.source,
+            path=job.path,
+            repo_id=job.repo_id,
+            revision=job.revision,
+        ).as_source()
+        for job in jobs.values()
+    }
+    return [
+        _lease_of(
+            shard,
+            jobs[shard.job_id],
+            models[shard.job_id],
+            inputs,
+            run_id=run_ids[shard.shard_id],
+            token=tokens[shard.shard_id],
+            replica=numbers[shard.shard_id][0],
+            attempt=numbers[shard.shard_id][1],
+            expires_at=expires_at,
+        )
+        for shard in shards
+    ]
+
+
+def _lease_of(
+    shard: _Claimed,
+    job: sa.Row[Any],
+    model: ModelSource,
+    inputs: dict[int, tuple[dict[str, str], str]],
+    *,
+    run_id: int,
+    token: str,
+    replica: int,
+    attempt: int,
+    expires_at: datetime,
+) -> ShardLease:
+    """The lease of one claimed shard: its run, and its items rendered as prompts."""
     generation = job.generation
     template = str(generation["prompt_template"])
     system = generation.get("system_prompt")
@@ -391,24 +499,18 @@ def _open_run(
             system=system,
             language=inputs[item_id][1],
         )
-        for item_id in item_ids
+        for item_id in shard.item_ids
     ]
     return ShardLease(
         run_id=run_id,
         token=token,
-        job_id=job_id,
-        shard_id=shard_id,
-        shard_index=index,
+        job_id=shard.job_id,
+        shard_id=shard.shard_id,
+        shard_index=shard.index,
         attempt=attempt,
         replica=replica,
         expires_at=expires_at,
-        model=Model(
-            name=job.name,
-            source=job.source,
-            path=job.path,
-            repo_id=job.repo_id,
-            revision=job.revision,
-        ).as_source(),
+        model=model,
         max_model_len=int(generation.get("max_model_len", 2048)),
         chat_template=generation.get("chat_template", "auto"),
         decoding=DecodingParams.model_validate(job.decoding),
