@@ -152,6 +152,10 @@ def rebuild_leaderboard(session: Session, benchmark: Benchmark) -> int:
     Returns:
         The number of ranked models.
     """
+    # One rebuild of a benchmark's board at a time (PostgreSQL): two jobs of it finished at
+    # once by two platform processes would otherwise each delete and insert its rows and
+    # meet on the same keys. The second waits, then reads the first one's scores too.
+    session.exec(select(Benchmark.id).where(col(Benchmark.id) == benchmark.id).with_for_update())
     primary = get_metric(benchmark.primary_metric)
     rows = _scored_models(session, benchmark)
     community = _community_cells(session, [id_of(row.job) for row in rows.values()])
