@@ -185,7 +185,10 @@ def finalize_job(db: Engine, job_id: int, policy: VerificationPolicy | None = No
     from ..scoring import score_job_for_current_benchmarks
 
     with session_scope(db) as session:
-        job = session.get(Job, job_id, with_for_update=True)
+        # FOR NO KEY UPDATE (PostgreSQL): one finalization of a job at a time, while rows
+        # that merely point at the job (another job's board rebuild inserting its leaderboard
+        # rows, KEY SHARE) do not wait for it; FOR UPDATE made such a pair deadlock.
+        job = session.get(Job, job_id, with_for_update={"key_share": True})
         if job is None:
             raise NotFoundError(f"There is no job {job_id}.", "Check the job id.")
         if not job_complete(session, job_id):
