@@ -16,7 +16,7 @@ PIP_VERSION := 26.3
 LOCK := requirements/cpu.lock
 LS_LOCK := requirements/labelstudio.lock
 
-.PHONY: setup labelstudio browser demo test test-fast coverage lint typecheck lock translations clean
+.PHONY: setup labelstudio peer browser demo test test-fast coverage lint typecheck lock translations clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,25 @@ $(LS_STAMP): $(LS_LOCK)
 	$(LS_VENV)/bin/python -m pip install --quiet -c $(LS_LOCK) "label-studio==$(LABEL_STUDIO_VERSION)"
 	@rm -f $(LS_VENV)/.sabha-labelstudio-*
 	@touch $(LS_STAMP)
+
+# lm-evaluation-harness, the peer that benchmarks/throughput_vs_raw_vllm.py compares
+# with: its own virtualenv (no pip or setuptools of its own) that sees .venv's packages
+# (vLLM, torch, transformers, datasets, sacrebleu) through a .pth file, so lm-eval's
+# own extra dependencies go there and .venv stays exactly as `make setup` left it.
+PEER_VENV ?= .venv-peer
+LM_EVAL_VERSION := 0.4.13
+PEER_STAMP := $(PEER_VENV)/.sabha-peer-$(LM_EVAL_VERSION)
+
+peer: $(PEER_STAMP)
+
+$(PEER_STAMP): $(STAMP)
+	rm -rf $(PEER_VENV)
+	$$($(BIN)/python -c "import sys; print(sys._base_executable)") -m venv --without-pip $(PEER_VENV)
+	$(BIN)/python -c "import site, sysconfig, pathlib; \
+	  pathlib.Path('$(PEER_VENV)/lib/python%d.%d/site-packages/sabha-venv.pth' % __import__('sys').version_info[:2]) \
+	  .write_text('import site; site.addsitedir(%r)\n' % sysconfig.get_paths()['purelib'])"
+	$(BIN)/python -m pip --python $(PEER_VENV)/bin/python install --quiet "lm-eval==$(LM_EVAL_VERSION)"
+	@touch $(PEER_STAMP)
 
 # The browser test (pytest -m browser) drives Debian's chromium through playwright
 # (the `dev` extra); fonts-noto-core draws Devanagari, Tamil and the other scripts.

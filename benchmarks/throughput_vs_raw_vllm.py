@@ -8,7 +8,12 @@ repeated) with the same tiny model and greedy decoding:
   streamed through the vLLM engine in a Ray actor;
 - sabha eval: the local pool through the job queue (lease, generate, store
   each shard's outputs and per-item statistics in SQLite) and the job's
-  scoring, with the same warmed-up engine.
+  scoring, with the same warmed-up engine;
+- lm-eval (the peer, when ``make peer`` has built ``.venv-peer``):
+  lm-evaluation-harness's vLLM backend in a child process
+  (``lm_eval_peer.py``), one ``simple_evaluate`` per round, computing BLEU,
+  chrF and TER with its default bootstrap standard errors, and again with
+  exact match only.
 
 Every engine is started and warmed up with one full-size pass first (the
 first call is slow), then the sides run in alternating rounds. Each side is a
@@ -16,7 +21,8 @@ function that takes the shards and returns elapsed seconds and generated
 tokens.
 
 Usage:
-    .venv/bin/python benchmarks/throughput_vs_raw_vllm.py [--rounds 5] [--repeat 4]
+    make peer   # once: lm-eval in .venv-peer, beside .venv's packages
+    .venv/bin/python benchmarks/throughput_vs_raw_vllm.py [--rounds 5] [--repeat 4] [--no-peer]
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ MAX_TOKENS = 48
 Shard = tuple[int, list[GenerationRequest], DecodingParams, str]
 # The answer each side gave to each rendered prompt (its last round): they must be equal.
 ANSWERS: dict[str, dict[str, str]] = {}
+# Tokens raw vLLM generated in its last round (the peer's count, its answers being equal).
+RAW_TOKENS = [0]
 # A way to generate: takes the shards, returns (elapsed seconds, generated tokens).
 Side = Callable[[list[Shard]], tuple[float, int]]
 
@@ -77,6 +85,75 @@ def prepare(work: Path, repeat: int, shard_size: int) -> tuple[Path, list[Shard]
     return model, shards, prompts
 
 
+def references(repeat: int) -> list[str]:
+    """The references of the prompts ``prepare`` renders, in the same order."""
+    from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
+
+    source = load_benchmark_file(next(p for p in starter_benchmark_paths() if "kisan" in p.name))
+    return [
+        item.reference or "" for _ in range(repeat) for item in source.items if item.split == "test"
+    ]
+
+
+def lm_eval_sides(
+    python: Path, model: Path, prompts: list[str], references: list[str], work: Path
+) -> tuple[dict[str, Side], Callable[[], None]]:
+    """lm-eval's vLLM backend in a child process: one side per task, and a closer.
+
+    Its answers are checked against raw vLLM's; its tokens are counted as
+    raw vLLM's for the same prompts (equal when the answers are).
+    """
+    import json
+    import subprocess
+
+    data = work / "peer.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": p, "reference": r}, ensure_ascii=False) + "\n"
+            for p, r in zip(prompts, references, strict=True)
+        ),
+        encoding="utf-8",
+    )
+    child = subprocess.Popen(
+        [str(python), str(Path(__file__).with_name("lm_eval_peer.py")), "--model", str(model)]
+        + ["--data", str(data), "--max-tokens", str(MAX_TOKENS)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def answer() -> dict[str, Any]:
+        assert child.stdout is not None
+        for line in child.stdout:  # vLLM's own log lines come first
+            if line.startswith("{"):
+                return dict(json.loads(line))
+        raise RuntimeError(f"lm_eval_peer.py stopped (exit code {child.wait()})")
+
+    answer()  # ready: the model is loaded
+
+    def side(task: str, name: str) -> Side:
+        def run(_shards: list[Shard]) -> tuple[float, int]:
+            assert child.stdin is not None
+            child.stdin.write(task + "\n")
+            child.stdin.flush()
+            result = answer()
+            ANSWERS[name] = result["answers"]
+            return float(result["seconds"]), RAW_TOKENS[0]
+
+        return run
+
+    def close() -> None:
+        if child.stdin is not None:
+            child.stdin.close()
+        child.wait(timeout=120)
+
+    names = {
+        "lm-eval vllm, BLEU/chrF/TER": "same-metrics",
+        "lm-eval vllm, exact match": "exact-match",
+    }
+    return {name: side(task, name) for name, task in names.items()}, close
+
+
 def raw_vllm_side(
     model: Path,
     prompts: list[str],
@@ -101,7 +178,8 @@ def raw_vllm_side(
         outputs = llm.generate(prompts, params, use_tqdm=False)
         elapsed = time.perf_counter() - start
         ANSWERS["raw"] = {p: o.outputs[0].text for p, o in zip(prompts, outputs, strict=True)}
-        return elapsed, sum(len(o.outputs[0].token_ids) for o in outputs)
+        RAW_TOKENS[0] = sum(len(o.outputs[0].token_ids) for o in outputs)
+        return elapsed, RAW_TOKENS[0]
 
     return run
 
@@ -135,6 +213,7 @@ def queue_side(client: Any, max_in_flight: int, work: Path, repeat: int, shard_s
 
     import yaml
 
+    from sabha.leaderboards._sacrebleu_stats import clear_reference_cache
     from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
     from sabha.platform.catalog import add_model
     from sabha.platform.db import make_engine, session_scope, upgrade_database
@@ -185,6 +264,7 @@ def queue_side(client: Any, max_in_flight: int, work: Path, repeat: int, shard_s
             model = add_model(session, "tiny", repo_id="org/tiny", revision="0" * 40)
             job_id = create_job(session, model, benchmark, shard_size)[0].id
         tokens = 0
+        clear_reference_cache()  # as in a fresh `sabha eval` process
         start = time.perf_counter()
         run_local_pool(
             db, [job_id], lambda *_slot: KeepOpen(), pool_name="bench", max_in_flight=max_in_flight
@@ -248,9 +328,18 @@ def main() -> None:
     parser.add_argument(
         "--max-in-flight", type=int, help="Default: twice the engine's max_num_seqs."
     )
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=Path(".venv-peer/bin/python"),
+        help="Python with lm-eval (`make peer` builds it); the lm-eval sides run when it exists.",
+    )
+    parser.add_argument("--no-peer", action="store_true", help="Leave lm-eval out.")
     args = parser.parse_args()
     announce({})
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    peer = not args.no_peer and args.peer_python.exists()
 
     import vllm
 
@@ -271,7 +360,15 @@ def main() -> None:
                 client, max_in_flight, Path(folder), args.repeat, args.shard_size
             ),
         }
+        close_peer = None
+        if peer:
+            more, close_peer = lm_eval_sides(
+                args.peer_python, model, prompts, references(args.repeat), Path(folder)
+            )
+            sides.update(more)
         rates = measure(sides, shards, args.rounds)
+        if close_peer is not None:
+            close_peer()
         client.close()
         del sides
         gc.collect()
@@ -281,8 +378,11 @@ def main() -> None:
         f"prompts: {len(prompts)}, max_tokens: {shards[0][2].max_tokens}, "
         f"vllm {vllm.__version__}, {os.cpu_count()} CPU cores, device {info.device}, "
         f"dtype {info.dtype}, max_num_seqs {info.max_num_seqs}, "
-        f"max_in_flight {max_in_flight}, {args.rounds} rounds after one warm-up pass"
+        f"max_in_flight {max_in_flight}, {args.rounds} rounds after one warm-up pass, "
+        f"load average at start {load}"
     )
+    if not peer:
+        print(f"lm-eval left out ({'--no-peer' if args.no_peer else 'run `make peer` first'})")
     report(rates)
     report_outputs()
 

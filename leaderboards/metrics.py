@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _formulas
+from . import _formulas, _sacrebleu_stats
 
 __all__ = [
     "INVALID_LABEL",
@@ -85,8 +85,8 @@ def _sacrebleu_metric(
     scores: Callable[[np.ndarray, Sequence[str]], np.ndarray],
 ) -> Metric:
     def stats(preds: Sequence[str], refs: Sequence[str], _labels: Sequence[str]) -> np.ndarray:
-        metric = factory()
-        rows = metric._extract_corpus_statistics(list(preds), [list(refs)])
+        # sacrebleu's ``_extract_corpus_statistics(preds, [refs])``, each reference analysed once
+        rows = _sacrebleu_stats.segment_statistics(name, factory, preds, refs)
         return np.asarray(rows, dtype=np.float64).reshape(len(preds), -1)
 
     def signature() -> str:

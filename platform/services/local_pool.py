@@ -88,6 +88,7 @@ class InProcessPlatform:
         self.failure: SabhaError | None = None  # why the evaluation cannot go on
         self.pool_id: int | None = None
         self._jobs_of_runs: dict[int, int] = {}
+        self.finalized: set[int] = set()  # jobs this pool completed and scored
         self._lock = threading.Lock()
         self._gate = threading.Lock()
 
@@ -144,8 +145,8 @@ class InProcessPlatform:
         if outcome.job_complete:
             with self._lock:
                 job_id = self._jobs_of_runs.get(result.run_id)
-            if job_id is not None:
-                finalize_job(self.db, job_id)
+            if job_id is not None and finalize_job(self.db, job_id):
+                self.finalized.add(job_id)
             if self.jobs_complete():
                 self._stop()
         return SubmitReceipt(
@@ -265,7 +266,8 @@ def run_local_pool(
         settle_jobs(db, job_ids, reason)
         raise failure
     for job_id in job_ids:  # another pool may have submitted the last shard
-        finalize_job(db, job_id)
+        if job_id not in platform.finalized:  # scoring again would only cost time
+            finalize_job(db, job_id)
 
 
 def settle_jobs(db: Engine, job_ids: Sequence[int], error: str | None) -> None:
