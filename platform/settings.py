@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     # Batch lease requests one web process holds while they wait for work (long-poll);
     # each holds a thread (SABHA_THREADS, 4 by default), so keep it below the thread count.
     # Beyond it a request is answered at once with no shards and Retry-After. 0: no waiting.
-    lease_waiters: int = Field(default=2, ge=0, le=1000)
+    # Unset: half the process's threads (``lease_waiter_places``).
+    lease_waiters: int | None = Field(default=None, ge=0, le=1000)
     shard_size: int = Field(default=64, ge=1, le=10_000)
     vllm_memory_fraction: float | None = Field(default=None, gt=0.0, le=1.0)
     # Signs session cookies and keys the secret draws of verification. Unset: a random key
@@ -365,3 +366,19 @@ def current_settings(app: Flask | None = None) -> Settings:
 
     settings: Settings = (app or current_app).extensions[_APP_KEY]
     return settings
+
+
+def lease_waiter_places(settings: Settings) -> int:
+    """Batch lease requests one web process may hold while they wait for work.
+
+    ``SABHA_LEASE_WAITERS`` when set, else half the process's threads
+    (``SABHA_THREADS`` as ``infra/gunicorn.conf.py`` reads it, 4 by default), at
+    least one: the other half stays free for every other request.
+    """
+    if settings.lease_waiters is not None:
+        return settings.lease_waiters
+    try:
+        threads = int(os.environ.get("SABHA_THREADS", "4"))
+    except ValueError:
+        threads = 4
+    return max(1, threads // 2)

@@ -202,3 +202,21 @@ def test_concurrent_batches_from_eight_threads_never_share_a_shard(
         runs = Counter(r.shard_id for r in session.exec(select(ShardRun)))
         assert set(runs.values()) == {1} and len(runs) == 240
         assert session.exec(select(Shard).where(col(Shard.status) != "leased")).all() == []
+
+
+def test_long_poll_places_are_half_the_threads_unless_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight agents behind two 8-thread processes all long-poll (2 places each left four of
+    them polling every 2 s), while half of each process's threads stay free."""
+    from sabha.platform.settings import Settings, lease_waiter_places
+
+    monkeypatch.delenv("SABHA_LEASE_WAITERS", raising=False)
+    monkeypatch.delenv("SABHA_THREADS", raising=False)
+    assert lease_waiter_places(Settings(data_dir=tmp_path)) == 2
+    monkeypatch.setenv("SABHA_THREADS", "8")
+    assert lease_waiter_places(Settings(data_dir=tmp_path)) == 4
+    monkeypatch.setenv("SABHA_THREADS", "1")
+    assert lease_waiter_places(Settings(data_dir=tmp_path)) == 1
+    monkeypatch.setenv("SABHA_LEASE_WAITERS", "0")
+    assert lease_waiter_places(Settings(data_dir=tmp_path)) == 0

@@ -40,7 +40,7 @@ from sabha.platform.services.pools import (
 )
 from sabha.platform.services.queue import LeaseWaiters, SubmitOutcome
 from sabha.platform.services.verification import VerificationPolicy
-from sabha.platform.settings import current_settings
+from sabha.platform.settings import current_settings, lease_waiter_places
 from sabha.platform.wire import (
     PROTOCOL_HEADER,
     DbId,
@@ -139,7 +139,7 @@ def _lease_waiters() -> LeaseWaiters:
     with _waiters_lock:
         waiters: LeaseWaiters | None = app.extensions.get(_WAITERS_KEY)
         if waiters is None:
-            capacity = int(current_settings().lease_waiters)
+            capacity = lease_waiter_places(current_settings())
             waiters = app.extensions[_WAITERS_KEY] = LeaseWaiters(get_engine(), capacity)
         return waiters
 
