@@ -130,7 +130,7 @@ def post_lease() -> Response:
 _WAITERS_KEY = "sabha.lease_waiters"
 _waiters_lock = threading.Lock()
 # What a request the process had no room to hold is told: ask again after this long.
-_RETRY_AFTER_SECONDS = 2
+_RETRY_AFTER_SECONDS = 1
 
 
 def _lease_waiters() -> LeaseWaiters:
