@@ -97,16 +97,20 @@ def _raw_engine(connection: Connection, model: str, prompts: list[str], max_toke
         ignore_eos=decoding.ignore_eos,
     )
 
+    texts: dict[str, str] = {}
+
     def generate() -> tuple[float, int]:
         start = time.perf_counter()
         outputs = llm.generate(prompts, params, use_tqdm=False)
         elapsed = time.perf_counter() - start
+        answers = zip(prompts, outputs, strict=True)
+        texts.update((prompt, o.outputs[0].text) for prompt, o in answers)
         return elapsed, sum(len(o.outputs[0].token_ids) for o in outputs)
 
     generate()  # warm-up
     connection.send("ready")
-    while connection.recv() == "go":
-        connection.send(generate())
+    while (command := connection.recv()) in ("go", "texts"):
+        connection.send(generate() if command == "go" else texts)
 
 
 class RawSide:
@@ -128,6 +132,11 @@ class RawSide:
         seconds, tokens = self.connection.recv()
         return float(seconds), int(tokens)
 
+    def texts(self) -> dict[str, str]:
+        """The raw engine's answer to each prompt (its last round's)."""
+        self.connection.send("texts")
+        return dict(self.connection.recv())
+
     def close(self) -> None:
         """Stop the child and vLLM's engine processes it started (they outlive it otherwise)."""
         if self.process.is_alive():
@@ -145,6 +154,7 @@ class LeaseSide:
     """A platform under gunicorn and one real ``sabha worker run`` agent on the tiny model."""
 
     def __init__(self, root: Path, model: Path, repeat: int, shard_size: int) -> None:
+        self.texts: dict[str, str] = {}  # the last round's accepted answer to each prompt
         from sabha.platform.benchmarks import load_benchmark_file, starter_benchmark_paths
         from sabha.platform.catalog import add_model
         from sabha.platform.db import make_engine, session_scope, upgrade_database
@@ -331,6 +341,17 @@ class LeaseSide:
             "shard.accepted_run_id = output.shard_run_id WHERE shard.job_id = :j",
             j=job_id,
         )
+        with self.db.connect() as connection:
+            self.texts = {
+                prompt: text
+                for prompt, text in connection.execute(
+                    sa.text(
+                        "SELECT output.prompt, output.text FROM output JOIN shard ON "
+                        "shard.accepted_run_id = output.shard_run_id WHERE shard.job_id = :j"
+                    ),
+                    {"j": job_id},
+                )
+            }
         return {
             "accepted": done - start,
             "scored": scored - start,
@@ -423,6 +444,9 @@ def main() -> None:
                         f"{int(got['runs'])} leases",
                         flush=True,
                     )
+        raw_texts = raw.texts()
+        same = sum(lease.texts.get(prompt) == text for prompt, text in raw_texts.items())
+        identical = f"{same}/{len(raw_texts)} prompts"
         finished = True
     finally:
         if lease is not None:
@@ -446,6 +470,7 @@ def main() -> None:
             + " ".join(f"{v:.1f}" for v in values)
         )
     print("idle agent's wait before the first lease: " + " ".join(f"{w:.2f} s" for w in waits))
+    print(f"lease protocol outputs (last round) identical to raw vLLM's: {identical}")
     for name, values in list(rates.items())[1:]:
         ratios = [v / r for v, r in zip(values, raw_rates, strict=True)]
         print(
