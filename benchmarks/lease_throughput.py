@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import time
 import uuid
 
@@ -186,9 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.batch < 1:
         parser.error(f"--batch must be at least 1, not {args.batch}")
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"load average at start: {load} ({os.cpu_count()} CPUs)")
-    announce({}, "")  # the queue functions themselves: no setting applies
+    announce({})  # the queue functions themselves: no setting applies
     single = _measure(args, 1)
     batched = _measure(args, args.batch)
     print(f"batch of {args.batch} vs single: {batched / single:.1f}x")

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
+from processes import stop_groups  # noqa: E402
 from settings_changed import NO_RATE_LIMITS, NO_VERIFICATION, announce  # noqa: E402
 from synthetic import write_benchmark  # noqa: E402
 
@@ -202,16 +203,8 @@ def run(pools: int, args: argparse.Namespace) -> float:
         finished = True
         return elapsed
     finally:
-        for agent in agents:
-            if agent.poll() is None:
-                os.killpg(agent.pid, signal.SIGINT)
-        for agent in agents:
-            try:
-                agent.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(agent.pid, signal.SIGKILL)
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_groups(agents, signal.SIGINT)  # Ctrl-C: each agent hands back its leases
+        stop_groups([server])
         engine.dispose()
         if finished:  # else keep the logs
             shutil.rmtree(root, ignore_errors=True)

@@ -49,7 +49,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -65,6 +64,7 @@ from typing import Any
 import aiohttp
 import psutil
 import sqlalchemy as sa
+from processes import stop_groups
 from settings_changed import NO_RATE_LIMITS, announce
 from synthetic import write_benchmark
 
@@ -252,22 +252,10 @@ def start_platforms(
                 break
             except requests.RequestException:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    stop_platforms(processes)
+                    stop_groups(processes)
                     raise SystemExit(f"gunicorn did not start; see {root}/gunicorn*.log") from None
                 time.sleep(0.2)
     return processes, servers
-
-
-def stop_platforms(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -754,7 +742,7 @@ def run(args: argparse.Namespace) -> bool:
         tally, first, last = asyncio.run(
             simulate(servers, seeded.credentials, warmup, args.seconds, args.work_seconds, measure)
         )
-        stop_platforms(masters)
+        stop_groups(masters)
         cpu = {key: last[key] - first[key] for key in ("platform", "database", "simulation")}
         counters = {k: v - first["counters"].get(k, 0) for k, v in last["counters"].items()}
         checks = check_nothing_lost(seeded.url, tally, args.pools)
@@ -770,7 +758,7 @@ def run(args: argparse.Namespace) -> bool:
         )
         return ok
     finally:
-        stop_platforms(masters)
+        stop_groups(masters)
         drop(args.url, seeded.database)
         if ok or not args.keep_logs_on_failure:
             shutil.rmtree(root, ignore_errors=True)

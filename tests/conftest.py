@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +354,26 @@ def generation_items(n: int = 6) -> list[dict[str, Any]]:
             }
         )
     return items
+
+
+def in_threads(work: Callable[[Any], None], args: Iterable[Any], timeout: float = 120) -> None:
+    """Run ``work(arg)`` for every arg, each in a thread of its own, all at once; re-raise
+    the first error any of them met (after every thread ended or timed out)."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run(arg: Any) -> None:
+        try:
+            work(arg)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(arg,)) for arg in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread did not finish in time"
+    if errors:
+        raise errors[0]

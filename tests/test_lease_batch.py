@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import generation_items, write_benchmark
+from conftest import generation_items, in_threads, write_benchmark
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -182,21 +181,12 @@ def test_concurrent_batches_from_eight_threads_never_share_a_shard(
     _job(db, tmp_path, items=240)
     pools = [register_pool(db, f"p{i}") for i in range(8)]
     leased: list[int] = []
-    errors: list[BaseException] = []
 
     def worker(pool: int) -> None:
-        try:
-            while batch := lease_shards(db, pool, 7):
-                leased.extend(lease.shard_id for lease in batch)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        while batch := lease_shards(db, pool, 7):
+            leased.extend(lease.shard_id for lease in batch)
 
-    threads = [threading.Thread(target=worker, args=(p,)) for p in pools]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    in_threads(worker, pools)
     assert len(leased) == 240 and len(set(leased)) == 240
     with Session(db) as session:
         runs = Counter(r.shard_id for r in session.exec(select(ShardRun)))

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import generation_items, write_benchmark
+from conftest import generation_items, in_threads, write_benchmark
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -251,22 +251,13 @@ def test_concurrent_pools_never_share_a_shard(db: Engine, tmp_path: Path) -> Non
     _job(db, tmp_path, n_items=40, shard_size=1)
     pools = [register_pool(db, f"p{i}") for i in range(4)]
     leased: list[int] = []
-    errors: list[BaseException] = []
 
     def worker(pool: int) -> None:
-        try:
-            while (lease := lease_next_shard(db, pool)) is not None:
-                leased.append(lease.shard_id)
-                submit_shard_results(db, _result(lease))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        while (lease := lease_next_shard(db, pool)) is not None:
+            leased.append(lease.shard_id)
+            submit_shard_results(db, _result(lease))
 
-    threads = [threading.Thread(target=worker, args=(p,)) for p in pools]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    in_threads(worker, pools)
     assert sorted(leased) == sorted(set(leased)) and len(leased) == 40
     with Session(db) as session:
         accepted = session.exec(select(ShardRun).where(ShardRun.status == RunStatus.ACCEPTED)).all()
