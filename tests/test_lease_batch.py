@@ -210,3 +210,30 @@ def test_long_poll_places_are_half_the_threads_unless_set(
     assert lease_waiter_places(Settings(data_dir=tmp_path)) == 1
     monkeypatch.setenv("SABHA_LEASE_WAITERS", "0")
     assert lease_waiter_places(Settings(data_dir=tmp_path)) == 0
+
+
+def test_two_new_pools_at_their_limit_still_verify_each_other(db: Engine, tmp_path: Path) -> None:
+    """Each new pool has as many results waiting as it may; each waits for the other's
+    replica. A capped pool gets no new shard, but a shard waiting for a replica, one a call,
+    so the two verify each other instead of waiting for ever (found by test_pool_cheaters)."""
+    job_id = _job(db, tmp_path, items=8)
+    capped = VerificationPolicy(new_pool_shards=2, fraction=0.0, audit_jobs=False)
+    a, b = _volunteer(db, "a", "asha"), _volunteer(db, "b", "bahati")
+    a_leases = lease_shards(db, a, 64, policy=capped)
+    b_leases = lease_shards(db, b, 64, policy=capped)
+    assert len(a_leases) == len(b_leases) == 2
+    for lease in a_leases + b_leases:
+        _submit(db, lease, capped)
+    fresh = {lease.shard_id for lease in a_leases + b_leases}
+    # At the limit: only a replica of the other's waiting results, one a call.
+    replica = lease_shards(db, b, 64, policy=capped)
+    assert len(replica) == 1 and replica[0].shard_id in {x.shard_id for x in a_leases}
+    assert replica[0].replica == 1
+    _submit(db, replica[0], capped)  # the same answers: they agree, A's result counts
+    with session_scope(db) as session:
+        shard = session.get_one(Shard, replica[0].shard_id)
+        assert shard.accepted_run_id is not None
+        queued_fresh = session.exec(
+            select(Shard).where(Shard.job_id == job_id, col(Shard.id).not_in(fresh))
+        ).all()
+        assert all(s.status == "queued" for s in queued_fresh)  # no fresh shard was leased

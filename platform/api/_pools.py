@@ -315,7 +315,7 @@ def post_release(path: LeasePath, body: LeaseRelease) -> Response:
     security=security(WORKER_SCOPE),
     responses={
         200: ResultBatchReceipt,
-        **problem_responses(401, 404, 411, 413, 415, 422, 426),
+        **problem_responses(401, 403, 404, 411, 413, 415, 422, 426),
     },
 )
 @require_scope(WORKER_SCOPE)

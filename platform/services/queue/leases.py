@@ -125,8 +125,9 @@ def lease_shards(
         lease_seconds: How long each lease holds without a heartbeat.
         policy: The verification policy (default: the settings'); a new
             volunteer pool with ``new_pool_shards`` results waiting for
-            replicas gets nothing more until some are verified, and a batch
-            never takes it past that many.
+            replicas gets no new shard until some are verified (only a shard
+            waiting for a replica of another owner's result, one a call),
+            and a batch never takes it past that many.
         local_models_for_volunteers: Whether volunteer pools may run jobs of
             models that are folders on the platform's disk (they share it).
 
@@ -217,12 +218,18 @@ def _lease(
         local = pool.kind == PoolKind.LOCAL
         if not local:  # read the settings only for volunteers' pools: the local lease is hot
             policy = policy or VerificationPolicy.from_settings()
+        replicas_only = False
         if not local and policy is not None and pool.agreements < policy.new_pool_shards:
             # A new pool's results all wait for replicas: it may have only so many waiting.
             room = max(1, policy.new_pool_shards) - waiting_results(session, pool_id)
-            if room <= 0:
-                return []
-            max_shards = min(max_shards, room)
+            if room > 0:
+                max_shards = min(max_shards, room)
+            else:
+                # It may still verify others, a shard a call: a shard waiting for a replica
+                # (its result is compared with another owner's, so it counts only if they
+                # agree). Else two new pools, each at its limit and each waiting for the
+                # other's replica, would wait for ever.
+                replicas_only, max_shards = True, 1
         memory = (pool.capabilities or {}).get("memory_bytes")
         if not isinstance(memory, int | float) or isinstance(memory, bool):
             memory = None
@@ -233,6 +240,7 @@ def _lease(
             job_ids is not None,
             local,
             local or local_models_for_volunteers,
+            replicas_only,
         )
         claimed = connection.execute(
             claim,
@@ -258,7 +266,13 @@ def _lease(
 
 @functools.cache
 def _claim_statement(
-    postgresql: bool, owned: bool, memory: bool, jobs: bool, local: bool, local_models: bool
+    postgresql: bool,
+    owned: bool,
+    memory: bool,
+    jobs: bool,
+    local: bool,
+    local_models: bool,
+    replicas_only: bool = False,
 ) -> sa.Update:
     """Pick and claim the first queued shards a pool may run, in one statement.
 
@@ -269,7 +283,8 @@ def _claim_statement(
     server-only shard (a private held-out split) goes to the operator's local
     pools only (``local``): a volunteer's pool never sees its items. A job
     whose model is a folder on the platform's disk goes to pools that can
-    read that disk only (``local_models``).
+    read that disk only (``local_models``). With ``replicas_only``, only shards
+    that wait for a replica of another owner's result (``replicas`` above 1).
     ``WITH picked AS MATERIALIZED (SELECT ... LIMIT :max_shards) UPDATE shard
     ... WHERE id IN picked RETURNING``: the pick runs once (materialized), and
     on PostgreSQL it skips rows other transactions have locked (``FOR UPDATE
@@ -316,6 +331,8 @@ def _claim_statement(
         )
     if jobs:
         pick = pick.where(candidate.c.job_id.in_(sa.bindparam("job_ids", expanding=True)))
+    if replicas_only:
+        pick = pick.where(candidate.c.replicas > 1)
     if not local:
         pick = pick.where(candidate.c.server_only.is_(False))
     if not local_models:
