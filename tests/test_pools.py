@@ -103,9 +103,16 @@ def test_a_pool_killed_mid_job_loses_nothing(
     deadline = time.monotonic() + 120
     # Killed once it has finished a shard and holds a lease on another (the agent posts
     # what waits in its spool before it leases more, so there are moments with neither).
-    while not {"accepted", "leased"} <= {status for _, status, _ in read_runs(database_url)}:
+    # Frozen first (SIGSTOP), then checked: a lease seen a moment before may have been
+    # posted meanwhile; then it goes on and the next moment is tried.
+    while True:
         assert victim.poll() is None, victim.communicate()[0]
         assert time.monotonic() < deadline, "the pool never finished a shard"
+        if {"accepted", "leased"} <= {status for _, status, _ in read_runs(database_url)}:
+            os.killpg(victim.pid, signal.SIGSTOP)
+            if {"accepted", "leased"} <= {status for _, status, _ in read_runs(database_url)}:
+                break
+            os.killpg(victim.pid, signal.SIGCONT)
         time.sleep(0.02)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(timeout=30)
